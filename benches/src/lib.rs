@@ -1,0 +1,1 @@
+//! Benchmarks for the workspace. The suites arrive with their issue.

@@ -1,0 +1,141 @@
+//! The persistence contract: minting write ids, tracking which writes are durable, and holding
+//! back the responses that depend on writes not yet acknowledged.
+
+use alloc::collections::VecDeque;
+
+use crate::message::Message;
+use crate::output::{Outputs, Write, WriteId};
+use crate::types::Index;
+
+/// A write handed to the adapter and not yet acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: u64,
+    /// The log's last index once this write is durable, lowered by later truncations.
+    last_index: Index,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Durability {
+    /// The last id minted (0: none yet).
+    minted: u64,
+    /// The last id acknowledged.
+    acked: u64,
+    pending: VecDeque<Pending>,
+    /// Responses waiting for the write with this id (and all before it) to be durable.
+    withheld: VecDeque<(u64, Message)>,
+}
+
+/// What an acknowledgement changed.
+pub(crate) struct Acked {
+    /// The log is durable up to here, if the acknowledgement covered a log write.
+    pub(crate) persisted: Option<Index>,
+}
+
+impl Durability {
+    /// Adds to the write of the current step: the last write in the lane if it is not yet
+    /// acknowledged, otherwise a new one. Either way the write gets a fresh id, so that the
+    /// adapter's acknowledgement covers everything added so far, and one sync covers writes the
+    /// adapter has not taken yet.
+    pub(crate) fn write(
+        &mut self,
+        out: &mut Outputs,
+        last_index: Index,
+        f: impl FnOnce(&mut Write),
+    ) {
+        let current = out
+            .writes
+            .last()
+            .is_some_and(|w| w.id.0 == self.minted && w.id.0 > self.acked);
+        if !current {
+            self.minted += 1;
+            self.pending.push_back(Pending {
+                id: self.minted,
+                last_index,
+            });
+            let id = WriteId(self.minted);
+            match out.writes.last_mut() {
+                Some(w) if w.id.0 > self.acked => w.id = id,
+                _ => out.writes.push(Write::new(id)),
+            }
+        }
+        if let Some(p) = self.pending.back_mut() {
+            p.last_index = last_index;
+        }
+        if let Some(w) = out.writes.last_mut() {
+            f(w);
+        }
+    }
+
+    /// Entries from `from` on were truncated: no pending write can make them durable any more.
+    pub(crate) fn note_truncation(&mut self, from: Index) {
+        for p in &mut self.pending {
+            p.last_index = p.last_index.min(from.prev());
+        }
+    }
+
+    /// Whether every write minted so far is acknowledged.
+    pub(crate) fn all_acked(&self) -> bool {
+        self.acked == self.minted
+    }
+
+    /// The last minted id, for something that depends on every write so far.
+    pub(crate) fn latest(&self) -> u64 {
+        self.minted
+    }
+
+    /// Whether the write with this id is durable.
+    pub(crate) fn is_acked(&self, id: u64) -> bool {
+        id <= self.acked
+    }
+
+    /// Queues a response until every write minted so far is durable; sends it now if none is
+    /// pending.
+    pub(crate) fn send_after_writes(&mut self, msg: Message, out: &mut Outputs) {
+        if self.all_acked() {
+            out.sends.push(msg);
+        } else {
+            self.withheld.push_back((self.minted, msg));
+        }
+    }
+
+    /// Records the adapter's cumulative acknowledgement. Returns `None` if `id` was never minted.
+    pub(crate) fn ack(&mut self, id: WriteId) -> Option<Acked> {
+        if id.0 > self.minted {
+            return None;
+        }
+        let mut persisted = None;
+        if id.0 > self.acked {
+            self.acked = id.0;
+            while let Some(p) = self.pending.front().copied() {
+                if p.id > id.0 {
+                    break;
+                }
+                persisted = Some(p.last_index);
+                self.pending.pop_front();
+            }
+        }
+        Some(Acked { persisted })
+    }
+
+    /// Takes the withheld messages whose writes are now durable.
+    pub(crate) fn release(&mut self) -> impl Iterator<Item = Message> + '_ {
+        let acked = self.acked;
+        let n = self
+            .withheld
+            .iter()
+            .take_while(|(id, _)| *id <= acked)
+            .count();
+        self.withheld.drain(..n).map(|(_, m)| m)
+    }
+
+    /// How many responses are waiting for writes.
+    pub(crate) fn withheld_len(&self) -> usize {
+        self.withheld.len()
+    }
+
+    /// Writes pending.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+}

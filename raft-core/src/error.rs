@@ -1,0 +1,191 @@
+//! Typed errors: rejected network input, caller misuse, refused requests, and bad restart state.
+//!
+//! Every error is `Copy`, carries no strings, and leaves the node able to go on serving.
+
+use core::fmt;
+
+use crate::config::ConfigError;
+use crate::membership::MembershipError;
+use crate::types::{Index, NodeId};
+
+/// Why [`Node::step`](crate::Node::step) did not do what the input asked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum StepError {
+    /// The input came from the network and cannot be valid. The node's state is unchanged and the
+    /// rejection is counted in [`Stats`](crate::Stats). Log it and carry on.
+    Rejected(Reject),
+    /// The caller broke the contract of the API (for example acknowledged a write that was never
+    /// issued). Never caused by network input: it is a bug in the adapter.
+    Misuse(Misuse),
+    /// A valid request that cannot be served now: not the leader, a transfer under way, too
+    /// large. Retry elsewhere or later.
+    Refused(Refusal),
+}
+
+/// Network input that cannot come from a correct peer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Reject {
+    /// The message is addressed to another node.
+    WrongRecipient {
+        /// The addressee named in the message.
+        to: NodeId,
+    },
+    /// The message claims to come from this node.
+    FromSelf,
+    /// The sender is not a member of the configuration.
+    UnknownSender {
+        /// The claimed sender.
+        from: NodeId,
+    },
+    /// Entries in an AppendEntries message are not contiguous after `prev`, or their terms go
+    /// backwards or past the message's term.
+    MalformedEntries,
+    /// A commit index past the end of this node's log (etcd's raft and raft-rs panic here).
+    CommitPastLog {
+        /// The commit index claimed.
+        commit: Index,
+        /// This node's last index.
+        last: Index,
+    },
+    /// A follower acknowledged entries this leader never had.
+    AckPastLog {
+        /// The index acknowledged.
+        index: Index,
+    },
+    /// Another node claims to lead in this node's term while this node leads it.
+    ConflictingLeader {
+        /// The other claimant.
+        from: NodeId,
+    },
+    /// A vote request whose last log term is above the term it campaigns for.
+    MalformedVoteRequest,
+    /// An index or term at the very top of its range, which would overflow.
+    Overflow,
+}
+
+/// The caller broke the API contract. These indicate a bug in the adapter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// `Persisted` acknowledged a write id that was never issued.
+    UnknownWrite,
+    /// `Applied` reported an index that was never handed out for applying.
+    AppliedPastEmitted {
+        /// The index reported.
+        index: Index,
+        /// The highest index handed out.
+        emitted: Index,
+    },
+}
+
+/// A valid request the node cannot serve now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Only the leader can do this; `leader` is the leader this node knows of, if any.
+    NotLeader {
+        /// The leader this node believes in, to redirect to.
+        leader: Option<NodeId>,
+    },
+    /// A leadership transfer is under way; proposals wait until it ends.
+    TransferInProgress,
+    /// The proposal is larger than `Config::max_entry_bytes`.
+    TooLarge,
+    /// Too many reads are waiting for confirmation (`Config::max_pending_reads`).
+    TooManyReads,
+    /// The transfer target is not a voter of the configuration (or is this node).
+    InvalidTransferTarget,
+    /// The log index or term would overflow.
+    Exhausted,
+    /// This node is not a voter and so cannot campaign.
+    NotVoter,
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rejected(r) => write!(f, "rejected input: {r:?}"),
+            Self::Misuse(m) => write!(f, "API misuse: {m:?}"),
+            Self::Refused(r) => write!(f, "refused: {r:?}"),
+        }
+    }
+}
+
+impl core::error::Error for StepError {}
+
+impl From<Reject> for StepError {
+    fn from(r: Reject) -> Self {
+        Self::Rejected(r)
+    }
+}
+
+impl From<Misuse> for StepError {
+    fn from(m: Misuse) -> Self {
+        Self::Misuse(m)
+    }
+}
+
+impl From<Refusal> for StepError {
+    fn from(r: Refusal) -> Self {
+        Self::Refused(r)
+    }
+}
+
+/// The persisted state handed to [`Node::restore`](crate::Node::restore) is inconsistent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// The snapshot's membership is invalid.
+    Membership(MembershipError),
+    /// The snapshot has index 0 but a non-zero term, or the reverse.
+    SnapshotIdInconsistent,
+    /// The entry expected at `expected` has another index.
+    EntriesNotContiguous {
+        /// The index the entry should have had.
+        expected: Index,
+        /// The index it had.
+        found: Index,
+    },
+    /// The entry at `at` has a lower term than the one before it (or than the snapshot).
+    TermsDecrease {
+        /// The entry's index.
+        at: Index,
+    },
+    /// The hard state's term is below the term of the last entry.
+    TermBehindLog,
+    /// The applied index is below the snapshot: the state machine is older than the snapshot the
+    /// log was compacted to.
+    AppliedBeforeSnapshot,
+    /// The applied index is past the last entry.
+    AppliedPastLog,
+}
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(e) => write!(f, "invalid configuration: {e}"),
+            Self::Membership(e) => write!(f, "invalid membership in snapshot: {e}"),
+            Self::SnapshotIdInconsistent => {
+                f.write_str("snapshot id has index 0 with a non-zero term, or the reverse")
+            }
+            Self::EntriesNotContiguous { expected, found } => {
+                write!(
+                    f,
+                    "log entry {found} found where entry {expected} was expected"
+                )
+            }
+            Self::TermsDecrease { at } => write!(f, "log term decreases at index {at}"),
+            Self::TermBehindLog => {
+                f.write_str("hard state term is below the last log entry's term")
+            }
+            Self::AppliedBeforeSnapshot => f.write_str("applied index is below the snapshot index"),
+            Self::AppliedPastLog => f.write_str("applied index is past the end of the log"),
+        }
+    }
+}
+
+impl core::error::Error for RestoreError {}

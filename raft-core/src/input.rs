@@ -1,0 +1,38 @@
+//! Everything that can happen to a node, as data: the simulator and the fuzzers record and
+//! replay it.
+
+use crate::message::Message;
+use crate::output::WriteId;
+use crate::types::{Index, NodeId, Payload};
+
+/// An input to [`Node::step`](crate::Node::step).
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Input {
+    /// One unit of logical time passed. The adapter decides what a tick is worth.
+    Tick,
+    /// A message arrived from a peer. Untrusted: nonsense is rejected, never obeyed.
+    Message(Message),
+    /// The application proposes a command (leader only). [`Node::propose`](crate::Node::propose)
+    /// does the same and also returns the entry's id.
+    Propose(Payload),
+    /// The application asks for a linearizable read (leader only). The answer comes out in the
+    /// reads lane with the same id.
+    Read(ReadId),
+    /// Ask the leader to hand leadership to a voter (Raft thesis §3.10).
+    TransferLeader(NodeId),
+    /// Start an election now, without waiting for the election timeout (with a pre-vote round
+    /// first if pre-vote is on).
+    Campaign,
+    /// Every write with an id up to and including this one is durable. Cumulative: one
+    /// acknowledgement covers many writes, and a repeated one is harmless.
+    Persisted(WriteId),
+    /// The state machine has applied every entry up to and including this index.
+    Applied(Index),
+    /// The adapter could not reach this peer; the leader stops pipelining to it and probes.
+    Unreachable(NodeId),
+}
+
+/// The caller's name for a read request, echoed back when the read is ready.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ReadId(pub u64);

@@ -1,0 +1,110 @@
+//! The messages nodes exchange. They derive serde, so any serde format (postcard in this
+//! workspace) carries them; the core treats every received message as untrusted.
+
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, Index, LogId, NodeId, Term};
+
+/// A message between two nodes.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The addressee.
+    pub to: NodeId,
+    /// The sender's term (for a pre-vote request: the term the sender would campaign in).
+    pub term: Term,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+/// The kinds of message.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MessageBody {
+    /// RequestVote (Raft §5.2), or a pre-vote probe (thesis §9.6) when `pre_vote` is set.
+    VoteRequest {
+        /// The candidate's last log entry, for the election restriction (§5.4.1).
+        last_log: LogId,
+        /// A pre-vote: the receiver answers as if asked but changes no state.
+        pre_vote: bool,
+        /// Sent on a leader's behalf during a leadership transfer: receivers grant it even if
+        /// they heard from the leader recently.
+        leader_transfer: bool,
+    },
+    /// The answer to a `VoteRequest`.
+    VoteResponse {
+        /// Whether the vote was granted.
+        granted: bool,
+        /// Whether it answers a pre-vote.
+        pre_vote: bool,
+    },
+    /// AppendEntries (Raft §5.3): entries after `prev`, and the leader's commit index.
+    AppendEntries {
+        /// The entry just before `entries`, which the follower must already hold.
+        prev: LogId,
+        /// The entries to append, contiguous after `prev`; empty to carry only the commit index.
+        entries: Vec<Entry>,
+        /// The leader's commit index.
+        commit: Index,
+    },
+    /// The answer to an `AppendEntries`.
+    AppendResponse {
+        /// What the follower did with it.
+        outcome: AppendOutcome,
+    },
+    /// A leader's heartbeat: it asserts leadership and carries the commit index, capped at what
+    /// the follower is known to hold, and the newest ReadIndex round to confirm.
+    Heartbeat {
+        /// The commit index, at most the follower's known match index.
+        commit: Index,
+        /// The ReadIndex round this heartbeat confirms (0 for none).
+        read_round: u64,
+    },
+    /// The answer to a heartbeat, echoing its ReadIndex round.
+    HeartbeatResponse {
+        /// The round being confirmed.
+        read_round: u64,
+    },
+    /// Leadership transfer: the leader tells its chosen successor to campaign at once.
+    TimeoutNow,
+}
+
+/// What a follower did with an `AppendEntries`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AppendOutcome {
+    /// The follower's log matches the leader's up to and including `match_index`, durably.
+    Accepted {
+        /// The last index known to match.
+        match_index: Index,
+    },
+    /// The follower has no entry matching the request's `prev` at index `rejected`. `hint` is
+    /// the last entry of the follower's log at or before `rejected` whose term is at most the
+    /// term the leader expected: the leader can skip a whole term per round trip (Raft §5.3).
+    Conflict {
+        /// The `prev` index of the rejected request.
+        rejected: Index,
+        /// Where the follower suggests probing next.
+        hint: LogId,
+    },
+    /// The request came from an older term; the header carries the follower's newer term, which
+    /// makes a deposed leader step down.
+    Outdated,
+}
+
+impl Message {
+    /// Whether the message answers a request (and so may depend on state that must be durable
+    /// before it is sent).
+    #[must_use]
+    pub fn is_response(&self) -> bool {
+        matches!(
+            self.body,
+            MessageBody::VoteResponse { .. }
+                | MessageBody::AppendResponse { .. }
+                | MessageBody::HeartbeatResponse { .. }
+        )
+    }
+}

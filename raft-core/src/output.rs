@@ -1,0 +1,201 @@
+//! What a node asks its adapter to do, sorted into lanes the adapter drains.
+
+use alloc::vec::{Drain, Vec};
+
+use smallvec::SmallVec;
+
+use crate::input::ReadId;
+use crate::message::Message;
+use crate::status::Role;
+use crate::types::{Entry, HardState, Index, NodeId, Term};
+
+/// The outputs of one or more steps, sorted into lanes.
+///
+/// The caller owns it and passes it to every [`Node::step`](crate::Node::step), which appends and
+/// never clears. Drain each lane, then reuse the value: its buffers keep their capacity, so the
+/// steady state allocates nothing.
+///
+/// The lanes, and what the adapter MUST do with each:
+///
+/// 1. **sends**: send each message to its addressee. Everything here is safe to send at once;
+///    responses that depend on unconfirmed writes are held inside the node until the writes are
+///    acknowledged.
+/// 2. **writes**: make each [`Write`] durable, in order, then step
+///    [`Input::Persisted`](crate::Input::Persisted) with the id of the last one made durable.
+///    Writes still in the lane may be merged by the node into one.
+/// 3. **apply**: apply these entries to the state machine in order (they are committed and
+///    locally durable), then step [`Input::Applied`](crate::Input::Applied).
+/// 4. **reads**: each [`ReadResult::Ready`] may be served once the state machine has applied its
+///    index.
+/// 5. **events**: observability only; nothing must be done.
+#[derive(Default, Debug)]
+pub struct Outputs {
+    pub(crate) sends: Vec<Message>,
+    pub(crate) writes: Vec<Write>,
+    pub(crate) apply: Vec<Entry>,
+    pub(crate) reads: Vec<ReadResult>,
+    pub(crate) events: Vec<Event>,
+}
+
+impl Outputs {
+    /// Empty lanes.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the messages to send.
+    pub fn drain_sends(&mut self) -> Drain<'_, Message> {
+        self.sends.drain(..)
+    }
+
+    /// Takes the writes to make durable, oldest first.
+    pub fn drain_writes(&mut self) -> Drain<'_, Write> {
+        self.writes.drain(..)
+    }
+
+    /// Takes the entries to apply, in index order.
+    pub fn drain_apply(&mut self) -> Drain<'_, Entry> {
+        self.apply.drain(..)
+    }
+
+    /// Takes the finished reads.
+    pub fn drain_reads(&mut self) -> Drain<'_, ReadResult> {
+        self.reads.drain(..)
+    }
+
+    /// Takes the events.
+    pub fn drain_events(&mut self) -> Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// The messages waiting to be sent.
+    #[must_use]
+    pub fn sends(&self) -> &[Message] {
+        &self.sends
+    }
+
+    /// The writes waiting to be made durable.
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// The entries waiting to be applied.
+    #[must_use]
+    pub fn apply(&self) -> &[Entry] {
+        &self.apply
+    }
+
+    /// The finished reads.
+    #[must_use]
+    pub fn reads(&self) -> &[ReadResult] {
+        &self.reads
+    }
+
+    /// The events.
+    #[must_use]
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Whether every lane is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.sends.is_empty()
+            && self.writes.is_empty()
+            && self.apply.is_empty()
+            && self.reads.is_empty()
+            && self.events.is_empty()
+    }
+
+    /// Empties every lane, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.sends.clear();
+        self.writes.clear();
+        self.apply.clear();
+        self.reads.clear();
+        self.events.clear();
+    }
+}
+
+/// The name of a write. Only the node can mint one; ids increase with every write.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct WriteId(pub(crate) u64);
+
+impl WriteId {
+    /// The number behind the id, for logs and metrics.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// State the adapter MUST make durable, then acknowledge with
+/// [`Input::Persisted`](crate::Input::Persisted)`(id)`.
+///
+/// Apply the parts in this order: `hard_state`, then `truncate_from`, then `entries`. A crash
+/// part-way MUST leave a prefix of that order on disk (as an append-only log does), never the
+/// entries without the hard state that precedes them.
+#[must_use = "a write must be made durable and acknowledged, or the node stalls"]
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Write {
+    /// The id to acknowledge once this write (and every earlier one) is durable.
+    pub id: WriteId,
+    /// A new term and vote to record, if they changed.
+    pub hard_state: Option<HardState>,
+    /// Delete every entry at this index and above before appending.
+    pub truncate_from: Option<Index>,
+    /// Entries to append after the log's current end, contiguous and in index order.
+    pub entries: SmallVec<[Entry; 4]>,
+}
+
+impl Write {
+    pub(crate) fn new(id: WriteId) -> Self {
+        Self {
+            id,
+            hard_state: None,
+            truncate_from: None,
+            entries: SmallVec::new(),
+        }
+    }
+
+    /// Folds a later write into this one (which has not been handed to the adapter yet), so the
+    /// adapter makes both durable with one sync and acknowledges the later id.
+    pub(crate) fn absorb_truncation(&mut self, from: Index) {
+        self.entries.retain(|e| e.id.index < from);
+        self.truncate_from = Some(self.truncate_from.map_or(from, |t| t.min(from)));
+    }
+}
+
+/// The outcome of a read request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReadResult {
+    /// Leadership was confirmed after the read arrived: once the state machine has applied
+    /// `index`, serving the read from it is linearizable.
+    Ready {
+        /// The caller's id for the read.
+        id: ReadId,
+        /// The commit index the read must wait for.
+        index: Index,
+    },
+    /// This node stopped being leader before the read was confirmed. Retry at the new leader.
+    Aborted {
+        /// The caller's id for the read.
+        id: ReadId,
+    },
+}
+
+/// Something observable happened.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The node's role, term or known leader changed.
+    StateChanged {
+        /// The new role.
+        role: Role,
+        /// The current term.
+        term: Term,
+        /// The leader this node now knows of.
+        leader: Option<NodeId>,
+    },
+}

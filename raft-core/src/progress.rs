@@ -1,0 +1,150 @@
+//! A leader's record of one follower: how far it matches, what is in flight, and whether to probe
+//! or pipeline.
+
+use alloc::collections::VecDeque;
+
+use crate::status::{PeerStatus, ReplicationState};
+use crate::types::{Index, NodeId};
+
+/// One AppendEntries in flight: its last index and payload bytes.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    last: Index,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Progress {
+    pub(crate) id: NodeId,
+    pub(crate) learner: bool,
+    pub(crate) match_index: Index,
+    pub(crate) next: Index,
+    pub(crate) state: ReplicationState,
+    /// Probe state: a probe is out and unanswered, so send no other.
+    pub(crate) probe_sent: bool,
+    /// It answered within the current CheckQuorum period.
+    pub(crate) recent_active: bool,
+    /// An append was acknowledged since the last heartbeat response: replication is moving.
+    pub(crate) acked_since_heartbeat: bool,
+    /// The newest ReadIndex round it confirmed.
+    pub(crate) read_round: u64,
+    flights: VecDeque<Flight>,
+    flight_bytes: u64,
+}
+
+impl Progress {
+    pub(crate) fn new(id: NodeId, learner: bool, next: Index) -> Self {
+        Self {
+            id,
+            learner,
+            match_index: Index::ZERO,
+            next,
+            state: ReplicationState::Probe,
+            probe_sent: false,
+            recent_active: false,
+            acked_since_heartbeat: false,
+            read_round: 0,
+            flights: VecDeque::new(),
+            flight_bytes: 0,
+        }
+    }
+
+    /// Whether no new AppendEntries may go out now.
+    pub(crate) fn paused(&self, max_msgs: u32, max_bytes: u64) -> bool {
+        match self.state {
+            ReplicationState::Probe => self.probe_sent,
+            ReplicationState::Replicate => {
+                self.flights.len() >= max_msgs as usize || self.flight_bytes >= max_bytes
+            }
+        }
+    }
+
+    pub(crate) fn has_inflight(&self) -> bool {
+        !self.flights.is_empty()
+    }
+
+    /// An AppendEntries carrying entries up to `last` went out.
+    pub(crate) fn sent(&mut self, last: Index, bytes: u64) {
+        match self.state {
+            ReplicationState::Probe => self.probe_sent = true,
+            ReplicationState::Replicate => {
+                self.next = last.next().unwrap_or(last);
+                self.flights.push_back(Flight { last, bytes });
+                self.flight_bytes = self.flight_bytes.saturating_add(bytes);
+            }
+        }
+    }
+
+    /// The follower matches up to `index`. Returns whether that is news.
+    pub(crate) fn acknowledge(&mut self, index: Index) -> bool {
+        self.probe_sent = false;
+        while let Some(f) = self.flights.front() {
+            if f.last > index {
+                break;
+            }
+            self.flight_bytes = self.flight_bytes.saturating_sub(f.bytes);
+            self.flights.pop_front();
+        }
+        if index <= self.match_index {
+            return false;
+        }
+        self.match_index = index;
+        self.acked_since_heartbeat = true;
+        if self.next <= index {
+            self.next = index.next().unwrap_or(index);
+        }
+        if self.state == ReplicationState::Probe {
+            self.become_replicate();
+        }
+        true
+    }
+
+    /// The follower refused the request whose `prev` was `rejected`; `probe_at` is where the
+    /// leader's log and the follower's hint can next agree. Returns whether to send again.
+    pub(crate) fn refused(&mut self, rejected: Index, probe_at: Index) -> bool {
+        match self.state {
+            ReplicationState::Replicate => {
+                if rejected <= self.match_index {
+                    return false; // a stale answer to something already superseded
+                }
+                self.become_probe();
+                true
+            }
+            ReplicationState::Probe => {
+                if self.next.prev() != rejected {
+                    return false; // not the probe that is outstanding
+                }
+                let next = rejected.min(probe_at.next().unwrap_or(probe_at));
+                self.next = next.max(self.match_index.next().unwrap_or(self.match_index));
+                self.probe_sent = false;
+                true
+            }
+        }
+    }
+
+    pub(crate) fn become_probe(&mut self) {
+        self.state = ReplicationState::Probe;
+        self.next = self.match_index.next().unwrap_or(self.match_index);
+        self.probe_sent = false;
+        self.flights.clear();
+        self.flight_bytes = 0;
+    }
+
+    fn become_replicate(&mut self) {
+        self.state = ReplicationState::Replicate;
+        self.next = self.match_index.next().unwrap_or(self.match_index);
+        self.probe_sent = false;
+    }
+
+    pub(crate) fn status(&self) -> PeerStatus {
+        PeerStatus {
+            id: self.id,
+            match_index: self.match_index,
+            next_index: self.next,
+            state: self.state,
+            recent_active: self.recent_active,
+            inflight_msgs: u32::try_from(self.flights.len()).unwrap_or(u32::MAX),
+            learner: self.learner,
+        }
+    }
+}

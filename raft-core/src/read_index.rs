@@ -1,0 +1,137 @@
+//! Linearizable reads by ReadIndex (Raft thesis §6.4): a read is served at the commit index the
+//! leader had when it arrived, once a heartbeat round sent after its arrival has been confirmed by
+//! a quorum, and only by a leader that has committed an entry of its own term.
+
+use alloc::collections::VecDeque;
+
+use crate::input::ReadId;
+use crate::output::{Outputs, ReadResult};
+use crate::types::Index;
+
+#[derive(Debug, Clone, Copy)]
+struct PendingRead {
+    id: ReadId,
+    round: u64,
+    index: Index,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ReadIndex {
+    /// The last heartbeat round started for reads.
+    round: u64,
+    /// Reads waiting for their round to be confirmed, oldest first.
+    confirming: VecDeque<PendingRead>,
+    /// Reads that arrived before the leader committed an entry of its term.
+    waiting_for_commit: VecDeque<ReadId>,
+}
+
+impl ReadIndex {
+    pub(crate) fn len(&self) -> usize {
+        self.confirming.len() + self.waiting_for_commit.len()
+    }
+
+    /// The newest round, which heartbeats carry.
+    pub(crate) fn round(&self) -> u64 {
+        self.round
+    }
+
+    pub(crate) fn wait_for_commit(&mut self, id: ReadId) {
+        self.waiting_for_commit.push_back(id);
+    }
+
+    pub(crate) fn has_waiting_for_commit(&self) -> bool {
+        !self.waiting_for_commit.is_empty()
+    }
+
+    /// Starts a round for every read waiting for the leader's first commit.
+    pub(crate) fn start_waiting(&mut self, commit: Index) -> u64 {
+        self.round += 1;
+        while let Some(id) = self.waiting_for_commit.pop_front() {
+            self.confirming.push_back(PendingRead {
+                id,
+                round: self.round,
+                index: commit,
+            });
+        }
+        self.round
+    }
+
+    /// Starts a new round for a read that must see `commit`; returns the round to broadcast.
+    pub(crate) fn start(&mut self, id: ReadId, commit: Index) -> u64 {
+        self.round += 1;
+        self.confirming.push_back(PendingRead {
+            id,
+            round: self.round,
+            index: commit,
+        });
+        self.round
+    }
+
+    /// Releases, in order, the reads whose round a quorum has confirmed.
+    pub(crate) fn confirm(&mut self, quorum_confirmed: impl Fn(u64) -> bool, out: &mut Outputs) {
+        while let Some(r) = self.confirming.front().copied() {
+            if !quorum_confirmed(r.round) {
+                break;
+            }
+            self.confirming.pop_front();
+            out.reads.push(ReadResult::Ready {
+                id: r.id,
+                index: r.index,
+            });
+        }
+    }
+
+    /// Leadership ended: every pending read is aborted. Returns how many.
+    pub(crate) fn abort_all(&mut self, out: &mut Outputs) -> u64 {
+        let mut n = 0;
+        for r in self.confirming.drain(..) {
+            out.reads.push(ReadResult::Aborted { id: r.id });
+            n += 1;
+        }
+        for id in self.waiting_for_commit.drain(..) {
+            out.reads.push(ReadResult::Aborted { id });
+            n += 1;
+        }
+        n
+    }
+}
+
+impl<R: rand_core::Rng> crate::Node<R> {
+    pub(crate) fn read(&mut self, id: ReadId, out: &mut Outputs) -> Result<(), crate::StepError> {
+        use crate::error::Refusal;
+        if self.role != crate::Role::Leader {
+            return Err(Refusal::NotLeader {
+                leader: self.leader,
+            }
+            .into());
+        }
+        if self.reads.len() >= self.config.max_pending_reads as usize {
+            return Err(Refusal::TooManyReads.into());
+        }
+        if self.log.term_at(self.commit) != Some(self.term) {
+            // Until it commits an entry of its own term, a new leader does not know the commit
+            // index of the cluster (thesis §6.4 step 1).
+            self.reads.wait_for_commit(id);
+            return Ok(());
+        }
+        self.reads.start(id, self.commit);
+        self.broadcast_heartbeat(out);
+        self.confirm_reads(out);
+        Ok(())
+    }
+
+    /// Releases the reads whose heartbeat round a quorum (this leader included) confirmed.
+    pub(crate) fn confirm_reads(&mut self, out: &mut Outputs) {
+        let id = self.id;
+        let peers = &self.peers;
+        let membership = &self.membership;
+        self.reads.confirm(
+            |round| {
+                membership.has_quorum(|m| {
+                    m == id || peers.iter().any(|p| p.id == m && p.read_round >= round)
+                })
+            },
+            out,
+        );
+    }
+}

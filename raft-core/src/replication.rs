@@ -1,0 +1,322 @@
+//! Log replication (Raft §5.3) and commitment (§5.4.2): the leader's side (proposals, sending
+//! AppendEntries with batching, pipelining and flow control, counting matches) and the
+//! follower's (the AppendEntries receiver rules, heartbeats).
+
+use alloc::vec::Vec;
+
+use rand_core::Rng;
+
+use crate::error::{Refusal, Reject, StepError};
+use crate::message::{AppendOutcome, MessageBody};
+use crate::node::Node;
+use crate::output::Outputs;
+use crate::status::{ReplicationState, Role};
+use crate::types::{Entry, EntryKind, Index, LogId, NodeId, Payload};
+
+impl<R: Rng> Node<R> {
+    // ---- leader ------------------------------------------------------------------------------
+
+    pub(crate) fn propose_entry(
+        &mut self,
+        data: Payload,
+        out: &mut Outputs,
+    ) -> Result<LogId, StepError> {
+        if self.role != Role::Leader {
+            return Err(Refusal::NotLeader {
+                leader: self.leader,
+            }
+            .into());
+        }
+        if self.transfer.is_some() {
+            return Err(Refusal::TransferInProgress.into());
+        }
+        if data.len() as u64 > self.config.max_entry_bytes {
+            return Err(Refusal::TooLarge.into());
+        }
+        let id = self
+            .append_entry(EntryKind::Normal, data, out)
+            .ok_or(Refusal::Exhausted)?;
+        self.broadcast_append(false, out);
+        Ok(id)
+    }
+
+    /// Appends an entry of the current term to the leader's log and to the step's write.
+    pub(crate) fn append_entry(
+        &mut self,
+        kind: EntryKind,
+        data: Payload,
+        out: &mut Outputs,
+    ) -> Option<LogId> {
+        let index = self.log.last_index().next()?;
+        let id = LogId {
+            term: self.term,
+            index,
+        };
+        let entry = Entry { id, kind, data };
+        self.log.push(entry.clone());
+        self.durability.write(out, index, |w| w.entries.push(entry));
+        Some(id)
+    }
+
+    /// Sends every follower what it is missing (and, with `send_if_empty`, at least the commit
+    /// index).
+    pub(crate) fn broadcast_append(&mut self, send_if_empty: bool, out: &mut Outputs) {
+        for i in 0..self.peers.len() {
+            self.send_append(i, send_if_empty, out);
+        }
+    }
+
+    /// Sends the follower at `i` the next batch of entries, if its flow control allows.
+    pub(crate) fn send_append(&mut self, i: usize, send_if_empty: bool, out: &mut Outputs) -> bool {
+        let Some(p) = self.peers.get_mut(i) else {
+            return false;
+        };
+        let cfg = &self.config;
+        if p.paused(cfg.max_inflight_msgs, cfg.max_inflight_bytes) {
+            return false;
+        }
+        let prev_index = p.next.prev();
+        let Some(prev_term) = self.log.term_at(prev_index) else {
+            // Compacted away: only a snapshot can help this follower.
+            return false;
+        };
+        let entries: Vec<Entry> = self
+            .log
+            .slice(p.next, cfg.max_msg_entries, cfg.max_msg_bytes)
+            .cloned()
+            .collect();
+        if entries.is_empty() && !send_if_empty {
+            return false;
+        }
+        let bytes = entries.iter().map(Entry::size_estimate).sum();
+        match entries.last() {
+            Some(last) => p.sent(last.id.index, bytes),
+            None if p.state == ReplicationState::Probe => p.probe_sent = true,
+            None => {}
+        }
+        let to = p.id;
+        let body = MessageBody::AppendEntries {
+            prev: LogId {
+                term: prev_term,
+                index: prev_index,
+            },
+            entries,
+            commit: self.commit,
+        };
+        self.send(to, body, out);
+        true
+    }
+
+    /// Advances the commit index to the highest index a quorum holds, if that entry is of the
+    /// current term (Raft §5.4.2: earlier terms' entries are committed only indirectly). The
+    /// leader counts itself only up to what is durable on its own disk.
+    pub(crate) fn maybe_commit(&mut self, out: &mut Outputs) -> bool {
+        let own = self.log.persisted();
+        let id = self.id;
+        let peers = &self.peers;
+        let quorum_index = self.membership.committed_index(|m| {
+            if m == id {
+                own
+            } else {
+                peers
+                    .iter()
+                    .find(|p| p.id == m)
+                    .map_or(Index::ZERO, |p| p.match_index)
+            }
+        });
+        if quorum_index <= self.commit || self.log.term_at(quorum_index) != Some(self.term) {
+            return false;
+        }
+        self.commit = quorum_index;
+        if self.reads.has_waiting_for_commit() {
+            self.reads.start_waiting(self.commit);
+            self.broadcast_heartbeat(out);
+            self.confirm_reads(out);
+        }
+        true
+    }
+
+    pub(crate) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        outcome: AppendOutcome,
+        out: &mut Outputs,
+    ) -> Result<(), StepError> {
+        if self.role != Role::Leader {
+            return Ok(());
+        }
+        let Some(i) = self.peer_index(from) else {
+            return Ok(());
+        };
+        match outcome {
+            AppendOutcome::Accepted { match_index } => {
+                if match_index > self.log.last_index() {
+                    return Err(Reject::AckPastLog { index: match_index }.into());
+                }
+                let Some(p) = self.peers.get_mut(i) else {
+                    return Ok(());
+                };
+                p.recent_active = true;
+                if p.acknowledge(match_index) {
+                    if self.maybe_commit(out) {
+                        self.broadcast_append(true, out);
+                    }
+                    self.advance_transfer(out);
+                }
+                // Acknowledgements free in-flight room: keep the pipeline full.
+                while self.send_append(i, false, out) {}
+            }
+            AppendOutcome::Conflict { rejected, hint } => {
+                let probe_at = if hint.term.0 > 0 {
+                    self.log.last_at_or_before(hint.index, hint.term).index
+                } else {
+                    hint.index
+                };
+                let Some(p) = self.peers.get_mut(i) else {
+                    return Ok(());
+                };
+                p.recent_active = true;
+                if p.refused(rejected, probe_at) {
+                    self.send_append(i, true, out);
+                }
+            }
+            // Only meaningful with a newer term, which the term check already handled.
+            AppendOutcome::Outdated => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn broadcast_heartbeat(&self, out: &mut Outputs) {
+        let round = self.reads.round();
+        for p in &self.peers {
+            let body = MessageBody::Heartbeat {
+                // Never past what the follower is known to hold: it could not check it.
+                commit: self.commit.min(p.match_index),
+                read_round: round,
+            };
+            out.sends.push(crate::Message {
+                from: self.id,
+                to: p.id,
+                term: self.term,
+                body,
+            });
+        }
+    }
+
+    pub(crate) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        read_round: u64,
+        out: &mut Outputs,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(i) = self.peer_index(from) else {
+            return;
+        };
+        let last = self.log.last_index();
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        p.recent_active = true;
+        p.read_round = p.read_round.max(read_round);
+        // A follower that is behind and made no progress since the last heartbeat may have lost
+        // what was in flight: fall back to probing from its match index and send again.
+        let stalled = p.match_index < last && !p.acked_since_heartbeat;
+        p.acked_since_heartbeat = false;
+        if stalled {
+            match p.state {
+                ReplicationState::Replicate if p.has_inflight() => p.become_probe(),
+                ReplicationState::Probe => p.probe_sent = false,
+                ReplicationState::Replicate => {}
+            }
+            self.send_append(i, true, out);
+        }
+        self.confirm_reads(out);
+    }
+
+    // ---- follower ----------------------------------------------------------------------------
+
+    /// The AppendEntries receiver rules (Raft Figure 2). The message is validated and from the
+    /// leader of this node's term.
+    pub(crate) fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev: LogId,
+        entries: Vec<Entry>,
+        leader_commit: Index,
+        out: &mut Outputs,
+    ) {
+        if prev.index < self.commit {
+            // Everything up to the commit index matches any leader's log (Leader Completeness):
+            // tell the leader to continue from there.
+            let body = MessageBody::AppendResponse {
+                outcome: AppendOutcome::Accepted {
+                    match_index: self.commit,
+                },
+            };
+            self.respond(from, self.term, body, out);
+            return;
+        }
+        // Rule 2: reply false if the log has no entry at prev.index with term prev.term.
+        if !self.log.matches(prev) {
+            let hint = self.log.last_at_or_before(prev.index, prev.term);
+            let body = MessageBody::AppendResponse {
+                outcome: AppendOutcome::Conflict {
+                    rejected: prev.index,
+                    hint,
+                },
+            };
+            self.respond(from, self.term, body, out);
+            return;
+        }
+        let last_new = Index(prev.index.0 + entries.len() as u64);
+        // Rule 3: delete a conflicting entry and all that follow it; rule 4: append new entries
+        // not already in the log. Entries already present are left alone, so a delayed or
+        // duplicated message never truncates what a later one appended.
+        let first_new = entries
+            .iter()
+            .position(|e| self.log.term_at(e.id.index) != Some(e.id.term));
+        if let Some(k) = first_new {
+            let at = Index(prev.index.0 + k as u64 + 1);
+            if at <= self.log.last_index() {
+                self.log.truncate_from(at);
+                self.durability.note_truncation(at);
+                self.durability
+                    .write(out, self.log.last_index(), |w| w.absorb_truncation(at));
+            }
+            for e in entries.into_iter().skip(k) {
+                let index = e.id.index;
+                self.log.push(e.clone());
+                self.durability.write(out, index, |w| w.entries.push(e));
+            }
+        }
+        // Rule 5: commit up to min(leaderCommit, index of last new entry).
+        let commit = leader_commit.min(last_new);
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        let body = MessageBody::AppendResponse {
+            outcome: AppendOutcome::Accepted {
+                match_index: last_new,
+            },
+        };
+        self.respond(from, self.term, body, out);
+    }
+
+    pub(crate) fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        commit: Index,
+        read_round: u64,
+        out: &mut Outputs,
+    ) {
+        // `validate` rejected a commit past the log; the leader caps it at what this node holds.
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        let body = MessageBody::HeartbeatResponse { read_round };
+        self.respond(from, self.term, body, out);
+    }
+}

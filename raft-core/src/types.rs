@@ -1,0 +1,297 @@
+//! The values Raft talks about: node identities, terms, indexes, log entries and their payloads.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::num::NonZeroU64;
+
+use serde::{Deserialize, Serialize};
+
+/// The identity of a node, unique within a cluster for all time.
+///
+/// Never reuse an id for a different machine or a wiped data directory: Raft's safety rests on a
+/// node remembering what it voted for under its id. Zero is not a valid id, which makes
+/// `Option<NodeId>` as small as a `u64`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(NonZeroU64);
+
+impl NodeId {
+    /// Makes an id from a non-zero number; `None` for zero.
+    #[must_use]
+    pub const fn new(id: u64) -> Option<Self> {
+        match NonZeroU64::new(id) {
+            Some(id) => Some(Self(id)),
+            None => None,
+        }
+    }
+
+    /// The number behind the id.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A Raft term: a logical clock that numbers elections (Raft §5.1).
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Term(pub u64);
+
+impl Term {
+    /// The term before any election.
+    pub const ZERO: Self = Self(0);
+
+    /// The following term, or `None` if the counter would overflow.
+    #[must_use]
+    pub const fn next(self) -> Option<Self> {
+        match self.0.checked_add(1) {
+            Some(t) => Some(Self(t)),
+            None => None,
+        }
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A position in the replicated log. The first entry has index 1; index 0 means "before the log".
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Index(pub u64);
+
+impl Index {
+    /// The position before the first entry.
+    pub const ZERO: Self = Self(0);
+
+    /// The following index, or `None` if the counter would overflow.
+    #[must_use]
+    pub const fn next(self) -> Option<Self> {
+        match self.0.checked_add(1) {
+            Some(i) => Some(Self(i)),
+            None => None,
+        }
+    }
+
+    /// The preceding index, saturating at zero.
+    #[must_use]
+    pub const fn prev(self) -> Self {
+        Self(self.0.saturating_sub(1))
+    }
+}
+
+impl fmt::Display for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The identity of one log entry: its term and index. Two logs that hold an entry with the same
+/// `LogId` are identical up to it (the Log Matching Property, Raft §5.3).
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
+)]
+pub struct LogId {
+    /// The term in which a leader created the entry.
+    pub term: Term,
+    /// The entry's position in the log.
+    pub index: Index,
+}
+
+impl LogId {
+    /// The id "before the log": term 0, index 0.
+    pub const ZERO: Self = Self {
+        term: Term::ZERO,
+        index: Index::ZERO,
+    };
+
+    /// Makes a log id.
+    #[must_use]
+    pub const fn new(term: u64, index: u64) -> Self {
+        Self {
+            term: Term(term),
+            index: Index(index),
+        }
+    }
+}
+
+impl fmt::Display for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.term.0, self.index.0)
+    }
+}
+
+/// The opaque bytes of a command. The core never looks inside.
+///
+/// Cloning a payload copies a pointer, not the bytes: one entry fans out to every follower, the
+/// write-ahead log and the state machine without being copied.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Payload(Arc<[u8]>);
+
+impl Payload {
+    /// Copies `bytes` into a new payload (one allocation).
+    #[must_use]
+    pub fn new(bytes: &[u8]) -> Self {
+        Self(Arc::from(bytes))
+    }
+
+    /// An empty payload.
+    #[must_use]
+    pub fn empty() -> Self {
+        Self::new(&[])
+    }
+
+    /// The bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The number of bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the payload holds no bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes)", self.0.len())
+    }
+}
+
+impl core::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(bytes: &[u8]) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(Arc::from(bytes))
+    }
+}
+
+impl From<Arc<[u8]>> for Payload {
+    fn from(bytes: Arc<[u8]>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Payload;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Payload, E> {
+                Ok(Payload::new(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
+                Ok(Payload::from(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Payload, A::Error> {
+                // Bounded by what the decoder holds: the hint is never trusted for the allocation.
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    bytes.push(b);
+                }
+                Ok(Payload::from(bytes))
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
+}
+
+/// What an entry is for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EntryKind {
+    /// A command proposed by the application; its payload goes to the state machine.
+    Normal,
+    /// The empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2,
+    /// §8). The state machine skips it, but it still counts as applied.
+    Noop,
+}
+
+/// One entry of the replicated log.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// The entry's term and index.
+    pub id: LogId,
+    /// What the entry is for.
+    pub kind: EntryKind,
+    /// The command bytes (empty for a no-op).
+    pub data: Payload,
+}
+
+impl Entry {
+    /// A rough size in bytes, for the per-message and in-flight byte limits.
+    #[must_use]
+    pub fn size_estimate(&self) -> u64 {
+        // Term, index and kind on the wire come to about 16 bytes next to the payload.
+        self.data.len() as u64 + 16
+    }
+}
+
+/// The part of a node's state that MUST be durable before it is relied upon (Raft Figure 2,
+/// "persistent state on all servers", less the log, which is persisted as entries).
+///
+/// The commit index is volatile (Figure 2) and is not part of it: on restart the node learns it
+/// again from the leader, starting from the applied index the adapter reports.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Debug, Serialize, Deserialize)]
+pub struct HardState {
+    /// The latest term this node has seen.
+    pub term: Term,
+    /// The candidate this node voted for in `term`, if any.
+    pub vote: Option<NodeId>,
+}
