@@ -37,6 +37,8 @@ mod progress;
 mod read_index;
 mod replication;
 mod restore;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod status;
 mod types;
 mod voting;

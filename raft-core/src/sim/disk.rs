@@ -1,0 +1,139 @@
+//! A simulated disk: writes complete after a delay, in order; a crash keeps what was acknowledged
+//! and an arbitrary prefix of what was not (possibly tearing the last write).
+
+use alloc::collections::{BTreeSet, VecDeque};
+use alloc::vec::Vec;
+
+use super::rng::{SimRng, hash_bytes, mix};
+use crate::output::{Write, WriteId};
+use crate::types::{Entry, HardState, Index};
+
+/// A fingerprint of an entry and every entry before it.
+pub(crate) fn chain(prev: u64, e: &Entry) -> u64 {
+    let kind = match e.kind {
+        crate::EntryKind::Normal => 1,
+        crate::EntryKind::Noop => 2,
+    };
+    mix(mix(mix(prev, e.id.term.0), kind), hash_bytes(&e.data))
+}
+
+/// What one node has on disk.
+#[derive(Clone, Debug, Default)]
+pub struct SimDisk {
+    /// The durable term and vote.
+    pub hard_state: HardState,
+    /// The durable log (entry `i` has index `i + 1`).
+    pub entries: Vec<Entry>,
+    /// `chains[i]`: the fingerprint of `entries[..=i]`.
+    pub chains: Vec<u64>,
+    /// Writes issued and not yet durable, with the tick they complete at.
+    pending: VecDeque<(u64, Write)>,
+    /// The tick the last queued write completes at (writes complete in order).
+    last_completion: u64,
+    /// Writes made durable.
+    pub writes: u64,
+    /// Every (index, prefix fingerprint) that has been durable at some instant.
+    ever_durable: BTreeSet<(u64, u64)>,
+}
+
+/// A write broke the contract of [`Write`] (a core bug).
+#[derive(Debug)]
+pub struct BadWrite(pub &'static str);
+
+impl SimDisk {
+    /// Queues a write issued at `now` to complete `delay` ticks later (but after every earlier
+    /// one).
+    pub fn submit(&mut self, w: Write, now: u64, delay: u64) {
+        let at = (now + delay).max(self.last_completion);
+        self.last_completion = at;
+        self.pending.push_back((at, w));
+    }
+
+    /// Makes every write due at `now` durable; returns the id of the last one.
+    pub fn complete_due(&mut self, now: u64) -> Result<Option<WriteId>, BadWrite> {
+        let mut last = None;
+        while self.pending.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, w)) = self.pending.pop_front() else {
+                break;
+            };
+            self.apply(&w, usize::MAX)?;
+            last = Some(w.id);
+        }
+        Ok(last)
+    }
+
+    /// Whether writes are waiting.
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    fn apply(&mut self, w: &Write, max_entries: usize) -> Result<(), BadWrite> {
+        self.writes += 1;
+        if let Some(hs) = w.hard_state {
+            if hs.term < self.hard_state.term {
+                return Err(BadWrite("hard state term goes backwards"));
+            }
+            if hs.term == self.hard_state.term
+                && self.hard_state.vote.is_some()
+                && hs.vote != self.hard_state.vote
+            {
+                return Err(BadWrite("vote changed within a term"));
+            }
+            self.hard_state = hs;
+        }
+        if let Some(from) = w.truncate_from {
+            let keep = from.0.saturating_sub(1) as usize;
+            self.entries.truncate(keep);
+            self.chains.truncate(keep);
+        }
+        for e in w.entries.iter().take(max_entries) {
+            if e.id.index != Index(self.entries.len() as u64 + 1) {
+                return Err(BadWrite(
+                    "appended entry not contiguous with the durable log",
+                ));
+            }
+            let prev = self.chains.last().copied().unwrap_or(0);
+            let prefix = chain(prev, e);
+            self.chains.push(prefix);
+            self.ever_durable.insert((e.id.index.0, prefix));
+            self.entries.push(e.clone());
+        }
+        Ok(())
+    }
+
+    /// Whether the log prefix ending at `index` with fingerprint `prefix` has been durable at
+    /// some instant (`prefix` `None`: any prefix ending at `index`).
+    #[must_use]
+    pub fn was_durable(&self, index: u64, prefix: Option<u64>) -> bool {
+        match prefix {
+            _ if index == 0 => true,
+            Some(p) => self.ever_durable.contains(&(index, p)),
+            None => self
+                .ever_durable
+                .range((index, 0)..=(index, u64::MAX))
+                .next()
+                .is_some(),
+        }
+    }
+
+    /// The node crashed: what was acknowledged stays; of the rest, a random prefix reaches the
+    /// disk (the last write possibly torn after its hard state), the remainder is lost.
+    pub fn crash(&mut self, rng: &mut SimRng) -> Result<(), BadWrite> {
+        let pending: Vec<Write> = self.pending.drain(..).map(|(_, w)| w).collect();
+        let survive = rng.below(pending.len() as u64 + 1) as usize;
+        for (i, w) in pending.iter().enumerate() {
+            if i < survive {
+                self.apply(w, usize::MAX)?;
+            } else if i == survive && rng.chance(500_000) {
+                let torn = rng.below(w.entries.len() as u64 + 1) as usize;
+                self.apply(w, torn)?;
+                break;
+            } else {
+                break;
+            }
+        }
+        self.last_completion = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,838 @@
+//! A deterministic cluster simulator: test support, not part of the stable API (feature `sim`).
+//!
+//! Many nodes run in one thread under one seed. The network drops, duplicates, delays and
+//! reorders messages and makes partitions (symmetric, one-way, leader isolated,
+//! minority/majority splits); nodes crash, losing writes not acknowledged as durable (and
+//! sometimes tearing the last one), and restart from their disks; disks are slow. After every
+//! step the simulator checks Election Safety, Log Matching, Leader Completeness, State Machine
+//! Safety, the persistence contract (no vote or append acknowledgement leaves a node before its
+//! write is durable), monotonic commit indexes, linearizable ReadIndex results and the node's own
+//! invariants. A run has a fault phase, then a healed phase in which a proposal must commit
+//! within a bound.
+//!
+//! The same seed always produces the same run, byte for byte: a failing seed is a reproducible
+//! bug.
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "test support: node numbers index vectors sized to the cluster at construction"
+)]
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "test support: counts and node numbers are small"
+)]
+
+mod checker;
+mod disk;
+mod network;
+mod rng;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+
+pub use checker::Checker;
+pub use disk::SimDisk;
+pub use network::{Network, NetworkFaults, PartitionKind};
+pub use rng::{SimRng, hash_bytes, mix};
+
+use crate::config::Config;
+use crate::error::StepError;
+use crate::input::{Input, ReadId};
+use crate::membership::Membership;
+use crate::message::{AppendOutcome, Message, MessageBody};
+use crate::node::Node;
+use crate::output::{Event, Outputs, ReadResult};
+use crate::restore::{Restored, SnapshotMeta};
+use crate::status::Role;
+use crate::types::{Entry, Index, LogId, NodeId, Payload, Term};
+
+/// How one simulated run behaves. [`SimOptions::random`] draws a mix of faults from the seed.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// The seed for everything: faults, delays, and each node's election timeouts.
+    pub seed: u64,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Ticks of the fault phase.
+    pub fault_ticks: u64,
+    /// Ticks the healed phase may take to commit a new proposal before the run fails.
+    pub heal_ticks: u64,
+    /// Network faults during the fault phase.
+    pub net: NetworkFaults,
+    /// Chance per tick that the partition changes, per million.
+    pub partition_per_million: u32,
+    /// Chance per tick that a running node crashes, per million.
+    pub crash_per_million: u32,
+    /// Chance per tick that a crashed node restarts, per million.
+    pub restart_per_million: u32,
+    /// Most ticks a write takes to become durable.
+    pub max_disk_delay: u64,
+    /// Chance per tick of a proposal, per million.
+    pub propose_per_million: u32,
+    /// Chance per tick of a read, per million.
+    pub read_per_million: u32,
+    /// Chance per tick of a leadership transfer request, per million.
+    pub transfer_per_million: u32,
+    /// Chance that a step's writes are left in the lane to be merged with later ones.
+    pub defer_writes_per_million: u32,
+    /// The nodes' configuration template (the id is set per node).
+    pub pre_vote: bool,
+    /// See [`Config::check_quorum`].
+    pub check_quorum: bool,
+    /// See [`Config::max_inflight_msgs`].
+    pub max_inflight_msgs: u32,
+    /// See [`Config::max_msg_entries`].
+    pub max_msg_entries: u32,
+    /// Record a trace of every step.
+    pub trace: bool,
+}
+
+impl SimOptions {
+    /// A run of `nodes` nodes with a fault mix drawn from `seed`.
+    #[must_use]
+    pub fn random(seed: u64, nodes: usize) -> Self {
+        let mut r = SimRng::new(seed).fork(0x5EED);
+        Self {
+            seed,
+            nodes,
+            fault_ticks: 600,
+            heal_ticks: 600,
+            net: NetworkFaults {
+                drop_per_million: r.below(200_000) as u32,
+                duplicate_per_million: r.below(150_000) as u32,
+                max_delay: r.between(0, 4),
+            },
+            partition_per_million: r.below(30_000) as u32,
+            crash_per_million: r.below(6_000) as u32,
+            restart_per_million: r.between(20_000, 100_000) as u32,
+            max_disk_delay: r.between(0, 4),
+            propose_per_million: r.between(50_000, 400_000) as u32,
+            read_per_million: r.between(10_000, 100_000) as u32,
+            transfer_per_million: r.below(8_000) as u32,
+            defer_writes_per_million: r.below(400_000) as u32,
+            pre_vote: r.chance(800_000),
+            check_quorum: r.chance(800_000),
+            max_inflight_msgs: r.between(1, 8) as u32,
+            max_msg_entries: r.between(1, 16) as u32,
+            trace: false,
+        }
+    }
+
+    fn config(&self, id: NodeId) -> Config {
+        let mut c = Config::new(id);
+        c.pre_vote = self.pre_vote;
+        c.check_quorum = self.check_quorum;
+        c.max_inflight_msgs = self.max_inflight_msgs;
+        c.max_msg_entries = self.max_msg_entries;
+        c
+    }
+}
+
+/// Why a run failed.
+#[derive(Clone, Debug)]
+pub struct SimFailure {
+    /// The seed that reproduces it.
+    pub seed: u64,
+    /// The tick it happened at.
+    pub tick: u64,
+    /// What went wrong.
+    pub what: String,
+}
+
+impl core::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "seed {} failed at tick {}: {}",
+            self.seed, self.tick, self.what
+        )
+    }
+}
+
+/// What a successful run did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Ticks simulated, both phases.
+    pub ticks: u64,
+    /// Entries committed.
+    pub committed: u64,
+    /// Terms that had a leader.
+    pub leader_terms: usize,
+    /// Messages sent, lost and duplicated.
+    pub messages: (u64, u64, u64),
+    /// Crashes and restarts.
+    pub crashes: u64,
+    /// Reads confirmed and reads aborted.
+    pub reads: (u64, u64),
+    /// Ticks the healed phase took to commit a proposal.
+    pub heal_ticks: u64,
+}
+
+/// One simulated member: the node (absent while crashed), its disk, and what the simulator
+/// tracks about it.
+struct SimNode {
+    id: NodeId,
+    node: Option<Node<SimRng>>,
+    out: Outputs,
+    disk: SimDisk,
+    /// The node's log as its writes describe it: terms and prefix fingerprints.
+    mirror: Vec<(Term, u64)>,
+    /// The state machine: the fingerprint of what it applied, and the next index expected.
+    sm_prefix: u64,
+    sm_next: Index,
+    /// The commit index in this incarnation (it must never go backwards).
+    last_commit: Index,
+    incarnation: u64,
+}
+
+impl SimNode {
+    fn prefix_at(&self, i: u64) -> Option<u64> {
+        if i == 0 {
+            return Some(0);
+        }
+        self.mirror.get(i as usize - 1).map(|&(_, p)| p)
+    }
+}
+
+/// A simulated cluster.
+pub struct Simulation {
+    opts: SimOptions,
+    rng: SimRng,
+    now: u64,
+    nodes: Vec<SimNode>,
+    net: Network,
+    checker: Checker,
+    membership: Membership,
+    trace: Option<String>,
+    /// Reads issued: the commit index each must reflect.
+    reads: BTreeMap<u64, Index>,
+    next_read: u64,
+    next_proposal: u64,
+    summary: Summary,
+}
+
+type SimResult<T = ()> = Result<T, SimFailure>;
+
+impl Simulation {
+    /// A cluster of `opts.nodes` fresh nodes.
+    ///
+    /// # Errors
+    /// If the cluster size is not a valid membership (0 or above [`crate::MAX_MEMBERS`]).
+    pub fn new(opts: SimOptions) -> Result<Self, SimFailure> {
+        let ids: Vec<NodeId> = (1..=opts.nodes as u64).filter_map(NodeId::new).collect();
+        let membership = Membership::new(&ids).map_err(|e| SimFailure {
+            seed: opts.seed,
+            tick: 0,
+            what: format!("cannot simulate {} nodes: {e}", opts.nodes),
+        })?;
+        let nodes = membership
+            .voters()
+            .iter()
+            .map(|&id| SimNode {
+                id,
+                node: None,
+                out: Outputs::new(),
+                disk: SimDisk::default(),
+                mirror: Vec::new(),
+                sm_prefix: 0,
+                sm_next: Index(1),
+                last_commit: Index::ZERO,
+                incarnation: 0,
+            })
+            .collect();
+        let mut sim = Self {
+            rng: SimRng::new(opts.seed),
+            now: 0,
+            net: Network::new(opts.nodes, opts.net.clone()),
+            checker: Checker::default(),
+            trace: opts.trace.then(String::new),
+            nodes,
+            membership,
+            reads: BTreeMap::new(),
+            next_read: 0,
+            next_proposal: 0,
+            summary: Summary::default(),
+            opts,
+        };
+        for i in 0..sim.nodes.len() {
+            sim.start(i);
+        }
+        Ok(sim)
+    }
+
+    /// The trace recorded so far (empty unless `opts.trace`).
+    #[must_use]
+    pub fn trace(&self) -> &str {
+        self.trace.as_deref().unwrap_or("")
+    }
+
+    /// The checker's view of the cluster.
+    #[must_use]
+    pub fn checker(&self) -> &Checker {
+        &self.checker
+    }
+
+    fn fail(&self, what: String) -> SimFailure {
+        SimFailure {
+            seed: self.opts.seed,
+            tick: self.now,
+            what,
+        }
+    }
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        if let Some(t) = &mut self.trace {
+            let _ = writeln!(t, "t{} {}", self.now, line());
+        }
+    }
+
+    /// Runs the fault phase, then the healed phase.
+    ///
+    /// # Errors
+    /// The first property violated, or no progress after healing.
+    pub fn run(&mut self) -> Result<Summary, SimFailure> {
+        for _ in 0..self.opts.fault_ticks {
+            self.fault_tick()?;
+        }
+        self.heal()?;
+        let healed_at = self.now;
+        let committed_at_heal = self.checker.committed_len();
+        let mut marker: Option<(usize, LogId)> = None;
+        while self.now < healed_at + self.opts.heal_ticks {
+            self.tick()?;
+            // Keep a proposal in flight at whoever leads until one commits.
+            let leader = self.leader();
+            if let Some(l) = leader {
+                let stale = marker.is_none_or(|(who, id)| {
+                    who != l
+                        || self.nodes[l]
+                            .node
+                            .as_ref()
+                            .is_none_or(|n| n.term() != id.term)
+                });
+                if stale {
+                    if let Some(id) = self.propose(l)? {
+                        marker = Some((l, id));
+                    }
+                }
+            }
+            self.settle()?;
+            if let Some((_, id)) = marker {
+                if self.checker.committed_len() >= id.index.0
+                    && self.checker.committed_len() > committed_at_heal
+                    && self.committed_term(id.index) == Some(id.term)
+                {
+                    self.summary.heal_ticks = self.now - healed_at;
+                    return Ok(self.finish());
+                }
+            }
+        }
+        Err(self.fail(format!(
+            "liveness: no proposal committed within {} ticks of healing",
+            self.opts.heal_ticks
+        )))
+    }
+
+    fn finish(&mut self) -> Summary {
+        self.summary.ticks = self.now;
+        self.summary.committed = self.checker.committed_len();
+        self.summary.leader_terms = self.checker.leader_terms();
+        self.summary.messages = (self.net.sent, self.net.lost, self.net.duplicated);
+        self.summary.clone()
+    }
+
+    /// The term of the committed entry at `index`, read from any node that holds it.
+    fn committed_term(&self, index: Index) -> Option<Term> {
+        self.nodes
+            .iter()
+            .find_map(|n| n.mirror.get(index.0 as usize - 1).map(|&(t, _)| t))
+    }
+
+    fn leader(&self) -> Option<usize> {
+        // The leader with the highest term among running nodes.
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.node.as_ref().map(|node| (i, node)))
+            .filter(|(_, n)| n.role() == Role::Leader)
+            .max_by_key(|(_, n)| n.term())
+            .map(|(i, _)| i)
+    }
+
+    fn fault_tick(&mut self) -> SimResult {
+        // Partitions come and go.
+        if self.rng.chance(self.opts.partition_per_million) {
+            let kind = match self.rng.below(5) {
+                0 | 1 => PartitionKind::Healed,
+                2 => PartitionKind::Split,
+                3 => PartitionKind::Isolated,
+                _ => PartitionKind::OneWay,
+            };
+            let leader = self.leader();
+            self.net.partition(kind, leader, &mut self.rng);
+            self.log(|| format!("partition {kind:?}"));
+        }
+        // Crashes and restarts.
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].node.is_some() {
+                if self.rng.chance(self.opts.crash_per_million) {
+                    self.crash(i)?;
+                }
+            } else if self.rng.chance(self.opts.restart_per_million) {
+                self.start(i);
+            }
+        }
+        self.tick()?;
+        // The application.
+        if self.rng.chance(self.opts.propose_per_million) {
+            let i = self.rng.below(self.nodes.len() as u64) as usize;
+            self.propose(i)?;
+        }
+        if self.rng.chance(self.opts.read_per_million) {
+            let i = self.rng.below(self.nodes.len() as u64) as usize;
+            self.read(i)?;
+        }
+        if self.rng.chance(self.opts.transfer_per_million) {
+            if let Some(l) = self.leader() {
+                let target = self.nodes[self.rng.below(self.nodes.len() as u64) as usize].id;
+                self.step(l, Input::TransferLeader(target))?;
+            }
+        }
+        self.settle()
+    }
+
+    /// One tick for every running node.
+    fn tick(&mut self) -> SimResult {
+        self.now += 1;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].node.is_some() {
+                self.step(i, Input::Tick)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes due writes and delivers due messages until nothing more is due this tick.
+    fn settle(&mut self) -> SimResult {
+        for _ in 0..100_000 {
+            let mut progressed = false;
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].node.is_some() {
+                    // Outputs left in the lanes by a deferred drain are handled now.
+                    if !self.nodes[i].out.is_empty() {
+                        progressed = true;
+                        self.drain(i)?;
+                    }
+                    let done = self.nodes[i]
+                        .disk
+                        .complete_due(self.now)
+                        .map_err(|e| self.fail(format!("node {i}: bad write: {}", e.0)))?;
+                    if let Some(id) = done {
+                        progressed = true;
+                        self.log(|| format!("n{} disk durable through {}", i + 1, id.get()));
+                        self.step(i, Input::Persisted(id))?;
+                    }
+                }
+            }
+            let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+            let index_of = |m: &Message| {
+                let pos = |id: NodeId| ids.iter().position(|&x| x == id).unwrap_or(0);
+                (pos(m.from), pos(m.to))
+            };
+            if let Some(msg) = self.net.take_due(self.now, &mut self.rng, index_of) {
+                progressed = true;
+                let to = ids.iter().position(|&x| x == msg.to).unwrap_or(0);
+                if self.nodes[to].node.is_some() {
+                    self.step(to, Input::Message(msg))?;
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+        Err(self.fail(String::from("livelock: a tick never settled")))
+    }
+
+    /// Heals everything: links, message loss, crashed nodes.
+    fn heal(&mut self) -> SimResult {
+        self.net.heal();
+        self.net.faults = NetworkFaults::none();
+        self.log(|| String::from("heal: network restored, crashed nodes restart"));
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].node.is_none() {
+                self.start(i);
+            }
+        }
+        Ok(())
+    }
+
+    fn propose(&mut self, i: usize) -> SimResult<Option<LogId>> {
+        self.next_proposal += 1;
+        let mut data = [0u8; 16];
+        data[..8].copy_from_slice(&self.next_proposal.to_le_bytes());
+        data[8..].copy_from_slice(&self.opts.seed.to_le_bytes());
+        let n = &mut self.nodes[i];
+        let Some(node) = n.node.as_mut() else {
+            return Ok(None);
+        };
+        let result = node.propose(Payload::new(&data), &mut n.out);
+        let n = self.next_proposal;
+        self.log(|| format!("n{} propose #{n}: {result:?}", i + 1));
+        self.after_step(i, result.map(drop))?;
+        Ok(result.ok())
+    }
+
+    fn read(&mut self, i: usize) -> SimResult {
+        self.next_read += 1;
+        let id = self.next_read;
+        // Every write committed anywhere before the read starts must be visible to it.
+        self.reads.insert(id, self.checker.max_commit());
+        self.step(i, Input::Read(ReadId(id)))
+    }
+
+    /// Starts (or restarts) node `i` from its disk.
+    fn start(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.incarnation += 1;
+        let restored = Restored {
+            hard_state: n.disk.hard_state,
+            snapshot: SnapshotMeta {
+                last: LogId::ZERO,
+                membership: self.membership.clone(),
+            },
+            entries: n.disk.entries.clone(),
+            applied: Index::ZERO,
+        };
+        let rng = SimRng::new(self.opts.seed).fork((i as u64 + 1) * 1_000_003 + n.incarnation);
+        match Node::restore(self.opts.config(n.id), rng, restored) {
+            Ok(node) => n.node = Some(node),
+            Err(e) => {
+                // Surfaces in the next check: a node that cannot restart is a failure.
+                n.node = None;
+                let what = format!("node {i} cannot restart from its disk: {e}");
+                self.log(|| what.clone());
+                return;
+            }
+        }
+        n.out.clear();
+        n.mirror = n
+            .disk
+            .entries
+            .iter()
+            .zip(&n.disk.chains)
+            .map(|(e, &p)| (e.id.term, p))
+            .collect();
+        // The state machine is in memory: it starts empty and replays the log.
+        n.sm_prefix = 0;
+        n.sm_next = Index(1);
+        n.last_commit = Index::ZERO;
+        self.summary.crashes += u64::from(n.incarnation > 1);
+        let disk_len = n.disk.entries.len();
+        self.log(|| format!("n{} start, {disk_len} entries on disk", i + 1));
+    }
+
+    fn crash(&mut self, i: usize) -> SimResult {
+        let n = &mut self.nodes[i];
+        n.node = None;
+        n.out.clear();
+        n.disk.crash(&mut self.rng).map_err(|e| SimFailure {
+            seed: self.opts.seed,
+            tick: self.now,
+            what: format!("node {i}: bad write at crash: {}", e.0),
+        })?;
+        let kept = n.disk.entries.len();
+        self.log(|| format!("n{} crash, {kept} entries survive", i + 1));
+        Ok(())
+    }
+
+    /// Steps node `i` and checks everything that step produced.
+    fn step(&mut self, i: usize, input: Input) -> SimResult {
+        if self.nodes[i].node.is_none() {
+            return Ok(());
+        }
+        if self.trace.is_some() {
+            let line = describe_input(&input);
+            self.log(|| format!("n{} <- {line}", i + 1));
+        }
+        let n = &mut self.nodes[i];
+        let Some(node) = n.node.as_mut() else {
+            return Ok(());
+        };
+        let result = node.step(input, &mut n.out);
+        self.after_step(i, result)
+    }
+
+    fn after_step(&mut self, i: usize, result: Result<(), StepError>) -> SimResult {
+        match result {
+            Ok(()) | Err(StepError::Refused(_)) => {}
+            Err(e) => return Err(self.fail(format!("node {i}: honest input gave {e}"))),
+        }
+        let node_ok = self.nodes[i].node.as_ref().map(Node::check_invariants);
+        if let Some(Err(v)) = node_ok {
+            return Err(self.fail(format!("node {i}: {v}")));
+        }
+        // Sometimes the adapter steps more inputs before draining, so the node merges writes.
+        if self.rng.chance(self.opts.defer_writes_per_million) {
+            return Ok(());
+        }
+        self.drain(i)
+    }
+
+    /// Drains every lane of node `i`, checking what they hold and the node's state.
+    fn drain(&mut self, i: usize) -> SimResult {
+        self.drain_writes(i)?;
+        self.check_node(i)?;
+        self.drain_outputs(i)
+    }
+
+    /// Hands the node's writes to its disk, after recording in the mirror how they change its log.
+    fn drain_writes(&mut self, i: usize) -> SimResult {
+        let writes: Vec<_> = self.nodes[i].out.drain_writes().collect();
+        for w in writes {
+            if let Some(from) = w.truncate_from {
+                self.nodes[i]
+                    .mirror
+                    .truncate(from.0.saturating_sub(1) as usize);
+            }
+            for e in &w.entries {
+                let end = self.nodes[i].mirror.len() as u64;
+                if e.id.index.0 != end + 1 {
+                    return Err(self.fail(format!(
+                        "node {i}: write appends entry {} after log end {end}",
+                        e.id
+                    )));
+                }
+                let n = &mut self.nodes[i];
+                let prefix = disk::chain(n.mirror.last().map_or(0, |&(_, p)| p), e);
+                n.mirror.push((e.id.term, prefix));
+                self.checker
+                    .entry(e.id.index, e.id.term, prefix)
+                    .map_err(|what| self.fail(what))?;
+            }
+            let delay = self.rng.between(0, self.opts.max_disk_delay);
+            let (id, hs, t, k) = (w.id.get(), w.hard_state, w.truncate_from, w.entries.len());
+            self.log(|| {
+                format!(
+                    "n{} write #{id} hs={hs:?} truncate={t:?} entries={k}",
+                    i + 1
+                )
+            });
+            self.nodes[i].disk.submit(w, self.now, delay);
+        }
+        Ok(())
+    }
+
+    /// Checks the node's state after a step.
+    fn check_node(&mut self, i: usize) -> SimResult {
+        let Some(node) = self.nodes[i].node.as_ref() else {
+            return Ok(());
+        };
+        let (role, term, commit, last) = (
+            node.role(),
+            node.term(),
+            node.commit_index(),
+            node.last_log(),
+        );
+        let n = &self.nodes[i];
+        if commit < n.last_commit {
+            return Err(self.fail(format!(
+                "node {i}: commit index went back from {} to {commit}",
+                n.last_commit
+            )));
+        }
+        {
+            // Every change to the log must have been described by a write.
+            let mirror_last = n.mirror.last().map_or(LogId::ZERO, |&(t, _)| LogId {
+                term: t,
+                index: Index(n.mirror.len() as u64),
+            });
+            if mirror_last != last {
+                return Err(self.fail(format!(
+                    "node {i}: log ends at {last} but its writes describe {mirror_last}"
+                )));
+            }
+        }
+        let prefix_at = |k: u64| n.prefix_at(k);
+        self.checker
+            .commit(term, commit, prefix_at)
+            .map_err(|w| SimFailure {
+                seed: self.opts.seed,
+                tick: self.now,
+                what: format!("node {i}: {w}"),
+            })?;
+        self.nodes[i].last_commit = commit;
+        if role == Role::Leader {
+            self.checker.leader(term, i).map_err(|w| self.fail(w))?;
+            let n = &self.nodes[i];
+            self.checker
+                .leader_complete(term, i, |k| n.prefix_at(k))
+                .map_err(|w| SimFailure {
+                    seed: self.opts.seed,
+                    tick: self.now,
+                    what: w,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Handles the apply, read, send and event lanes of node `i`.
+    fn drain_outputs(&mut self, i: usize) -> SimResult {
+        let entries: Vec<Entry> = self.nodes[i].out.drain_apply().collect();
+        let mut last_applied = None;
+        for e in entries {
+            let next = self.nodes[i].sm_next;
+            if e.id.index != next {
+                return Err(self.fail(format!(
+                    "node {i}: applied {} when {next} was next",
+                    e.id.index
+                )));
+            }
+            let n = &mut self.nodes[i];
+            n.sm_prefix = disk::chain(n.sm_prefix, &e);
+            n.sm_next = Index(n.sm_next.0 + 1);
+            let prefix = n.sm_prefix;
+            self.checker
+                .applied(i, e.id.index, prefix)
+                .map_err(|w| self.fail(w))?;
+            last_applied = Some(e.id.index);
+        }
+        let reads: Vec<ReadResult> = self.nodes[i].out.drain_reads().collect();
+        for r in reads {
+            match r {
+                ReadResult::Ready { id, index } => {
+                    let needed = self.reads.remove(&id.0).unwrap_or(Index::ZERO);
+                    if index < needed {
+                        return Err(self.fail(format!(
+                            "linearizability: read {} served at index {index} but index {needed} \
+                             was committed before it was issued",
+                            id.0
+                        )));
+                    }
+                    self.summary.reads.0 += 1;
+                }
+                ReadResult::Aborted { id } => {
+                    self.reads.remove(&id.0);
+                    self.summary.reads.1 += 1;
+                }
+            }
+        }
+        let sends: Vec<Message> = self.nodes[i].out.drain_sends().collect();
+        for m in sends {
+            self.check_durable_before_send(i, &m)?;
+            let to = self.nodes.iter().position(|n| n.id == m.to);
+            let Some(to) = to else {
+                return Err(self.fail(format!("node {i} sent to unknown node {}", m.to)));
+            };
+            if self.trace.is_some() {
+                let line = describe_message(&m);
+                self.log(|| format!("n{} -> {line}", i + 1));
+            }
+            self.net.send(m, i, to, self.now, &mut self.rng);
+        }
+        let events: Vec<Event> = self.nodes[i].out.drain_events().collect();
+        for ev in events {
+            self.log(|| format!("n{} event {ev:?}", i + 1));
+        }
+        if let Some(index) = last_applied {
+            self.step(i, Input::Applied(index))?;
+        }
+        Ok(())
+    }
+
+    /// The persistence contract: a granted vote and an append acknowledgement leave a node only
+    /// after the state they promise is on its disk.
+    fn check_durable_before_send(&self, i: usize, m: &Message) -> SimResult {
+        let n = &self.nodes[i];
+        match m.body {
+            MessageBody::VoteResponse {
+                granted: true,
+                pre_vote: false,
+            } => {
+                let hs = n.disk.hard_state;
+                if !(hs.term > m.term || (hs.term == m.term && hs.vote == Some(m.to))) {
+                    return Err(self.fail(format!(
+                        "persistence: node {i} granted its vote in term {} before recording it \
+                         (disk has {hs:?})",
+                        m.term
+                    )));
+                }
+            }
+            MessageBody::AppendResponse {
+                outcome: AppendOutcome::Accepted { match_index },
+            } => {
+                // The claim: this node holds, durably, the log of the leader of `m.term` up to
+                // `k`. Its disk may no longer hold it (a later write, issued before this
+                // acknowledgement was released, may have truncated it): an acknowledgement
+                // released late is indistinguishable from one sent in time and delayed in the
+                // network. It must have been durable at some instant, though.
+                let k = match_index.0;
+                let leader_log = self.checker.leader_of(m.term).and_then(|l| {
+                    let leader = &self.nodes[l];
+                    let node = leader.node.as_ref()?;
+                    (node.term() == m.term && node.role() == Role::Leader)
+                        .then(|| leader.prefix_at(k))
+                        .flatten()
+                });
+                if !n.disk.was_durable(k, leader_log) {
+                    return Err(self.fail(format!(
+                        "persistence: node {i} acknowledged entries up to {k} in term {} that \
+                         were never durable (disk holds {})",
+                        m.term.0,
+                        n.disk.entries.len()
+                    )));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Runs one seed with a random fault mix on `nodes` nodes.
+///
+/// # Errors
+/// The first property violated.
+pub fn run_seed(seed: u64, nodes: usize) -> Result<Summary, SimFailure> {
+    Simulation::new(SimOptions::random(seed, nodes))?.run()
+}
+
+/// Runs one seed with its trace recorded; returns the trace and the outcome.
+pub fn trace_seed(seed: u64, nodes: usize) -> (String, Result<Summary, SimFailure>) {
+    let mut opts = SimOptions::random(seed, nodes);
+    opts.trace = true;
+    match Simulation::new(opts) {
+        Ok(mut sim) => {
+            let result = sim.run();
+            (String::from(sim.trace()), result)
+        }
+        Err(e) => (String::new(), Err(e)),
+    }
+}
+
+fn describe_input(input: &Input) -> String {
+    match input {
+        Input::Message(m) => format!("recv {}", describe_message(m)),
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe_message(m: &Message) -> String {
+    let body = match &m.body {
+        MessageBody::AppendEntries {
+            prev,
+            entries,
+            commit,
+        } => format!(
+            "AppendEntries prev={prev} entries={} commit={commit}",
+            match (entries.first(), entries.last()) {
+                (Some(a), Some(b)) => format!("{}..{}", a.id, b.id),
+                _ => String::from("-"),
+            }
+        ),
+        other => format!("{other:?}"),
+    };
+    format!("n{}->n{} t{} {body}", m.from, m.to, m.term.0)
+}

@@ -1,0 +1,90 @@
+//! The simulator's randomness: one seeded stream decides every fault and every delay.
+
+use core::convert::Infallible;
+
+/// SplitMix64: small, fast, and good enough to drive a simulation. Not cryptographic.
+#[derive(Clone, Debug)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    /// A generator seeded with `seed`.
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 if `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi.saturating_sub(lo) + 1)
+    }
+
+    /// True with probability `per_million` / 1,000,000.
+    pub fn chance(&mut self, per_million: u32) -> bool {
+        self.below(1_000_000) < u64::from(per_million)
+    }
+
+    /// An independent generator derived from this one's seed and `stream`.
+    #[must_use]
+    pub fn fork(&self, stream: u64) -> Self {
+        let mut r = Self(self.0 ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        r.next_u64();
+        r
+    }
+}
+
+impl rand_core::TryRng for SimRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok((self.next_u64() >> 32) as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.next_u64())
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            for (d, s) in chunk.iter_mut().zip(v) {
+                *d = s;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Folds `value` into the running hash `h` (used for log-prefix fingerprints).
+#[must_use]
+pub fn mix(h: u64, value: u64) -> u64 {
+    let mut r = SimRng(h ^ value.rotate_left(29));
+    r.next_u64() ^ value
+}
+
+/// A fingerprint of a byte string.
+#[must_use]
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = bytes.len() as u64;
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        for (d, s) in word.iter_mut().zip(chunk) {
+            *d = *s;
+        }
+        h = mix(h, u64::from_le_bytes(word));
+    }
+    h
+}
