@@ -1,6 +1,140 @@
 //! A Raft consensus core: `no_std`, sans-IO, deterministic.
 //!
-//! (Crate documentation is written below, after the module list.)
+//! `raft-core` is the consensus algorithm and nothing else. It holds one member's Raft state in
+//! a [`Node`] value and changes it only in [`Node::step`]: inputs go in (a tick, a message, a
+//! proposal, a read, an acknowledgement from the adapter), and what the node wants done comes
+//! out in a caller-owned [`Outputs`] (messages to send, writes to make durable, committed
+//! entries to apply, reads that are ready, events). It reads no clock, opens no file or socket,
+//! starts no thread, and draws randomness only from the RNG it was built with, only to pick
+//! election timeouts. The same inputs in the same order give the same outputs, which is what
+//! makes the deterministic simulator ([`sim`], feature `sim`) and the fuzzers possible.
+//!
+//! It implements Raft as in the paper and Ongaro's thesis: randomized election timeouts,
+//! pre-vote (§9.6), CheckQuorum (§6.2), the election restriction (§5.4.1), log replication with
+//! batching, pipelining, per-follower flow control (messages and bytes in flight) and fast
+//! backtracking by conflict term (§5.3), commitment of current-term entries only (§5.4.2),
+//! linearizable reads by ReadIndex (§6.4) and leadership transfer (§3.10).
+//!
+//! # Run loop
+//!
+//! An adapter (threads, async tasks, an RTOS loop, a simulator) drives each node like this:
+//!
+//! 1. **Build** the node with [`Node::restore`] from what it persisted: hard state, snapshot
+//!    metadata, log entries, applied index. A brand-new cluster passes
+//!    [`Restored::initial`] with its membership.
+//! 2. **Step inputs** into it as they happen: [`Input::Tick`] every tick (you choose the tick
+//!    length; timeouts in [`Config`] are in ticks), [`Input::Message`] for every message
+//!    received, [`Node::propose`] / [`Input::Read`] for client requests.
+//! 3. **Send** every message in [`Outputs::drain_sends`]. Everything there is safe to send at
+//!    once, even before the writes below are durable: responses that depend on durable state are
+//!    held inside the node until step 4 reports it.
+//! 4. **Persist** every [`Write`] in [`Outputs::drain_writes`], in order (hard state, then
+//!    truncation, then entries). One fsync may cover many writes. Then step
+//!    [`Input::Persisted`] with the id of the last write made durable: acknowledgements are
+//!    cumulative.
+//! 5. **Apply** the entries in [`Outputs::drain_apply`] to the state machine, in order; they are
+//!    committed and durable. Then step [`Input::Applied`] with the last index.
+//! 6. **Serve reads**: a [`ReadResult::Ready`] may be answered from the state machine once it has
+//!    applied the read's index. [`ReadResult::Aborted`] means leadership was lost: retry.
+//! 7. **Wait** for the next input, for at most [`Node::ticks_until_timer`] ticks, and go to 2.
+//!
+//! The outputs value is appended to and never cleared by the node: drain it and reuse it, and the
+//! steady state allocates nothing but the entries' payloads.
+//!
+//! # The persistence contract
+//!
+//! A node never emits a message that depends on state the adapter has not confirmed durable. A
+//! vote is granted, and an append acknowledged, only after the [`Input::Persisted`] that covers
+//! the write recording it. A leader counts itself towards a commit only up to what its own
+//! disk holds, though it replicates to followers before its own write completes (thesis
+//! §10.2.1). Entries reach the apply lane only when committed and durable locally. Write ids are
+//! minted by the node; acknowledging an id it never issued is [`Misuse::UnknownWrite`].
+//!
+//! # Errors
+//!
+//! [`StepError`] has three kinds. [`StepError::Rejected`]: the input came from the network and
+//! cannot be valid (an unknown sender, a commit index past the log, entries that are not
+//! contiguous); the node's state is unchanged, the rejection is counted in [`Stats`], and the node
+//! keeps serving. [`StepError::Misuse`]: the adapter broke the contract. [`StepError::Refused`]: a
+//! valid request that cannot be served here or now (not the leader, a transfer in progress). A
+//! message from an older term is not an error: it is normal Raft traffic. Nothing that arrives
+//! from the network can make the node panic.
+//!
+//! # Example
+//!
+//! Three nodes in one process, a perfect network and instant disks: elect a leader and commit a
+//! command on every node.
+//!
+//! ```
+//! use raft_core::{Config, Input, Membership, Node, NodeId, Outputs, Payload, Restored, Role};
+//!
+//! # struct Rng(u64);
+//! # impl rand_core::TryRng for Rng {
+//! #     type Error = core::convert::Infallible;
+//! #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
+//! #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+//! #         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+//! #         Ok(self.0)
+//! #     }
+//! #     fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Self::Error> { Ok(()) }
+//! # }
+//! let ids: Vec<NodeId> = (1..=3).filter_map(NodeId::new).collect();
+//! let membership = Membership::new(&ids)?;
+//! let mut nodes = Vec::new();
+//! for &id in &ids {
+//!     // 1. Build each node (`Rng` is any `rand_core::Rng`, seeded differently per node).
+//!     let node = Node::restore(Config::new(id), Rng(id.get()), Restored::initial(membership.clone()))?;
+//!     nodes.push((node, Outputs::new()));
+//! }
+//!
+//! let mut applied: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 3];
+//! let mut proposed = false;
+//! for _tick in 0..200 {
+//!     // 2. Time passes for everyone.
+//!     for (node, out) in &mut nodes {
+//!         node.step(Input::Tick, out)?;
+//!     }
+//!     if !proposed {
+//!         if let Some((leader, out)) = nodes.iter_mut().find(|(n, _)| n.role() == Role::Leader) {
+//!             leader.propose(Payload::new(b"set x 1"), out)?;
+//!             proposed = true;
+//!         }
+//!     }
+//!     // 3-6. Drain every node's outputs until the cluster is quiet.
+//!     loop {
+//!         let mut inbox = Vec::new();
+//!         for (i, (node, out)) in nodes.iter_mut().enumerate() {
+//!             inbox.extend(out.drain_sends()); // 3. send
+//!             let durable = out.drain_writes().map(|w| w.id).last(); // 4. persist (in memory)
+//!             if let Some(id) = durable {
+//!                 node.step(Input::Persisted(id), out)?;
+//!             }
+//!             let mut last = None; // 5. apply
+//!             for entry in out.drain_apply() {
+//!                 if entry.kind == raft_core::EntryKind::Normal {
+//!                     applied[i].push(entry.data.to_vec());
+//!                 }
+//!                 last = Some(entry.id.index);
+//!             }
+//!             if let Some(index) = last {
+//!                 node.step(Input::Applied(index), out)?;
+//!             }
+//!             out.drain_events().for_each(drop);
+//!         }
+//!         if inbox.is_empty() && nodes.iter().all(|(_, out)| out.is_empty()) {
+//!             break;
+//!         }
+//!         for msg in inbox {
+//!             let (node, out) = &mut nodes[(msg.to.get() - 1) as usize];
+//!             node.step(Input::Message(msg), out)?;
+//!         }
+//!     }
+//! }
+//! assert!(applied.iter().all(|a| a == &[b"set x 1".to_vec()]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `examples/cluster.rs` runs a longer scenario with a leader failure.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

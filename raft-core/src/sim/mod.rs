@@ -68,6 +68,10 @@ pub struct SimOptions {
     pub crash_per_million: u32,
     /// Chance per tick that a crashed node restarts, per million.
     pub restart_per_million: u32,
+    /// Chance per tick that the leader crashes, per million (leader changes are where the
+    /// subtle bugs live: Figure 8 of the Raft paper needs a leader to fail right after
+    /// replicating to a minority).
+    pub leader_crash_per_million: u32,
     /// Most ticks a write takes to become durable.
     pub max_disk_delay: u64,
     /// Chance per tick of a proposal, per million.
@@ -108,6 +112,7 @@ impl SimOptions {
             partition_per_million: r.below(30_000) as u32,
             crash_per_million: r.below(6_000) as u32,
             restart_per_million: r.between(20_000, 100_000) as u32,
+            leader_crash_per_million: r.below(20_000) as u32,
             max_disk_delay: r.between(0, 4),
             propose_per_million: r.between(50_000, 400_000) as u32,
             read_per_million: r.between(10_000, 100_000) as u32,
@@ -376,6 +381,11 @@ impl Simulation {
             self.log(|| format!("partition {kind:?}"));
         }
         // Crashes and restarts.
+        if self.rng.chance(self.opts.leader_crash_per_million) {
+            if let Some(l) = self.leader() {
+                self.crash(l)?;
+            }
+        }
         for i in 0..self.nodes.len() {
             if self.nodes[i].node.is_some() {
                 if self.rng.chance(self.opts.crash_per_million) {
