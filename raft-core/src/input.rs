@@ -6,6 +6,7 @@ use crate::output::WriteId;
 use crate::types::{Index, NodeId, Payload};
 
 /// An input to [`Node::step`](crate::Node::step).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Input {
@@ -34,5 +35,6 @@ pub enum Input {
 }
 
 /// The caller's name for a read request, echoed back when the read is ready.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct ReadId(pub u64);

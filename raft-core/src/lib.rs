@@ -152,7 +152,9 @@
 )]
 
 extern crate alloc;
-#[cfg(test)]
+// Tests use std; so does `arbitrary` (fuzzing only, off by default: the default build is no_std,
+// which `.ci/no-std-check` proves).
+#[cfg(any(test, feature = "arbitrary"))]
 extern crate std;
 
 mod config;

@@ -83,6 +83,30 @@ fn sorted_set(ids: &[NodeId]) -> Result<Members, MembershipError> {
     Ok(set)
 }
 
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for Membership {
+    /// Only valid memberships: 1 to 7 voters and up to 3 learners among ids 1 to 10.
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let mut ids: heapless::Vec<NodeId, 10> = (1..=10).filter_map(NodeId::new).collect();
+        let voters = u.int_in_range(1..=7usize)?;
+        let learners = u.int_in_range(0..=3usize)?;
+        let mut pick = |n: usize| -> arbitrary::Result<Members> {
+            let mut set = Members::new();
+            for _ in 0..n {
+                if ids.is_empty() {
+                    break;
+                }
+                let i = u.choose_index(ids.len())?;
+                let _ = set.push(ids.swap_remove(i));
+            }
+            Ok(set)
+        };
+        let v = pick(voters)?;
+        let l = pick(learners)?;
+        Self::build(&v, &[], &l).map_err(|_| arbitrary::Error::IncorrectFormat)
+    }
+}
+
 impl Membership {
     /// A configuration of `voters` only.
     ///

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Entry, Index, LogId, NodeId, Term};
 
 /// A message between two nodes.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Message {
     /// The sender.
@@ -21,6 +22,7 @@ pub struct Message {
 }
 
 /// The kinds of message.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum MessageBody {
@@ -73,6 +75,7 @@ pub enum MessageBody {
 }
 
 /// What a follower did with an `AppendEntries`.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum AppendOutcome {

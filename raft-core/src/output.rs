@@ -119,6 +119,7 @@ impl Outputs {
 }
 
 /// The name of a write. Only the node can mint one; ids increase with every write.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct WriteId(pub(crate) u64);
 

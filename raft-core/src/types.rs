@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Never reuse an id for a different machine or a wiped data directory: Raft's safety rests on a
 /// node remembering what it voted for under its id. Zero is not a valid id, which makes
 /// `Option<NodeId>` as small as a `u64`.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct NodeId(NonZeroU64);
@@ -49,6 +50,7 @@ impl fmt::Display for NodeId {
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(transparent)]
 pub struct Term(pub u64);
 
@@ -76,6 +78,7 @@ impl fmt::Display for Term {
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[serde(transparent)]
 pub struct Index(pub u64);
 
@@ -110,6 +113,7 @@ impl fmt::Display for Index {
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct LogId {
     /// The term in which a leader created the entry.
     pub term: Term,
@@ -216,6 +220,13 @@ impl From<Arc<[u8]>> for Payload {
     }
 }
 
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for Payload {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(Self::new(u.arbitrary::<&[u8]>()?))
+    }
+}
+
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(&self.0)
@@ -253,6 +264,7 @@ impl<'de> Deserialize<'de> for Payload {
 }
 
 /// What an entry is for.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum EntryKind {
@@ -264,6 +276,7 @@ pub enum EntryKind {
 }
 
 /// One entry of the replicated log.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Entry {
     /// The entry's term and index.
@@ -288,6 +301,7 @@ impl Entry {
 ///
 /// The commit index is volatile (Figure 2) and is not part of it: on restart the node learns it
 /// again from the leader, starting from the applied index the adapter reports.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Debug, Serialize, Deserialize)]
 pub struct HardState {
     /// The latest term this node has seen.
