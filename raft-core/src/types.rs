@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 pub struct NodeId(NonZeroU64);
 
 impl NodeId {
+    /// The smallest id, 1.
+    pub const MIN: Self = Self(NonZeroU64::MIN);
+
     /// Makes an id from a non-zero number; `None` for zero.
     #[must_use]
     pub const fn new(id: u64) -> Option<Self> {

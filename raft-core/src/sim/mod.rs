@@ -24,6 +24,8 @@
 
 mod checker;
 mod disk;
+#[cfg(feature = "arbitrary")]
+pub mod fuzz;
 mod network;
 mod rng;
 
@@ -227,6 +229,16 @@ impl Simulation {
     /// # Errors
     /// If the cluster size is not a valid membership (0 or above [`crate::MAX_MEMBERS`]).
     pub fn new(opts: SimOptions) -> Result<Self, SimFailure> {
+        let rng = SimRng::new(opts.seed);
+        Self::with_rng(opts, rng)
+    }
+
+    /// A cluster whose faults and schedule come from `rng` (for instance fuzzer bytes); the nodes'
+    /// own RNGs still derive from `opts.seed`.
+    ///
+    /// # Errors
+    /// If the cluster size is not a valid membership.
+    pub fn with_rng(opts: SimOptions, rng: SimRng) -> Result<Self, SimFailure> {
         let ids: Vec<NodeId> = (1..=opts.nodes as u64).filter_map(NodeId::new).collect();
         let membership = Membership::new(&ids).map_err(|e| SimFailure {
             seed: opts.seed,
@@ -249,7 +261,7 @@ impl Simulation {
             })
             .collect();
         let mut sim = Self {
-            rng: SimRng::new(opts.seed),
+            rng,
             now: 0,
             net: Network::new(opts.nodes, opts.net.clone()),
             checker: Checker::default(),

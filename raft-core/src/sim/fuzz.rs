@@ -1,0 +1,229 @@
+//! Entry points for the fuzz targets in `fuzz/`, which are one-line wrappers around these. A
+//! plain test replays the committed corpora through the same functions.
+//!
+//! Each returns `Err` with a description when a property breaks; the fuzz target turns it into a
+//! panic, so the fuzzer records the input.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use arbitrary::{Arbitrary, Unstructured};
+
+use super::{SimOptions, SimRng, Simulation};
+use crate::input::{Input, ReadId};
+use crate::membership::Membership;
+use crate::message::{AppendOutcome, Message, MessageBody};
+use crate::node::Node;
+use crate::output::{Outputs, WriteId};
+use crate::restore::Restored;
+use crate::types::{HardState, Index, NodeId, Payload, Term};
+use crate::{Config, StepError};
+
+/// One thing that happens to the node under test.
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Tick,
+    /// Any message at all, as a confused or malicious peer might send.
+    Raw(Message),
+    /// A message addressed to this node from a member, with an arbitrary body and term.
+    FromPeer {
+        from: u8,
+        term: u64,
+        body: MessageBody,
+    },
+    Propose(Payload),
+    Read(u64),
+    TransferLeader(u8),
+    Campaign,
+    /// The adapter makes every write issued so far durable and acknowledges it.
+    PersistAll,
+    /// The adapter makes the oldest outstanding writes durable (a slow disk).
+    PersistSome(u8),
+    /// An acknowledgement for an arbitrary id (mostly never issued: misuse).
+    PersistBogus(u64),
+    /// The state machine catches up with what was handed out.
+    ApplyAll,
+    AppliedBogus(u64),
+    Unreachable(u8),
+    Restart,
+}
+
+/// What the adapter under the node keeps: its disk and the writes in flight.
+#[derive(Default)]
+struct Disk {
+    hard_state: HardState,
+    log: Vec<crate::Entry>,
+    /// The longest log prefix ever durable, by index (for the acknowledgement check).
+    durable_ever: u64,
+    pending: Vec<crate::Write>,
+}
+
+impl Disk {
+    fn persist(&mut self, count: usize) -> Option<WriteId> {
+        let n = count.min(self.pending.len());
+        let mut last = None;
+        for w in self.pending.drain(..n) {
+            if let Some(hs) = w.hard_state {
+                self.hard_state = hs;
+            }
+            if let Some(t) = w.truncate_from {
+                self.log.truncate(t.0.saturating_sub(1) as usize);
+            }
+            self.log.extend(w.entries.iter().cloned());
+            self.durable_ever = self.durable_ever.max(self.log.len() as u64);
+            last = Some(w.id);
+        }
+        last
+    }
+}
+
+/// A single node fed an arbitrary sequence of inputs, including messages from arbitrary peers
+/// with arbitrary terms and indexes. Checked after every step: no panic, the node's invariants,
+/// a rejected input changes no state and produces no output, and no vote grant or append
+/// acknowledgement leaves before the write it depends on is durable.
+///
+/// # Errors
+/// A description of the property that broke.
+pub fn single_node(data: &[u8]) -> Result<(), String> {
+    let mut u = Unstructured::new(data);
+    let Ok(membership) = Membership::arbitrary(&mut u) else {
+        return Ok(());
+    };
+    let members: Vec<NodeId> = membership.members().collect();
+    let me = members.first().copied().unwrap_or(NodeId::MIN);
+    let mut config = Config::new(me);
+    config.pre_vote = u.arbitrary().unwrap_or(true);
+    config.check_quorum = u.arbitrary().unwrap_or(true);
+    config.max_inflight_msgs = u.int_in_range(1..=4).unwrap_or(2);
+    config.max_msg_entries = u.int_in_range(1..=4).unwrap_or(2);
+    let mut disk = Disk::default();
+    let restore = |disk: &Disk, seed: u64| {
+        let state = Restored {
+            hard_state: disk.hard_state,
+            snapshot: crate::SnapshotMeta {
+                last: crate::LogId::ZERO,
+                membership: membership.clone(),
+            },
+            entries: disk.log.clone(),
+            applied: Index::ZERO,
+        };
+        Node::restore(config.clone(), SimRng::new(seed), state)
+    };
+    let mut node = restore(&disk, 1).map_err(|e| format!("initial restore failed: {e}"))?;
+    let mut out = Outputs::new();
+    let mut emitted = Index::ZERO;
+    let mut restarts = 0;
+    let pick = |n: u8| members[n as usize % members.len()];
+
+    for _ in 0..4096 {
+        let Ok(op) = Op::arbitrary(&mut u) else { break };
+        let input = match op {
+            Op::Tick => Input::Tick,
+            Op::Raw(m) => Input::Message(m),
+            Op::FromPeer { from, term, body } => Input::Message(Message {
+                from: pick(from),
+                to: me,
+                term: Term(term),
+                body,
+            }),
+            Op::Propose(p) => Input::Propose(p),
+            Op::Read(r) => Input::Read(ReadId(r)),
+            Op::TransferLeader(t) => Input::TransferLeader(pick(t)),
+            Op::Campaign => Input::Campaign,
+            Op::PersistAll => match disk.persist(usize::MAX) {
+                Some(w) => Input::Persisted(w),
+                None => continue,
+            },
+            Op::PersistSome(n) => match disk.persist(usize::from(n % 4) + 1) {
+                Some(w) => Input::Persisted(w),
+                None => continue,
+            },
+            Op::PersistBogus(w) => Input::Persisted(WriteId(w)),
+            Op::ApplyAll => Input::Applied(emitted),
+            Op::AppliedBogus(i) => Input::Applied(Index(i)),
+            Op::Unreachable(p) => Input::Unreachable(pick(p)),
+            Op::Restart => {
+                // A crash loses every write not yet durable.
+                disk.pending.clear();
+                restarts += 1;
+                node = restore(&disk, restarts)
+                    .map_err(|e| format!("restart from durable state failed: {e}"))?;
+                out.clear();
+                emitted = Index::ZERO;
+                continue;
+            }
+        };
+        let before = node.status();
+        let (sends, writes, apply) = (out.sends.len(), out.writes.len(), out.apply.len());
+        let result = node.step(input, &mut out);
+        node.check_invariants().map_err(|v| format!("{v}"))?;
+        if let Err(StepError::Rejected(r)) = result {
+            if node.status() != before
+                || (out.sends.len(), out.writes.len(), out.apply.len()) != (sends, writes, apply)
+            {
+                return Err(format!("rejected input ({r:?}) changed the node"));
+            }
+        }
+        disk.pending.extend(out.drain_writes());
+        for e in out.drain_apply() {
+            emitted = e.id.index;
+        }
+        for m in out.drain_sends() {
+            check_send(&disk, &m)?;
+        }
+        out.clear();
+    }
+    Ok(())
+}
+
+/// A vote grant or an append acknowledgement must rest on durable state.
+fn check_send(disk: &Disk, m: &Message) -> Result<(), String> {
+    match m.body {
+        MessageBody::VoteResponse {
+            granted: true,
+            pre_vote: false,
+        } => {
+            let hs = disk.hard_state;
+            if hs.term < m.term || (hs.term == m.term && hs.vote != Some(m.to)) {
+                return Err(format!(
+                    "vote granted in term {} before it was durable ({hs:?})",
+                    m.term
+                ));
+            }
+        }
+        MessageBody::AppendResponse {
+            outcome: AppendOutcome::Accepted { match_index },
+        } if match_index.0 > disk.durable_ever => {
+            return Err(format!(
+                "append acknowledged up to {match_index} with {} entries ever durable",
+                disk.durable_ever
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A simulated cluster whose schedule (which message is delivered or dropped or duplicated,
+/// crashes and restarts, partitions, proposals, reads, transfers, disk delays) comes from the
+/// fuzzer's bytes, with every safety property of the simulator checked after every step, then a
+/// healed phase that must make progress.
+///
+/// # Errors
+/// The simulator's failure, with its description.
+pub fn cluster(data: &[u8]) -> Result<(), String> {
+    let mut u = Unstructured::new(data);
+    let nodes = if u.arbitrary::<bool>().unwrap_or(false) {
+        5
+    } else {
+        3
+    };
+    let seed = u.arbitrary::<u64>().unwrap_or(0);
+    let mut opts = SimOptions::random(seed, nodes);
+    opts.fault_ticks = 250;
+    opts.heal_ticks = 300;
+    let rng = SimRng::from_bytes(u.take_rest(), seed);
+    let mut sim = Simulation::with_rng(opts, rng).map_err(|e| format!("{e}"))?;
+    sim.run().map(drop).map_err(|e| format!("{e}"))
+}
