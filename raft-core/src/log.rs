@@ -114,13 +114,14 @@ impl RaftLog {
         self.persisted = index.min(self.last_index());
     }
 
-    /// Entries from `from` on, at most `max_entries` of them and at most `max_bytes` of payload
-    /// (but at least one entry if any is available).
+    /// Entries from `from` on, at most `max_entries` of them and at most `max_bytes` of payload;
+    /// with `at_least_one`, the first entry even if it alone is larger.
     pub(crate) fn slice(
         &self,
         from: Index,
         max_entries: u32,
         max_bytes: u64,
+        at_least_one: bool,
     ) -> impl Iterator<Item = &Entry> + '_ {
         let start = self.offset(from).unwrap_or(self.entries.len());
         let mut bytes = 0u64;
@@ -128,7 +129,7 @@ impl RaftLog {
             .range(start.min(self.entries.len())..)
             .take(max_entries as usize)
             .take_while(move |e| {
-                let first = bytes == 0;
+                let first = bytes == 0 && at_least_one;
                 bytes = bytes.saturating_add(e.size_estimate());
                 first || bytes <= max_bytes
             })
@@ -170,10 +171,11 @@ mod tests {
     #[test]
     fn slice_honours_count_and_bytes_but_sends_one() {
         let log = log_of(&[1, 1, 1, 1]);
-        assert_eq!(log.slice(Index(1), 2, 1000).count(), 2);
-        assert_eq!(log.slice(Index(1), 10, 52).count(), 2);
-        assert_eq!(log.slice(Index(2), 10, 1).count(), 1);
-        assert_eq!(log.slice(Index(5), 10, 1000).count(), 0);
+        assert_eq!(log.slice(Index(1), 2, 1000, true).count(), 2);
+        assert_eq!(log.slice(Index(1), 10, 52, true).count(), 2);
+        assert_eq!(log.slice(Index(2), 10, 1, true).count(), 1);
+        assert_eq!(log.slice(Index(2), 10, 1, false).count(), 0);
+        assert_eq!(log.slice(Index(5), 10, 1000, true).count(), 0);
     }
 
     #[test]

@@ -63,14 +63,22 @@ impl Progress {
         !self.flights.is_empty()
     }
 
-    /// An AppendEntries carrying entries up to `last` went out.
-    pub(crate) fn sent(&mut self, last: Index, bytes: u64) {
+    /// An AppendEntries carrying entries up to `last` went out (`merged`: the entries were
+    /// added to a message already counted in flight).
+    pub(crate) fn sent(&mut self, last: Index, bytes: u64, merged: bool) {
         match self.state {
             ReplicationState::Probe => self.probe_sent = true,
             ReplicationState::Replicate => {
+                let prev = self.next.prev();
                 self.next = last.next().unwrap_or(last);
-                self.flights.push_back(Flight { last, bytes });
                 self.flight_bytes = self.flight_bytes.saturating_add(bytes);
+                match self.flights.back_mut() {
+                    Some(f) if merged && f.last == prev => {
+                        f.last = last;
+                        f.bytes = f.bytes.saturating_add(bytes);
+                    }
+                    _ => self.flights.push_back(Flight { last, bytes }),
+                }
             }
         }
     }

@@ -67,7 +67,12 @@ impl<R: Rng> Node<R> {
     }
 
     /// Sends the follower at `i` the next batch of entries, if its flow control allows.
+    ///
+    /// When an AppendEntries to the same follower is still waiting in the sends lane and ends
+    /// just before this batch, the batch is appended to it instead (up to the per-message
+    /// limits): proposals stepped one by one between drains leave as one message per follower.
     pub(crate) fn send_append(&mut self, i: usize, send_if_empty: bool, out: &mut Outputs) -> bool {
+        let scan = 2 * self.peers.len();
         let Some(p) = self.peers.get_mut(i) else {
             return false;
         };
@@ -80,9 +85,28 @@ impl<R: Rng> Node<R> {
             // Compacted away: only a snapshot can help this follower.
             return false;
         };
+        let to = p.id;
+        if p.state == ReplicationState::Replicate {
+            if let Some(MessageBody::AppendEntries {
+                entries, commit, ..
+            }) = queued_append(&mut out.sends, to, self.term, prev_index, scan)
+            {
+                let room = cfg.max_msg_entries.saturating_sub(entries.len() as u32);
+                let used: u64 = entries.iter().map(Entry::size_estimate).sum();
+                let room_bytes = cfg.max_msg_bytes.saturating_sub(used);
+                let before = entries.len();
+                entries.extend(self.log.slice(p.next, room, room_bytes, false).cloned());
+                if let Some(last) = entries.last().filter(|_| entries.len() > before) {
+                    let bytes = entries.iter().skip(before).map(Entry::size_estimate).sum();
+                    p.sent(last.id.index, bytes, true);
+                    *commit = self.commit;
+                    return true;
+                }
+            }
+        }
         let entries: Vec<Entry> = self
             .log
-            .slice(p.next, cfg.max_msg_entries, cfg.max_msg_bytes)
+            .slice(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true)
             .cloned()
             .collect();
         if entries.is_empty() && !send_if_empty {
@@ -90,11 +114,10 @@ impl<R: Rng> Node<R> {
         }
         let bytes = entries.iter().map(Entry::size_estimate).sum();
         match entries.last() {
-            Some(last) => p.sent(last.id.index, bytes),
+            Some(last) => p.sent(last.id.index, bytes, false),
             None if p.state == ReplicationState::Probe => p.probe_sent = true,
             None => {}
         }
-        let to = p.id;
         let body = MessageBody::AppendEntries {
             prev: LogId {
                 term: prev_term,
@@ -318,5 +341,29 @@ impl<R: Rng> Node<R> {
         }
         let body = MessageBody::HeartbeatResponse { read_round };
         self.respond(from, self.term, body, out);
+    }
+}
+
+/// The body of an AppendEntries to `to` in `term`, still in the sends lane (among its last
+/// `scan` messages), whose entries end at `prev_index`: the next batch can be appended to it.
+fn queued_append(
+    sends: &mut [crate::Message],
+    to: NodeId,
+    term: crate::Term,
+    prev_index: Index,
+    scan: usize,
+) -> Option<&mut MessageBody> {
+    let m = sends
+        .iter_mut()
+        .rev()
+        .take(scan)
+        .find(|m| m.to == to && m.term == term)?;
+    match &m.body {
+        MessageBody::AppendEntries { entries, .. }
+            if entries.last().is_some_and(|e| e.id.index == prev_index) =>
+        {
+            Some(&mut m.body)
+        }
+        _ => None,
     }
 }

@@ -1,0 +1,95 @@
+//! Proposals stepped one after another between drains leave as one AppendEntries per follower,
+//! and one write.
+
+use raft_core::sim::SimRng;
+use raft_core::{
+    Config, Input, Membership, MessageBody, Node, NodeId, Outputs, Payload, Restored, Role,
+};
+
+fn cluster() -> Vec<(Node<SimRng>, Outputs)> {
+    let ids: Vec<NodeId> = (1..=3).filter_map(NodeId::new).collect();
+    let membership = Membership::new(&ids).unwrap();
+    ids.iter()
+        .map(|&id| {
+            let node = Node::restore(
+                Config::new(id),
+                SimRng::new(id.get()),
+                Restored::initial(membership.clone()),
+            )
+            .unwrap();
+            (node, Outputs::new())
+        })
+        .collect()
+}
+
+/// Delivers everything until quiet: writes acknowledged at once, messages delivered at once.
+fn settle(nodes: &mut [(Node<SimRng>, Outputs)]) {
+    loop {
+        let mut inbox = Vec::new();
+        for (node, out) in nodes.iter_mut() {
+            inbox.extend(out.drain_sends());
+            let durable = out.drain_writes().map(|w| w.id).next_back();
+            if let Some(w) = durable {
+                node.step(Input::Persisted(w), out).unwrap();
+            }
+            let applied = out.drain_apply().map(|e| e.id.index).next_back();
+            if let Some(i) = applied {
+                node.step(Input::Applied(i), out).unwrap();
+            }
+            out.drain_events().for_each(drop);
+            out.drain_reads().for_each(drop);
+        }
+        if inbox.is_empty() && nodes.iter().all(|(_, o)| o.is_empty()) {
+            return;
+        }
+        for m in inbox {
+            let (node, out) = &mut nodes[(m.to.get() - 1) as usize];
+            node.step(Input::Message(m), out).unwrap();
+        }
+    }
+}
+
+#[test]
+fn proposals_between_drains_are_batched_into_one_message_per_follower_and_one_write() {
+    let mut nodes = cluster();
+    let leader = loop {
+        for (node, out) in nodes.iter_mut() {
+            node.step(Input::Tick, out).unwrap();
+        }
+        settle(&mut nodes);
+        if let Some(l) = nodes.iter().position(|(n, _)| n.role() == Role::Leader) {
+            break l;
+        }
+    };
+    // One committed proposal puts both followers in the pipelining state.
+    let (node, out) = &mut nodes[leader];
+    node.propose(Payload::new(b"warm-up"), out).unwrap();
+    settle(&mut nodes);
+
+    let (node, out) = &mut nodes[leader];
+    for i in 0..10u8 {
+        node.propose(Payload::new(&[i]), out).unwrap();
+    }
+    let appends: Vec<usize> = out
+        .sends()
+        .iter()
+        .map(|m| match &m.body {
+            MessageBody::AppendEntries { entries, .. } => entries.len(),
+            other => panic!("unexpected message {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        appends,
+        vec![10, 10],
+        "one message of 10 entries per follower"
+    );
+    assert_eq!(out.writes().len(), 1, "one write for all ten entries");
+    assert_eq!(out.writes()[0].entries.len(), 10);
+
+    settle(&mut nodes);
+    let commits: Vec<u64> = nodes.iter().map(|(n, _)| n.commit_index().0).collect();
+    assert!(
+        commits.iter().all(|&c| c == commits[0] && c >= 12),
+        "{commits:?}"
+    );
+}
