@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use raft_core::{
-    Config, Entry, EntryKind, Input, Membership, Message, Node, NodeId, Outputs, Payload, Restored,
-    Role,
+    Apply, Config, Entry, EntryKind, Input, Membership, Message, Node, NodeId, Outputs, Payload,
+    Restored, Role,
 };
 
 /// A small deterministic RNG (SplitMix64). Any `rand_core::Rng` works, e.g. `rand::rngs::StdRng`.
@@ -168,12 +168,14 @@ fn drain(members: &mut [Member], network: &mut VecDeque<Message>) {
             }
             // Apply committed entries.
             let mut applied = None;
-            for e in m.out.drain_apply() {
-                if e.kind == EntryKind::Normal {
-                    m.applied
-                        .push(String::from_utf8_lossy(&e.data).into_owned());
+            for a in m.out.drain_apply() {
+                if let Apply::Entry(e) = &a {
+                    if e.kind == EntryKind::Normal {
+                        m.applied
+                            .push(String::from_utf8_lossy(&e.data).into_owned());
+                    }
                 }
-                applied = Some(e.id.index);
+                applied = Some(a.index());
             }
             if let Some(index) = applied {
                 step(m, Input::Applied(index));

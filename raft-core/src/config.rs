@@ -37,6 +37,14 @@ pub struct Config {
     pub max_entry_bytes: u64,
     /// Most reads waiting for a ReadIndex confirmation at once. Default 4096.
     pub max_pending_reads: u32,
+    /// After a snapshot, keep this many entries below it in memory, so a follower a little
+    /// behind still gets entries rather than the whole snapshot. Default 1024.
+    pub snapshot_trailing_entries: u64,
+    /// Suggest a snapshot ([`Event::SnapshotSuggested`](crate::Event::SnapshotSuggested)) when
+    /// the in-memory log holds more entries than this. Default 10,000.
+    pub snapshot_log_entries: u64,
+    /// The largest snapshot chunk to request from the adapter. Default 1 MiB.
+    pub snapshot_chunk_bytes: u32,
     /// Run a pre-vote round before a real election, so that a node cut off from the cluster
     /// does not inflate terms and depose a healthy leader when it returns (Raft thesis §9.6).
     /// Default on.
@@ -61,6 +69,9 @@ impl Config {
             max_inflight_bytes: 32 << 20,
             max_entry_bytes: 8 << 20,
             max_pending_reads: 4096,
+            snapshot_trailing_entries: 1024,
+            snapshot_log_entries: 10_000,
+            snapshot_chunk_bytes: 1 << 20,
             pre_vote: true,
             check_quorum: true,
         }
@@ -86,6 +97,9 @@ impl Config {
         if self.max_inflight_msgs == 0 || self.max_inflight_bytes == 0 {
             return Err(ConfigError::ZeroInflightLimit);
         }
+        if self.snapshot_chunk_bytes == 0 {
+            return Err(ConfigError::ZeroChunkSize);
+        }
         Ok(())
     }
 }
@@ -105,6 +119,8 @@ pub enum ConfigError {
     ZeroMessageLimit,
     /// An in-flight limit is zero.
     ZeroInflightLimit,
+    /// `snapshot_chunk_bytes` is zero.
+    ZeroChunkSize,
 }
 
 impl fmt::Display for ConfigError {
@@ -121,6 +137,7 @@ impl fmt::Display for ConfigError {
             Self::ZeroInflightLimit => {
                 "max_inflight_msgs and max_inflight_bytes must be at least 1"
             }
+            Self::ZeroChunkSize => "snapshot_chunk_bytes must be at least 1",
         })
     }
 }

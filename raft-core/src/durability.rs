@@ -46,7 +46,7 @@ impl Durability {
         let current = out
             .writes
             .last()
-            .is_some_and(|w| w.id.0 == self.minted && w.id.0 > self.acked);
+            .is_some_and(|w| w.id.0 == self.minted && w.id.0 > self.acked && w.snapshot.is_none());
         if !current {
             self.minted += 1;
             self.pending.push_back(Pending {
@@ -55,7 +55,9 @@ impl Durability {
             });
             let id = WriteId(self.minted);
             match out.writes.last_mut() {
-                Some(w) if w.id.0 > self.acked => w.id = id,
+                // A snapshot chunk gets a write of its own: one chunk per write keeps the
+                // adapter's staging simple.
+                Some(w) if w.id.0 > self.acked && w.snapshot.is_none() => w.id = id,
                 _ => out.writes.push(Write::new(id)),
             }
         }
@@ -65,6 +67,25 @@ impl Durability {
         if let Some(w) = out.writes.last_mut() {
             f(w);
         }
+    }
+
+    /// Adds a snapshot chunk in a write of its own.
+    pub(crate) fn write_snapshot(
+        &mut self,
+        out: &mut Outputs,
+        last_index: Index,
+        part: crate::SnapshotPart,
+        truncate_from: Option<Index>,
+    ) {
+        self.minted += 1;
+        self.pending.push_back(Pending {
+            id: self.minted,
+            last_index,
+        });
+        let mut w = Write::new(WriteId(self.minted));
+        w.truncate_from = truncate_from;
+        w.snapshot = Some(part);
+        out.writes.push(w);
     }
 
     /// Entries from `from` on were truncated: no pending write can make them durable any more.

@@ -59,6 +59,8 @@ pub enum Reject {
         /// The other claimant.
         from: NodeId,
     },
+    /// An InstallSnapshot chunk whose snapshot is empty or of a later term than its sender's.
+    MalformedSnapshot,
     /// A vote request whose last log term is above the term it campaigns for.
     MalformedVoteRequest,
     /// An index or term at the very top of its range, which would overflow.
@@ -71,6 +73,9 @@ pub enum Reject {
 pub enum Misuse {
     /// `Persisted` acknowledged a write id that was never issued.
     UnknownWrite,
+    /// `SnapshotTaken` named a snapshot the node did not describe: get the metadata from
+    /// `Node::snapshot_meta` for an index the state machine has applied.
+    SnapshotMismatch,
     /// `Applied` reported an index that was never handed out for applying.
     AppliedPastEmitted {
         /// The index reported.

@@ -1,9 +1,12 @@
 //! Everything that can happen to a node, as data: the simulator and the fuzzers record and
 //! replay it.
 
+use alloc::boxed::Box;
+
 use crate::message::Message;
 use crate::output::WriteId;
-use crate::types::{Index, NodeId, Payload};
+use crate::restore::SnapshotMeta;
+use crate::types::{Index, LogId, NodeId, Payload};
 
 /// An input to [`Node::step`](crate::Node::step).
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -32,6 +35,30 @@ pub enum Input {
     Applied(Index),
     /// The adapter could not reach this peer; the leader stops pipelining to it and probes.
     Unreachable(NodeId),
+    /// The adapter durably stored a snapshot of its state machine with this metadata (get it
+    /// from [`Node::snapshot_meta`](crate::Node::snapshot_meta) for an applied index). The node
+    /// drops log entries up to it, keeping `Config::snapshot_trailing_entries` for slow
+    /// followers, and sends this snapshot to followers that need what was dropped.
+    SnapshotTaken(Box<SnapshotMeta>),
+    /// A chunk of the leader's snapshot, read by the adapter in answer to a
+    /// [`ChunkRequest`](crate::ChunkRequest).
+    SnapshotChunk(SnapshotChunk),
+}
+
+/// A chunk of snapshot bytes the adapter read for a [`ChunkRequest`](crate::ChunkRequest).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SnapshotChunk {
+    /// The follower it is for (from the request).
+    pub to: NodeId,
+    /// The snapshot it is from (from the request).
+    pub snapshot: LogId,
+    /// Where it starts (from the request).
+    pub offset: u64,
+    /// The bytes, at most the request's `max_len`.
+    pub data: Payload,
+    /// Whether the snapshot ends with this chunk.
+    pub done: bool,
 }
 
 /// The caller's name for a read request, echoed back when the read is ready.

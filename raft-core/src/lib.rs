@@ -13,7 +13,8 @@
 //! pre-vote (§9.6), CheckQuorum (§6.2), the election restriction (§5.4.1), log replication with
 //! batching, pipelining, per-follower flow control (messages and bytes in flight) and fast
 //! backtracking by conflict term (§5.3), commitment of current-term entries only (§5.4.2),
-//! linearizable reads by ReadIndex (§6.4) and leadership transfer (§3.10).
+//! linearizable reads by ReadIndex (§6.4), leadership transfer (§3.10), and log compaction with
+//! snapshots sent to lagging followers in chunks (§7; the node never holds a snapshot's bytes).
 //!
 //! # Run loop
 //!
@@ -32,11 +33,17 @@
 //!    truncation, then entries). One fsync may cover many writes. Then step
 //!    [`Input::Persisted`] with the id of the last write made durable: acknowledgements are
 //!    cumulative.
-//! 5. **Apply** the entries in [`Outputs::drain_apply`] to the state machine, in order; they are
-//!    committed and durable. Then step [`Input::Applied`] with the last index.
-//! 6. **Serve reads**: a [`ReadResult::Ready`] may be answered from the state machine once it has
+//! 5. **Apply** what [`Outputs::drain_apply`] holds to the state machine, in order: committed,
+//!    durable entries, and (on a follower that fell far behind) a snapshot from the leader to
+//!    load. Then step [`Input::Applied`] with the last index.
+//! 6. **Snapshots**: when [`Event::SnapshotSuggested`] appears (or whenever you like), snapshot
+//!    the state machine at its applied index, store it with [`Node::snapshot_meta`], and step
+//!    [`Input::SnapshotTaken`]: the node drops the log behind it. Answer each
+//!    [`ChunkRequest`] in [`Outputs::drain_chunk_requests`] with the bytes, as
+//!    [`Input::SnapshotChunk`]; store each [`SnapshotPart`] a follower's writes carry.
+//! 7. **Serve reads**: a [`ReadResult::Ready`] may be answered from the state machine once it has
 //!    applied the read's index. [`ReadResult::Aborted`] means leadership was lost: retry.
-//! 7. **Wait** for the next input, for at most [`Node::ticks_until_timer`] ticks, and go to 2.
+//! 8. **Wait** for the next input, for at most [`Node::ticks_until_timer`] ticks, and go to 2.
 //!
 //! The outputs value is appended to and never cleared by the node: drain it and reuse it, and the
 //! steady state allocates nothing but the entries' payloads.
@@ -66,7 +73,7 @@
 //! command on every node.
 //!
 //! ```
-//! use raft_core::{Config, Input, Membership, Node, NodeId, Outputs, Payload, Restored, Role};
+//! use raft_core::{Apply, Config, Input, Membership, Node, NodeId, Outputs, Payload, Restored, Role};
 //!
 //! # struct Rng(u64);
 //! # impl rand_core::TryRng for Rng {
@@ -110,11 +117,13 @@
 //!                 node.step(Input::Persisted(id), out)?;
 //!             }
 //!             let mut last = None; // 5. apply
-//!             for entry in out.drain_apply() {
-//!                 if entry.kind == raft_core::EntryKind::Normal {
-//!                     applied[i].push(entry.data.to_vec());
+//!             for item in out.drain_apply() {
+//!                 if let Apply::Entry(entry) = &item {
+//!                     if entry.kind == raft_core::EntryKind::Normal {
+//!                         applied[i].push(entry.data.to_vec());
+//!                     }
 //!                 }
-//!                 last = Some(entry.id.index);
+//!                 last = Some(item.index());
 //!             }
 //!             if let Some(index) = last {
 //!                 node.step(Input::Applied(index), out)?;
@@ -175,19 +184,20 @@ mod replication;
 mod restore;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod snapshot;
 mod status;
 mod types;
 mod voting;
 
 pub use config::{Config, ConfigError};
 pub use error::{Misuse, Refusal, Reject, RestoreError, StepError};
-pub use input::{Input, ReadId};
+pub use input::{Input, ReadId, SnapshotChunk};
 #[cfg(any(test, feature = "sim"))]
 pub use invariants::InvariantViolation;
 pub use membership::{MAX_MEMBERS, Members, Membership, MembershipError};
 pub use message::{AppendOutcome, Message, MessageBody};
 pub use node::Node;
-pub use output::{Event, Outputs, ReadResult, Write, WriteId};
+pub use output::{Apply, ChunkRequest, Event, Outputs, ReadResult, SnapshotPart, Write, WriteId};
 pub use restore::{Restored, SnapshotMeta};
 pub use status::{PeerStatus, ReplicationState, Role, Stats, Status};
 pub use types::{Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, Term};

@@ -100,6 +100,41 @@ impl RaftLog {
         self.entries.push_back(entry);
     }
 
+    /// Drops the entries up to `id` (which this log holds, or which is its base already): they
+    /// are in a snapshot.
+    pub(crate) fn compact_to(&mut self, id: LogId) {
+        if id.index <= self.base.index {
+            return;
+        }
+        while self.entries.front().is_some_and(|e| e.id.index <= id.index) {
+            self.entries.pop_front();
+        }
+        self.base = id;
+        self.persisted = self.persisted.max(id.index);
+    }
+
+    /// Makes a snapshot ending at `last` the start of the log. Entries after it are kept if this
+    /// log holds `last` itself (they extend the same history); otherwise the whole log is
+    /// replaced. Returns whether the entries after `last` were kept.
+    pub(crate) fn install(&mut self, last: LogId) -> bool {
+        let keep = self.matches(last) && last.index >= self.base.index;
+        if keep {
+            while self
+                .entries
+                .front()
+                .is_some_and(|e| e.id.index <= last.index)
+            {
+                self.entries.pop_front();
+            }
+        } else {
+            self.entries.clear();
+        }
+        self.base = last;
+        // Nothing of the new log is durable until the write that installs it is.
+        self.persisted = self.persisted.min(last.index);
+        keep
+    }
+
     /// Removes every entry at `from` and above.
     pub(crate) fn truncate_from(&mut self, from: Index) {
         if let Some(off) = self.offset(from) {

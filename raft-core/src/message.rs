@@ -1,11 +1,13 @@
 //! The messages nodes exchange. They derive serde, so any serde format (postcard in this
 //! workspace) carries them; the core treats every received message as untrusted.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Entry, Index, LogId, NodeId, Term};
+use crate::restore::SnapshotMeta;
+use crate::types::{Entry, Index, LogId, NodeId, Payload, Term};
 
 /// A message between two nodes.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -72,6 +74,27 @@ pub enum MessageBody {
     },
     /// Leadership transfer: the leader tells its chosen successor to campaign at once.
     TimeoutNow,
+    /// InstallSnapshot (Raft §7): one chunk of the leader's snapshot, for a follower that needs
+    /// entries the leader has compacted away.
+    InstallSnapshot {
+        /// The snapshot's last entry and configuration.
+        meta: Box<SnapshotMeta>,
+        /// Where `data` starts in the snapshot.
+        offset: u64,
+        /// The chunk.
+        data: Payload,
+        /// This is the last chunk.
+        done: bool,
+    },
+    /// The answer to an `InstallSnapshot` chunk.
+    SnapshotResponse {
+        /// The snapshot being transferred.
+        snapshot: LogId,
+        /// How many bytes of it the follower holds durably: the offset to send next.
+        received: u64,
+        /// The follower has installed it (or already held everything it covers).
+        installed: bool,
+    },
 }
 
 /// What a follower did with an `AppendEntries`.
@@ -108,6 +131,7 @@ impl Message {
             MessageBody::VoteResponse { .. }
                 | MessageBody::AppendResponse { .. }
                 | MessageBody::HeartbeatResponse { .. }
+                | MessageBody::SnapshotResponse { .. }
         )
     }
 }

@@ -1,5 +1,7 @@
 //! The node: one value holding all of a member's Raft state, driven only by [`Node::step`].
 
+use alloc::boxed::Box;
+
 use rand_core::Rng;
 
 use crate::config::Config;
@@ -10,10 +12,11 @@ use crate::input::Input;
 use crate::log::RaftLog;
 use crate::membership::{MAX_MEMBERS, Membership};
 use crate::message::{AppendOutcome, Message, MessageBody};
-use crate::output::{Event, Outputs};
+use crate::output::{Apply, Event, Outputs};
 use crate::progress::Progress;
 use crate::read_index::ReadIndex;
-use crate::restore::Restored;
+use crate::restore::{Restored, SnapshotMeta};
+use crate::snapshot::Incoming;
 use crate::status::{ReplicationState, Role, Stats, Status};
 use crate::types::{HardState, Index, LogId, NodeId, Payload, Term};
 
@@ -42,6 +45,13 @@ pub struct Node<R> {
     pub(crate) leader: Option<NodeId>,
     pub(crate) log: RaftLog,
     pub(crate) membership: Membership,
+    /// The latest snapshot: taken by the application, installed from a leader, or restored.
+    pub(crate) snapshot: SnapshotMeta,
+    /// A snapshot being received from the leader.
+    pub(crate) incoming: Option<Incoming>,
+    /// The write that installs the latest snapshot received; it is applied once durable.
+    pub(crate) install_write: u64,
+    pub(crate) snapshot_suggested: bool,
     /// The highest index known committed (volatile, Raft Figure 2).
     pub(crate) commit: Index,
     /// The highest index the adapter reported applied.
@@ -87,7 +97,11 @@ impl<R: Rng> Node<R> {
             vote: state.hard_state.vote,
             leader: None,
             log,
-            membership: state.snapshot.membership,
+            membership: state.snapshot.membership.clone(),
+            snapshot: state.snapshot,
+            incoming: None,
+            install_write: 0,
+            snapshot_suggested: false,
             commit: state.applied,
             applied: state.applied,
             emitted: state.applied,
@@ -133,6 +147,11 @@ impl<R: Rng> Node<R> {
                 self.unreachable(id);
                 Ok(())
             }
+            Input::SnapshotTaken(meta) => self.snapshot_taken(*meta, out),
+            Input::SnapshotChunk(chunk) => {
+                self.snapshot_chunk(chunk, out);
+                Ok(())
+            }
         };
         self.finish_step(result, out)
     }
@@ -156,6 +175,7 @@ impl<R: Rng> Node<R> {
         out: &mut Outputs,
     ) -> Result<(), StepError> {
         self.emit_committed(out);
+        self.maybe_suggest_snapshot(out);
         let now = (self.role, self.term, self.leader);
         if now != self.reported {
             self.reported = now;
@@ -176,15 +196,25 @@ impl<R: Rng> Node<R> {
         result
     }
 
-    /// Hands out, in order, the entries that are both committed and durable here.
+    /// Hands out, in order, what is both committed and durable here: a snapshot installed from
+    /// the leader, then entries.
     fn emit_committed(&mut self, out: &mut Outputs) {
+        if self.emitted < self.log.base().index {
+            // The log now starts after a snapshot the state machine has not loaded.
+            if !self.durability.is_acked(self.install_write) {
+                return;
+            }
+            out.apply
+                .push(Apply::Snapshot(Box::new(self.snapshot.clone())));
+            self.emitted = self.snapshot.last.index;
+        }
         let upto = self.commit.min(self.log.persisted());
         while self.emitted < upto {
             let next = Index(self.emitted.0 + 1);
             let Some(entry) = self.log.entry(next) else {
                 break;
             };
-            out.apply.push(entry.clone());
+            out.apply.push(Apply::Entry(entry.clone()));
             self.emitted = next;
         }
     }
@@ -521,7 +551,9 @@ impl<R: Rng> Node<R> {
                     pre_vote: true,
                     granted: true,
                 } => {}
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
                     self.become_follower(term, Some(from), out);
                 }
                 _ => self.become_follower(term, None, out),
@@ -532,7 +564,9 @@ impl<R: Rng> Node<R> {
                 // A deposed leader, or one this node outran in a partition: tell it the newer
                 // term so it steps down (it would otherwise never learn it, since vote requests
                 // from this node may be ignored by its lease).
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
                     let body = MessageBody::AppendResponse {
                         outcome: AppendOutcome::Outdated,
                     };
@@ -588,6 +622,21 @@ impl<R: Rng> Node<R> {
                 }
                 Ok(())
             }
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+            } => {
+                self.follow(from, out)?;
+                self.handle_install_snapshot(from, meta, offset, data, done, out);
+                Ok(())
+            }
+            MessageBody::SnapshotResponse {
+                snapshot,
+                received,
+                installed,
+            } => self.handle_snapshot_response(from, snapshot, received, installed, out),
         }
     }
 
@@ -622,6 +671,17 @@ impl<R: Rng> Node<R> {
                     last = e.id;
                 }
                 Ok(())
+            }
+            MessageBody::InstallSnapshot {
+                meta, offset, data, ..
+            } => {
+                if meta.last.term > m.term || meta.last.index == Index::ZERO {
+                    return Err(Reject::MalformedSnapshot);
+                }
+                offset
+                    .checked_add(data.len() as u64)
+                    .map(drop)
+                    .ok_or(Reject::Overflow)
             }
             MessageBody::Heartbeat { commit, .. }
                 if m.term >= self.term && *commit > self.log.last_index() =>

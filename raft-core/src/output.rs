@@ -1,13 +1,15 @@
 //! What a node asks its adapter to do, sorted into lanes the adapter drains.
 
+use alloc::boxed::Box;
 use alloc::vec::{Drain, Vec};
 
 use smallvec::SmallVec;
 
 use crate::input::ReadId;
 use crate::message::Message;
+use crate::restore::SnapshotMeta;
 use crate::status::Role;
-use crate::types::{Entry, HardState, Index, NodeId, Term};
+use crate::types::{Entry, HardState, Index, LogId, NodeId, Payload, Term};
 
 /// The outputs of one or more steps, sorted into lanes.
 ///
@@ -23,17 +25,21 @@ use crate::types::{Entry, HardState, Index, NodeId, Term};
 /// 2. **writes**: make each [`Write`] durable, in order, then step
 ///    [`Input::Persisted`](crate::Input::Persisted) with the id of the last one made durable.
 ///    Writes still in the lane may be merged by the node into one.
-/// 3. **apply**: apply these entries to the state machine in order (they are committed and
-///    locally durable), then step [`Input::Applied`](crate::Input::Applied).
+/// 3. **apply**: apply these to the state machine in order (entries are committed and locally
+///    durable; a snapshot replaces the state machine's state), then step
+///    [`Input::Applied`](crate::Input::Applied).
 /// 4. **reads**: each [`ReadResult::Ready`] may be served once the state machine has applied its
 ///    index.
-/// 5. **events**: observability only; nothing must be done.
+/// 5. **chunk requests**: read each [`ChunkRequest`] from the snapshot it names and step the
+///    bytes back as [`Input::SnapshotChunk`](crate::Input::SnapshotChunk).
+/// 6. **events**: observability and hints; nothing must be done.
 #[derive(Default, Debug)]
 pub struct Outputs {
     pub(crate) sends: Vec<Message>,
     pub(crate) writes: Vec<Write>,
-    pub(crate) apply: Vec<Entry>,
+    pub(crate) apply: Vec<Apply>,
     pub(crate) reads: Vec<ReadResult>,
+    pub(crate) chunk_requests: Vec<ChunkRequest>,
     pub(crate) events: Vec<Event>,
 }
 
@@ -54,9 +60,14 @@ impl Outputs {
         self.writes.drain(..)
     }
 
-    /// Takes the entries to apply, in index order.
-    pub fn drain_apply(&mut self) -> Drain<'_, Entry> {
+    /// Takes what to apply, in index order.
+    pub fn drain_apply(&mut self) -> Drain<'_, Apply> {
         self.apply.drain(..)
+    }
+
+    /// Takes the snapshot chunks to read for followers.
+    pub fn drain_chunk_requests(&mut self) -> Drain<'_, ChunkRequest> {
+        self.chunk_requests.drain(..)
     }
 
     /// Takes the finished reads.
@@ -80,10 +91,16 @@ impl Outputs {
         &self.writes
     }
 
-    /// The entries waiting to be applied.
+    /// What waits to be applied.
     #[must_use]
-    pub fn apply(&self) -> &[Entry] {
+    pub fn apply(&self) -> &[Apply] {
         &self.apply
+    }
+
+    /// The snapshot chunks waiting to be read.
+    #[must_use]
+    pub fn chunk_requests(&self) -> &[ChunkRequest] {
+        &self.chunk_requests
     }
 
     /// The finished reads.
@@ -105,6 +122,7 @@ impl Outputs {
             && self.writes.is_empty()
             && self.apply.is_empty()
             && self.reads.is_empty()
+            && self.chunk_requests.is_empty()
             && self.events.is_empty()
     }
 
@@ -114,6 +132,7 @@ impl Outputs {
         self.writes.clear();
         self.apply.clear();
         self.reads.clear();
+        self.chunk_requests.clear();
         self.events.clear();
     }
 }
@@ -134,9 +153,9 @@ impl WriteId {
 /// State the adapter MUST make durable, then acknowledge with
 /// [`Input::Persisted`](crate::Input::Persisted)`(id)`.
 ///
-/// Apply the parts in this order: `hard_state`, then `truncate_from`, then `entries`. A crash
-/// part-way MUST leave a prefix of that order on disk (as an append-only log does), never the
-/// entries without the hard state that precedes them.
+/// Apply the parts in this order: `hard_state`, then `truncate_from`, then `snapshot`, then
+/// `entries`. A crash part-way MUST leave a prefix of that order on disk (as an append-only log
+/// does), never the entries without the hard state that precedes them.
 #[must_use = "a write must be made durable and acknowledged, or the node stalls"]
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Write {
@@ -144,10 +163,31 @@ pub struct Write {
     pub id: WriteId,
     /// A new term and vote to record, if they changed.
     pub hard_state: Option<HardState>,
-    /// Delete every entry at this index and above before appending.
+    /// Delete every entry at this index and above.
     pub truncate_from: Option<Index>,
+    /// A chunk of a snapshot received from the leader, to store (see [`SnapshotPart`]).
+    pub snapshot: Option<SnapshotPart>,
     /// Entries to append after the log's current end, contiguous and in index order.
     pub entries: SmallVec<[Entry; 4]>,
+}
+
+/// A chunk of a snapshot a follower receives from its leader.
+///
+/// Chunks of one snapshot arrive in order, starting at offset 0. A chunk at offset 0 starts a
+/// new snapshot: discard any partial one. When `done` is set, once this chunk is stored the
+/// snapshot is complete and becomes this node's snapshot: make it durable (write to a temporary
+/// file, sync, rename), and delete every log entry up to `meta.last.index` (they are in the
+/// snapshot). The entries after it stay, unless the same write's `truncate_from` removed them.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SnapshotPart {
+    /// The snapshot's metadata.
+    pub meta: SnapshotMeta,
+    /// Where `data` goes in the snapshot.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Payload,
+    /// The snapshot is complete with this chunk.
+    pub done: bool,
 }
 
 impl Write {
@@ -155,6 +195,7 @@ impl Write {
         Self {
             id,
             hard_state: None,
+            snapshot: None,
             truncate_from: None,
             entries: SmallVec::new(),
         }
@@ -166,6 +207,42 @@ impl Write {
         self.entries.retain(|e| e.id.index < from);
         self.truncate_from = Some(self.truncate_from.map_or(from, |t| t.min(from)));
     }
+}
+
+/// Something for the state machine, in log order.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Apply {
+    /// A committed entry to apply.
+    Entry(Entry),
+    /// The node installed a snapshot from its leader: replace the state machine's state with the
+    /// snapshot's (the one completed by the last [`SnapshotPart`] with `done`). The entries that
+    /// follow continue from `meta.last`.
+    Snapshot(Box<SnapshotMeta>),
+}
+
+impl Apply {
+    /// The log index the state machine has reached once this is applied.
+    #[must_use]
+    pub fn index(&self) -> Index {
+        match self {
+            Self::Entry(e) => e.id.index,
+            Self::Snapshot(meta) => meta.last.index,
+        }
+    }
+}
+
+/// A request to read part of the leader's snapshot for a follower. Answer it with
+/// [`Input::SnapshotChunk`](crate::Input::SnapshotChunk); the node keeps no snapshot bytes itself.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ChunkRequest {
+    /// The follower the chunk is for.
+    pub to: NodeId,
+    /// The snapshot to read (the latest one taken).
+    pub snapshot: LogId,
+    /// Where to start reading.
+    pub offset: u64,
+    /// The most bytes to read.
+    pub max_len: u32,
 }
 
 /// The outcome of a read request.
@@ -198,5 +275,14 @@ pub enum Event {
         term: Term,
         /// The leader this node now knows of.
         leader: Option<NodeId>,
+    },
+    /// The in-memory log has grown past `Config::snapshot_log_entries`: the application should
+    /// take a snapshot (at `applied`) and report it with
+    /// [`Input::SnapshotTaken`](crate::Input::SnapshotTaken).
+    SnapshotSuggested {
+        /// The index the state machine has applied.
+        applied: Index,
+        /// Entries held in memory.
+        log_entries: usize,
     },
 }

@@ -4,7 +4,18 @@
 use alloc::collections::VecDeque;
 
 use crate::status::{PeerStatus, ReplicationState};
-use crate::types::{Index, NodeId};
+use crate::types::{Index, LogId, NodeId};
+
+/// A snapshot being sent to a follower, chunk by chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SnapshotTransfer {
+    /// The snapshot's last entry.
+    pub(crate) id: LogId,
+    /// The follower holds the snapshot's bytes up to here.
+    pub(crate) offset: u64,
+    /// A chunk was requested from the adapter (and not yet sent).
+    pub(crate) requested: bool,
+}
 
 /// One AppendEntries in flight: its last index and payload bytes.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +39,8 @@ pub(crate) struct Progress {
     pub(crate) acked_since_heartbeat: bool,
     /// The newest ReadIndex round it confirmed.
     pub(crate) read_round: u64,
+    /// The snapshot transfer, in the snapshot state.
+    pub(crate) snapshot: Option<SnapshotTransfer>,
     flights: VecDeque<Flight>,
     flight_bytes: u64,
 }
@@ -44,6 +57,7 @@ impl Progress {
             recent_active: false,
             acked_since_heartbeat: false,
             read_round: 0,
+            snapshot: None,
             flights: VecDeque::new(),
             flight_bytes: 0,
         }
@@ -56,6 +70,7 @@ impl Progress {
             ReplicationState::Replicate => {
                 self.flights.len() >= max_msgs as usize || self.flight_bytes >= max_bytes
             }
+            ReplicationState::Snapshot => true,
         }
     }
 
@@ -67,7 +82,7 @@ impl Progress {
     /// added to a message already counted in flight).
     pub(crate) fn sent(&mut self, last: Index, bytes: u64, merged: bool) {
         match self.state {
-            ReplicationState::Probe => self.probe_sent = true,
+            ReplicationState::Probe | ReplicationState::Snapshot => self.probe_sent = true,
             ReplicationState::Replicate => {
                 let prev = self.next.prev();
                 self.next = last.next().unwrap_or(last);
@@ -101,7 +116,7 @@ impl Progress {
         if self.next <= index {
             self.next = index.next().unwrap_or(index);
         }
-        if self.state == ReplicationState::Probe {
+        if self.state != ReplicationState::Replicate {
             self.become_replicate();
         }
         true
@@ -111,6 +126,8 @@ impl Progress {
     /// leader's log and the follower's hint can next agree. Returns whether to send again.
     pub(crate) fn refused(&mut self, rejected: Index, probe_at: Index) -> bool {
         match self.state {
+            // Answers to appends sent before the transfer began.
+            ReplicationState::Snapshot => false,
             ReplicationState::Replicate => {
                 if rejected <= self.match_index {
                     return false; // a stale answer to something already superseded
@@ -130,8 +147,20 @@ impl Progress {
         }
     }
 
+    /// Starts sending the snapshot `id`.
+    pub(crate) fn become_snapshot(&mut self, id: LogId) {
+        self.become_probe();
+        self.state = ReplicationState::Snapshot;
+        self.snapshot = Some(SnapshotTransfer {
+            id,
+            offset: 0,
+            requested: false,
+        });
+    }
+
     pub(crate) fn become_probe(&mut self) {
         self.state = ReplicationState::Probe;
+        self.snapshot = None;
         self.next = self.match_index.next().unwrap_or(self.match_index);
         self.probe_sent = false;
         self.flights.clear();
@@ -140,6 +169,7 @@ impl Progress {
 
     fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
+        self.snapshot = None;
         self.next = self.match_index.next().unwrap_or(self.match_index);
         self.probe_sent = false;
     }

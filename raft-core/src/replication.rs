@@ -83,6 +83,7 @@ impl<R: Rng> Node<R> {
         let prev_index = p.next.prev();
         let Some(prev_term) = self.log.term_at(prev_index) else {
             // Compacted away: only a snapshot can help this follower.
+            self.start_snapshot(i, out);
             return false;
         };
         let to = p.id;
@@ -190,7 +191,10 @@ impl<R: Rng> Node<R> {
                 while self.send_append(i, false, out) {}
             }
             AppendOutcome::Conflict { rejected, hint } => {
-                let probe_at = if hint.term.0 > 0 {
+                let probe_at = if hint.index < self.log.base().index {
+                    // The follower lacks even the start of this log: it will need the snapshot.
+                    hint.index
+                } else if hint.term.0 > 0 {
                     self.log.last_at_or_before(hint.index, hint.term).index
                 } else {
                     hint.index
@@ -253,6 +257,12 @@ impl<R: Rng> Node<R> {
                 ReplicationState::Replicate if p.has_inflight() => p.become_probe(),
                 ReplicationState::Probe => p.probe_sent = false,
                 ReplicationState::Replicate => {}
+                ReplicationState::Snapshot => {
+                    // A chunk or its acknowledgement was lost: ask for the chunk again.
+                    self.request_chunk(i, out);
+                    self.confirm_reads(out);
+                    return;
+                }
             }
             self.send_append(i, true, out);
         }

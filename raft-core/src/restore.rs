@@ -10,6 +10,7 @@ use crate::membership::Membership;
 use crate::types::{Entry, HardState, Index, LogId};
 
 /// The metadata of a snapshot: the last entry it covers and the configuration at that entry.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     /// The last log entry folded into the snapshot (`LogId::ZERO` for "no snapshot yet").

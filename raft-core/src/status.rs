@@ -24,6 +24,8 @@ pub enum ReplicationState {
     Probe,
     /// The logs match: entries are pipelined, up to the in-flight limits.
     Replicate,
+    /// The follower needs entries the leader has compacted: a snapshot is being sent.
+    Snapshot,
 }
 
 /// A leader's view of one follower.

@@ -32,7 +32,7 @@ fn settle(nodes: &mut [(Node<SimRng>, Outputs)]) {
             if let Some(w) = durable {
                 node.step(Input::Persisted(w), out).unwrap();
             }
-            let applied = out.drain_apply().map(|e| e.id.index).next_back();
+            let applied = out.drain_apply().map(|a| a.index()).next_back();
             if let Some(i) = applied {
                 node.step(Input::Applied(i), out).unwrap();
             }

@@ -47,6 +47,7 @@ fn run_many(nodes: usize) {
     let first = env_u64("RAFT_SIM_FIRST").unwrap_or(0);
     let start = Instant::now();
     let (mut committed, mut terms, mut crashes, mut reads, mut heal) = (0, 0, 0, 0, 0);
+    let (mut taken, mut installed) = (0, 0);
     for seed in first..first + count {
         let s = check_seed(seed, nodes);
         committed += s.committed;
@@ -54,12 +55,14 @@ fn run_many(nodes: usize) {
         crashes += s.crashes;
         reads += s.reads.0;
         heal = heal.max(s.heal_ticks);
+        taken += s.snapshots.0;
+        installed += s.snapshots.1;
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
         "simulator {nodes} nodes: {count} seeds in {secs:.1}s ({:.0} seeds/s); {committed} entries \
-         committed, {terms} leader terms, {crashes} crashes, {reads} reads confirmed, slowest heal \
-         {heal} ticks",
+         committed, {terms} leader terms, {crashes} crashes, {reads} reads confirmed, {taken} \
+         snapshots taken, {installed} installed from a leader, slowest heal {heal} ticks",
         count as f64 / secs
     );
 }

@@ -14,8 +14,9 @@ pub struct Checker {
     leaders: BTreeMap<u64, usize>,
     /// Log Matching: the fingerprint of the log prefix ending at each (index, term) ever seen.
     prefixes: BTreeMap<(u64, u64), u64>,
-    /// The committed log, as prefix fingerprints: `committed[i]` covers indexes `1..=i + 1`.
-    committed: Vec<u64>,
+    /// The committed log, as the term and prefix fingerprint of each entry: `committed[i]`
+    /// covers indexes `1..=i + 1`.
+    committed: Vec<(Term, u64)>,
     /// The highest commit index observed by a node in each term (Leader Completeness: every
     /// leader of a later term must hold it).
     commit_marks: BTreeMap<u64, u64>,
@@ -67,7 +68,7 @@ impl Checker {
         &mut self,
         term: Term,
         commit: Index,
-        prefix_at: impl Fn(u64) -> Option<u64>,
+        entry_at: impl Fn(u64) -> Option<(Term, u64)>,
     ) -> Result<(), String> {
         let c = commit.0;
         if c == 0 {
@@ -75,7 +76,7 @@ impl Checker {
         }
         let known = self.committed.len() as u64;
         let check_at = c.min(known);
-        if check_at > 0 && prefix_at(check_at) != self.committed.get(check_at as usize - 1).copied()
+        if check_at > 0 && entry_at(check_at) != self.committed.get(check_at as usize - 1).copied()
         {
             return Err(format!(
                 "state machine safety: a node in term {} committed a log that differs from the \
@@ -84,7 +85,7 @@ impl Checker {
             ));
         }
         for i in known + 1..=c {
-            let p = prefix_at(i).ok_or_else(|| format!("commit index {c} past the node's log"))?;
+            let p = entry_at(i).ok_or_else(|| format!("commit index {c} past the node's log"))?;
             self.committed.push(p);
         }
         let mark = self.commit_marks.entry(term.0).or_default();
@@ -109,7 +110,7 @@ impl Checker {
         if needed == 0 {
             return Ok(());
         }
-        if prefix_at(needed) != self.committed.get(needed as usize - 1).copied() {
+        if prefix_at(needed) != self.committed.get(needed as usize - 1).map(|e| e.1) {
             return Err(format!(
                 "leader completeness: node {node}, leader of term {}, lacks committed entry {needed}",
                 term.0
@@ -122,7 +123,7 @@ impl Checker {
     /// `prefix`; it must be the committed one.
     pub fn applied(&self, node: usize, index: Index, prefix: u64) -> Result<(), String> {
         match self.committed.get((index.0 as usize).wrapping_sub(1)) {
-            Some(&p) if p == prefix => Ok(()),
+            Some(&(_, p)) if p == prefix => Ok(()),
             Some(_) => Err(format!(
                 "state machine safety: node {node} applied a different entry at index {}",
                 index.0
@@ -132,6 +133,26 @@ impl Checker {
                 index.0
             )),
         }
+    }
+
+    /// The committed entry at `index`: its term and prefix fingerprint.
+    #[must_use]
+    pub fn committed_entry(&self, index: u64) -> Option<(Term, u64)> {
+        if index == 0 {
+            return Some((Term::ZERO, 0));
+        }
+        self.committed
+            .get(usize::try_from(index - 1).ok()?)
+            .copied()
+    }
+
+    /// The committed log up to `index`, as (term, prefix) pairs.
+    #[must_use]
+    pub fn committed_prefix(&self, index: u64) -> &[(Term, u64)] {
+        let n = usize::try_from(index)
+            .unwrap_or(usize::MAX)
+            .min(self.committed.len());
+        self.committed.get(..n).unwrap_or(&[])
     }
 
     /// The highest commit index ever observed: a read issued now must be served at or after it.

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 use super::rng::{SimRng, hash_bytes, mix};
 use crate::output::{Write, WriteId};
+use crate::restore::SnapshotMeta;
 use crate::types::{Entry, HardState, Index};
 
 /// A fingerprint of an entry and every entry before it.
@@ -17,14 +18,34 @@ pub(crate) fn chain(prev: u64, e: &Entry) -> u64 {
     mix(mix(mix(prev, e.id.term.0), kind), hash_bytes(&e.data))
 }
 
+/// A snapshot's bytes in the simulator: the state machine's fingerprint, padded to a length that
+/// makes the transfer take several chunks.
+#[must_use]
+pub fn snapshot_blob(prefix: u64, len: usize) -> Vec<u8> {
+    let mut blob = Vec::from(prefix.to_le_bytes());
+    blob.resize(len.max(8), 0xA5);
+    blob
+}
+
+/// The state machine fingerprint a snapshot blob holds.
+#[must_use]
+pub fn blob_prefix(blob: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = blob.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
 /// What one node has on disk.
 #[derive(Clone, Debug, Default)]
 pub struct SimDisk {
     /// The durable term and vote.
     pub hard_state: HardState,
-    /// The durable log (entry `i` has index `i + 1`).
+    /// The durable snapshot, if any, and its bytes.
+    pub snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// A snapshot being received: its bytes so far.
+    incoming: Vec<u8>,
+    /// The durable log after the snapshot (entry `i` has index `first + i + 1`).
     pub entries: Vec<Entry>,
-    /// `chains[i]`: the fingerprint of `entries[..=i]`.
+    /// `chains[i]`: the fingerprint of the log up to and including `entries[i]`.
     pub chains: Vec<u64>,
     /// Writes issued and not yet durable, with the tick they complete at.
     pending: VecDeque<(u64, Write)>,
@@ -38,7 +59,11 @@ pub struct SimDisk {
 
 /// A write broke the contract of [`Write`] (a core bug).
 #[derive(Debug)]
-pub struct BadWrite(pub &'static str);
+pub struct BadWrite(pub alloc::string::String);
+
+fn bad(what: &str) -> BadWrite {
+    BadWrite(alloc::string::String::from(what))
+}
 
 impl SimDisk {
     /// Queues a write issued at `now` to complete `delay` ticks later (but after every earlier
@@ -62,38 +87,108 @@ impl SimDisk {
         Ok(last)
     }
 
+    /// Makes the oldest `max` waiting writes durable, whatever their delay; returns the id of
+    /// the last one.
+    pub fn complete(&mut self, max: usize) -> Result<Option<WriteId>, BadWrite> {
+        let mut last = None;
+        for _ in 0..max {
+            let Some((_, w)) = self.pending.pop_front() else {
+                break;
+            };
+            self.apply(&w, usize::MAX)?;
+            last = Some(w.id);
+        }
+        Ok(last)
+    }
+
     /// Whether writes are waiting.
     #[must_use]
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
+    /// The index the durable log starts after (the snapshot's).
+    #[must_use]
+    pub fn first(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |(m, _)| m.last.index.0)
+    }
+
+    /// The fingerprint of the log up to `index`, if the disk holds it.
+    #[must_use]
+    pub fn chain_at(&self, index: u64) -> Option<u64> {
+        let first = self.first();
+        if index == first {
+            return self
+                .snapshot
+                .as_ref()
+                .map_or(Some(0), |(_, b)| blob_prefix(b));
+        }
+        let i = index.checked_sub(first)?.checked_sub(1)?;
+        self.chains.get(usize::try_from(i).ok()?).copied()
+    }
+
+    /// The application stored a snapshot: keep it and drop the log it covers.
+    pub fn take_snapshot(&mut self, meta: SnapshotMeta, blob: Vec<u8>) {
+        let drop = meta.last.index.0.saturating_sub(self.first());
+        let drop = usize::try_from(drop)
+            .unwrap_or(usize::MAX)
+            .min(self.entries.len());
+        self.entries.drain(..drop);
+        self.chains.drain(..drop);
+        if let Some(prefix) = blob_prefix(&blob) {
+            self.ever_durable.insert((meta.last.index.0, prefix));
+        }
+        self.snapshot = Some((meta, blob));
+    }
+
     fn apply(&mut self, w: &Write, max_entries: usize) -> Result<(), BadWrite> {
         self.writes += 1;
         if let Some(hs) = w.hard_state {
             if hs.term < self.hard_state.term {
-                return Err(BadWrite("hard state term goes backwards"));
+                return Err(bad("hard state term goes backwards"));
             }
             if hs.term == self.hard_state.term
                 && self.hard_state.vote.is_some()
                 && hs.vote != self.hard_state.vote
             {
-                return Err(BadWrite("vote changed within a term"));
+                return Err(bad("vote changed within a term"));
             }
             self.hard_state = hs;
         }
         if let Some(from) = w.truncate_from {
-            let keep = from.0.saturating_sub(1) as usize;
+            let keep = from.0.saturating_sub(1).saturating_sub(self.first());
+            let keep = usize::try_from(keep).unwrap_or(usize::MAX);
             self.entries.truncate(keep);
             self.chains.truncate(keep);
         }
-        for e in w.entries.iter().take(max_entries) {
-            if e.id.index != Index(self.entries.len() as u64 + 1) {
-                return Err(BadWrite(
-                    "appended entry not contiguous with the durable log",
-                ));
+        if let Some(part) = &w.snapshot {
+            if part.offset == 0 {
+                self.incoming.clear();
             }
-            let prev = self.chains.last().copied().unwrap_or(0);
+            if part.offset != self.incoming.len() as u64 {
+                return Err(bad("snapshot chunk out of order"));
+            }
+            self.incoming.extend_from_slice(&part.data);
+            if part.done {
+                // The contract: entries up to the snapshot go; later ones stay unless this
+                // write's truncation removed them.
+                let blob = core::mem::take(&mut self.incoming);
+                self.take_snapshot(part.meta.clone(), blob);
+            }
+        }
+        for e in w.entries.iter().take(max_entries) {
+            if e.id.index != Index(self.first() + self.entries.len() as u64 + 1) {
+                return Err(BadWrite(alloc::format!(
+                    "appended entry {} not contiguous with the durable log ({} entries after {})",
+                    e.id,
+                    self.entries.len(),
+                    self.first()
+                )));
+            }
+            let prev = match self.chains.last() {
+                Some(&c) => c,
+                None => self.chain_at(self.first()).unwrap_or(0),
+            };
             let prefix = chain(prev, e);
             self.chains.push(prefix);
             self.ever_durable.insert((e.id.index.0, prefix));
@@ -134,6 +229,8 @@ impl SimDisk {
             }
         }
         self.last_completion = 0;
+        // A partly received snapshot is staged in a temporary file: gone with the process.
+        self.incoming.clear();
         Ok(())
     }
 }

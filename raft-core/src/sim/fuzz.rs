@@ -10,14 +10,14 @@ use alloc::vec::Vec;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use super::{SimOptions, SimRng, Simulation};
+use super::{SimDisk, SimOptions, SimRng, Simulation};
 use crate::input::{Input, ReadId};
 use crate::membership::Membership;
 use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::node::Node;
 use crate::output::{Outputs, WriteId};
 use crate::restore::Restored;
-use crate::types::{HardState, Index, NodeId, Payload, Term};
+use crate::types::{Index, LogId, NodeId, Payload, Term};
 use crate::{Config, StepError};
 
 /// One thing that happens to the node under test.
@@ -47,35 +47,12 @@ enum Op {
     AppliedBogus(u64),
     Unreachable(u8),
     Restart,
-}
-
-/// What the adapter under the node keeps: its disk and the writes in flight.
-#[derive(Default)]
-struct Disk {
-    hard_state: HardState,
-    log: Vec<crate::Entry>,
-    /// The longest log prefix ever durable, by index (for the acknowledgement check).
-    durable_ever: u64,
-    pending: Vec<crate::Write>,
-}
-
-impl Disk {
-    fn persist(&mut self, count: usize) -> Option<WriteId> {
-        let n = count.min(self.pending.len());
-        let mut last = None;
-        for w in self.pending.drain(..n) {
-            if let Some(hs) = w.hard_state {
-                self.hard_state = hs;
-            }
-            if let Some(t) = w.truncate_from {
-                self.log.truncate(t.0.saturating_sub(1) as usize);
-            }
-            self.log.extend(w.entries.iter().cloned());
-            self.durable_ever = self.durable_ever.max(self.log.len() as u64);
-            last = Some(w.id);
-        }
-        last
-    }
+    /// The application snapshots its state machine at an applied index (picked from this).
+    TakeSnapshot(u16),
+    /// The adapter answers the chunk requests the node made.
+    ServeChunks,
+    /// A chunk nobody asked for.
+    RawChunk(crate::SnapshotChunk),
 }
 
 /// A single node fed an arbitrary sequence of inputs, including messages from arbitrary peers
@@ -97,26 +74,36 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
     config.check_quorum = u.arbitrary().unwrap_or(true);
     config.max_inflight_msgs = u.int_in_range(1..=4).unwrap_or(2);
     config.max_msg_entries = u.int_in_range(1..=4).unwrap_or(2);
-    let mut disk = Disk::default();
-    let restore = |disk: &Disk, seed: u64| {
-        let state = Restored {
-            hard_state: disk.hard_state,
-            snapshot: crate::SnapshotMeta {
-                last: crate::LogId::ZERO,
+    let mut disk = SimDisk::default();
+    let restore = |disk: &SimDisk, seed: u64| {
+        let snapshot = disk.snapshot.as_ref().map_or_else(
+            || crate::SnapshotMeta {
+                last: LogId::ZERO,
                 membership: membership.clone(),
             },
-            entries: disk.log.clone(),
-            applied: Index::ZERO,
+            |(meta, _)| meta.clone(),
+        );
+        let state = Restored {
+            hard_state: disk.hard_state,
+            applied: snapshot.last.index,
+            snapshot,
+            entries: disk.entries.clone(),
         };
         Node::restore(config.clone(), SimRng::new(seed), state)
     };
     let mut node = restore(&disk, 1).map_err(|e| format!("initial restore failed: {e}"))?;
+    let mut requests: Vec<crate::ChunkRequest> = Vec::new();
     let mut out = Outputs::new();
     let mut emitted = Index::ZERO;
     let mut restarts = 0;
     let pick = |n: u8| members[n as usize % members.len()];
 
     for _ in 0..4096 {
+        // `arbitrary` does not fail when the bytes run out, it decodes zeros (`Op::Tick`): stop
+        // there, or every input would end in thousands of ticks of padding.
+        if u.is_empty() {
+            break;
+        }
         let Ok(op) = Op::arbitrary(&mut u) else { break };
         let input = match op {
             Op::Tick => Input::Tick,
@@ -131,11 +118,11 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
             Op::Read(r) => Input::Read(ReadId(r)),
             Op::TransferLeader(t) => Input::TransferLeader(pick(t)),
             Op::Campaign => Input::Campaign,
-            Op::PersistAll => match disk.persist(usize::MAX) {
+            Op::PersistAll => match disk.complete(usize::MAX).map_err(|e| e.0)? {
                 Some(w) => Input::Persisted(w),
                 None => continue,
             },
-            Op::PersistSome(n) => match disk.persist(usize::from(n % 4) + 1) {
+            Op::PersistSome(n) => match disk.complete(usize::from(n % 4) + 1).map_err(|e| e.0)? {
                 Some(w) => Input::Persisted(w),
                 None => continue,
             },
@@ -144,15 +131,49 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
             Op::AppliedBogus(i) => Input::Applied(Index(i)),
             Op::Unreachable(p) => Input::Unreachable(pick(p)),
             Op::Restart => {
-                // A crash loses every write not yet durable.
-                disk.pending.clear();
+                // A crash loses (or tears) every write not yet durable.
+                disk.crash(&mut SimRng::new(restarts)).map_err(|e| e.0)?;
                 restarts += 1;
                 node = restore(&disk, restarts)
                     .map_err(|e| format!("restart from durable state failed: {e}"))?;
                 out.clear();
-                emitted = Index::ZERO;
+                requests.clear();
+                emitted = node.applied_index();
                 continue;
             }
+            Op::TakeSnapshot(pick) => {
+                let from = node.snapshot().last.index.0;
+                let applied = node.applied_index().0;
+                if applied <= from {
+                    continue;
+                }
+                let index = Index(from + 1 + u64::from(pick) % (applied - from));
+                let Some(meta) = node.snapshot_meta(index) else {
+                    return Err(format!(
+                        "cannot describe a snapshot at applied index {index}"
+                    ));
+                };
+                disk.take_snapshot(meta.clone(), super::snapshot_blob(index.0, 40));
+                Input::SnapshotTaken(alloc::boxed::Box::new(meta))
+            }
+            Op::ServeChunks => {
+                let Some(r) = requests.pop() else { continue };
+                let Some((meta, blob)) = disk.snapshot.as_ref() else {
+                    continue;
+                };
+                let start = usize::try_from(r.offset)
+                    .unwrap_or(usize::MAX)
+                    .min(blob.len());
+                let end = start.saturating_add(r.max_len as usize).min(blob.len());
+                Input::SnapshotChunk(crate::SnapshotChunk {
+                    to: r.to,
+                    snapshot: meta.last,
+                    offset: r.offset,
+                    data: Payload::new(blob.get(start..end).unwrap_or(&[])),
+                    done: end == blob.len(),
+                })
+            }
+            Op::RawChunk(c) => Input::SnapshotChunk(c),
         };
         let before = node.status();
         let (sends, writes, apply) = (out.sends.len(), out.writes.len(), out.apply.len());
@@ -165,9 +186,12 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
                 return Err(format!("rejected input ({r:?}) changed the node"));
             }
         }
-        disk.pending.extend(out.drain_writes());
+        for w in out.drain_writes() {
+            disk.submit(w, 0, 0);
+        }
+        requests.extend(out.drain_chunk_requests());
         for e in out.drain_apply() {
-            emitted = e.id.index;
+            emitted = e.index();
         }
         for m in out.drain_sends() {
             check_send(&disk, &m)?;
@@ -178,7 +202,7 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
 }
 
 /// A vote grant or an append acknowledgement must rest on durable state.
-fn check_send(disk: &Disk, m: &Message) -> Result<(), String> {
+fn check_send(disk: &SimDisk, m: &Message) -> Result<(), String> {
     match m.body {
         MessageBody::VoteResponse {
             granted: true,
@@ -194,10 +218,9 @@ fn check_send(disk: &Disk, m: &Message) -> Result<(), String> {
         }
         MessageBody::AppendResponse {
             outcome: AppendOutcome::Accepted { match_index },
-        } if match_index.0 > disk.durable_ever => {
+        } if match_index.0 > disk.first() && !disk.was_durable(match_index.0, None) => {
             return Err(format!(
-                "append acknowledged up to {match_index} with {} entries ever durable",
-                disk.durable_ever
+                "append acknowledged up to {match_index}, which was never durable"
             ));
         }
         _ => {}

@@ -29,6 +29,7 @@ pub mod fuzz;
 mod network;
 mod rng;
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -36,20 +37,20 @@ use alloc::vec::Vec;
 use core::fmt::Write as _;
 
 pub use checker::Checker;
-pub use disk::SimDisk;
+pub use disk::{SimDisk, blob_prefix, snapshot_blob};
 pub use network::{Network, NetworkFaults, PartitionKind};
 pub use rng::{SimRng, hash_bytes, mix};
 
 use crate::config::Config;
 use crate::error::StepError;
-use crate::input::{Input, ReadId};
+use crate::input::{Input, ReadId, SnapshotChunk};
 use crate::membership::Membership;
 use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::node::Node;
-use crate::output::{Event, Outputs, ReadResult};
+use crate::output::{Apply, ChunkRequest, Event, Outputs, ReadResult};
 use crate::restore::{Restored, SnapshotMeta};
 use crate::status::Role;
-use crate::types::{Entry, Index, LogId, NodeId, Payload, Term};
+use crate::types::{Index, LogId, NodeId, Payload, Term};
 
 /// How one simulated run behaves. [`SimOptions::random`] draws a mix of faults from the seed.
 #[derive(Clone, Debug)]
@@ -84,6 +85,13 @@ pub struct SimOptions {
     pub transfer_per_million: u32,
     /// Chance that a step's writes are left in the lane to be merged with later ones.
     pub defer_writes_per_million: u32,
+    /// Chance per tick that a node snapshots its state machine and compacts its log, per
+    /// million.
+    pub snapshot_per_million: u32,
+    /// See [`Config::snapshot_chunk_bytes`]: small, so transfers take many chunks.
+    pub snapshot_chunk_bytes: u32,
+    /// See [`Config::snapshot_trailing_entries`].
+    pub snapshot_trailing_entries: u64,
     /// The nodes' configuration template (the id is set per node).
     pub pre_vote: bool,
     /// See [`Config::check_quorum`].
@@ -120,6 +128,13 @@ impl SimOptions {
             read_per_million: r.between(10_000, 100_000) as u32,
             transfer_per_million: r.below(8_000) as u32,
             defer_writes_per_million: r.below(400_000) as u32,
+            snapshot_per_million: if r.chance(300_000) {
+                0
+            } else {
+                r.below(60_000) as u32
+            },
+            snapshot_chunk_bytes: r.between(1, 48) as u32,
+            snapshot_trailing_entries: r.between(0, 12),
             pre_vote: r.chance(800_000),
             check_quorum: r.chance(800_000),
             max_inflight_msgs: r.between(1, 8) as u32,
@@ -134,6 +149,8 @@ impl SimOptions {
         c.check_quorum = self.check_quorum;
         c.max_inflight_msgs = self.max_inflight_msgs;
         c.max_msg_entries = self.max_msg_entries;
+        c.snapshot_chunk_bytes = self.snapshot_chunk_bytes;
+        c.snapshot_trailing_entries = self.snapshot_trailing_entries;
         c
     }
 }
@@ -176,6 +193,8 @@ pub struct Summary {
     pub reads: (u64, u64),
     /// Ticks the healed phase took to commit a proposal.
     pub heal_ticks: u64,
+    /// Snapshots taken by the application, and snapshots installed from a leader.
+    pub snapshots: (u64, u64),
 }
 
 /// One simulated member: the node (absent while crashed), its disk, and what the simulator
@@ -196,11 +215,15 @@ struct SimNode {
 }
 
 impl SimNode {
-    fn prefix_at(&self, i: u64) -> Option<u64> {
+    fn entry_at(&self, i: u64) -> Option<(Term, u64)> {
         if i == 0 {
-            return Some(0);
+            return Some((Term::ZERO, 0));
         }
-        self.mirror.get(i as usize - 1).map(|&(_, p)| p)
+        self.mirror.get(i as usize - 1).copied()
+    }
+
+    fn prefix_at(&self, i: u64) -> Option<u64> {
+        self.entry_at(i).map(|(_, p)| p)
     }
 }
 
@@ -320,6 +343,7 @@ impl Simulation {
         let mut marker: Option<(usize, LogId)> = None;
         while self.now < healed_at + self.opts.heal_ticks {
             self.tick()?;
+            self.maybe_snapshot()?;
             // Keep a proposal in flight at whoever leads until one commits.
             let leader = self.leader();
             if let Some(l) = leader {
@@ -409,6 +433,7 @@ impl Simulation {
         }
         self.tick()?;
         // The application.
+        self.maybe_snapshot()?;
         if self.rng.chance(self.opts.propose_per_million) {
             let i = self.rng.below(self.nodes.len() as u64) as usize;
             self.propose(i)?;
@@ -519,14 +544,22 @@ impl Simulation {
     fn start(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         n.incarnation += 1;
+        let (snapshot, sm_prefix) = match &n.disk.snapshot {
+            Some((meta, blob)) => (meta.clone(), blob_prefix(blob).unwrap_or(0)),
+            None => (
+                SnapshotMeta {
+                    last: LogId::ZERO,
+                    membership: self.membership.clone(),
+                },
+                0,
+            ),
+        };
         let restored = Restored {
             hard_state: n.disk.hard_state,
-            snapshot: SnapshotMeta {
-                last: LogId::ZERO,
-                membership: self.membership.clone(),
-            },
+            snapshot: snapshot.clone(),
             entries: n.disk.entries.clone(),
-            applied: Index::ZERO,
+            // The state machine is in memory: it restarts from the snapshot and replays the log.
+            applied: snapshot.last.index,
         };
         let rng = SimRng::new(self.opts.seed).fork((i as u64 + 1) * 1_000_003 + n.incarnation);
         match Node::restore(self.opts.config(n.id), rng, restored) {
@@ -540,16 +573,19 @@ impl Simulation {
             }
         }
         n.out.clear();
-        n.mirror = n
-            .disk
-            .entries
-            .iter()
-            .zip(&n.disk.chains)
-            .map(|(e, &p)| (e.id.term, p))
-            .collect();
-        // The state machine is in memory: it starts empty and replays the log.
-        n.sm_prefix = 0;
-        n.sm_next = Index(1);
+        // The log as the node now sees it: the committed prefix the snapshot holds, then the
+        // durable entries.
+        let base = snapshot.last.index.0;
+        n.mirror = self.checker.committed_prefix(base).to_vec();
+        n.mirror.extend(
+            n.disk
+                .entries
+                .iter()
+                .zip(&n.disk.chains)
+                .map(|(e, &p)| (e.id.term, p)),
+        );
+        n.sm_prefix = sm_prefix;
+        n.sm_next = Index(base + 1);
         n.last_commit = Index::ZERO;
         self.summary.crashes += u64::from(n.incarnation > 1);
         let disk_len = n.disk.entries.len();
@@ -619,6 +655,28 @@ impl Simulation {
                     .mirror
                     .truncate(from.0.saturating_sub(1) as usize);
             }
+            if let Some(part) = w.snapshot.as_ref().filter(|p| p.done) {
+                // The log now starts with the snapshot's: the committed prefix up to it.
+                let base = part.meta.last.index.0;
+                let committed = self.checker.committed_prefix(base).to_vec();
+                if committed.len() as u64 != base {
+                    return Err(self.fail(format!(
+                        "node {i} installed a snapshot at {base} beyond the committed log"
+                    )));
+                }
+                let n = &mut self.nodes[i];
+                if w.truncate_from.is_none() && n.mirror.len() as u64 >= base {
+                    if n.mirror.get(base as usize - 1) != committed.last() {
+                        return Err(self.fail(format!(
+                            "node {i} kept a log that does not extend the snapshot at {base}"
+                        )));
+                    }
+                } else {
+                    n.mirror.truncate(base as usize);
+                    let keep = n.mirror.len();
+                    n.mirror.splice(..keep, committed);
+                }
+            }
             for e in &w.entries {
                 let end = self.nodes[i].mirror.len() as u64;
                 if e.id.index.0 != end + 1 {
@@ -677,9 +735,9 @@ impl Simulation {
                 )));
             }
         }
-        let prefix_at = |k: u64| n.prefix_at(k);
+        let entry_at = |k: u64| n.entry_at(k);
         self.checker
-            .commit(term, commit, prefix_at)
+            .commit(term, commit, entry_at)
             .map_err(|w| SimFailure {
                 seed: self.opts.seed,
                 tick: self.now,
@@ -702,9 +760,41 @@ impl Simulation {
 
     /// Handles the apply, read, send and event lanes of node `i`.
     fn drain_outputs(&mut self, i: usize) -> SimResult {
-        let entries: Vec<Entry> = self.nodes[i].out.drain_apply().collect();
+        let applies: Vec<Apply> = self.nodes[i].out.drain_apply().collect();
         let mut last_applied = None;
-        for e in entries {
+        for a in applies {
+            let e = match a {
+                Apply::Entry(e) => e,
+                Apply::Snapshot(meta) => {
+                    // Load the snapshot the node installed: it must be the committed state.
+                    let n = &self.nodes[i];
+                    let prefix = match &n.disk.snapshot {
+                        Some((m, blob)) if m.last == meta.last => blob_prefix(blob),
+                        _ => None,
+                    };
+                    let Some(prefix) = prefix else {
+                        return Err(self.fail(format!(
+                            "node {i} was told to load snapshot {} which is not on its disk",
+                            meta.last
+                        )));
+                    };
+                    if meta.last.index < n.sm_next {
+                        return Err(self.fail(format!(
+                            "node {i} loaded snapshot {} behind its state machine",
+                            meta.last
+                        )));
+                    }
+                    self.checker
+                        .applied(i, meta.last.index, prefix)
+                        .map_err(|w| self.fail(w))?;
+                    let n = &mut self.nodes[i];
+                    n.sm_prefix = prefix;
+                    n.sm_next = Index(meta.last.index.0 + 1);
+                    last_applied = Some(meta.last.index);
+                    self.summary.snapshots.1 += 1;
+                    continue;
+                }
+            };
             let next = self.nodes[i].sm_next;
             if e.id.index != next {
                 return Err(self.fail(format!(
@@ -739,6 +829,29 @@ impl Simulation {
                     self.reads.remove(&id.0);
                     self.summary.reads.1 += 1;
                 }
+            }
+        }
+        let requests: Vec<ChunkRequest> = self.nodes[i].out.drain_chunk_requests().collect();
+        for r in requests {
+            // The adapter reads the chunk from its snapshot file.
+            let chunk = match &self.nodes[i].disk.snapshot {
+                Some((meta, blob)) if meta.last == r.snapshot => {
+                    let start = usize::try_from(r.offset)
+                        .unwrap_or(usize::MAX)
+                        .min(blob.len());
+                    let end = start.saturating_add(r.max_len as usize).min(blob.len());
+                    Some(SnapshotChunk {
+                        to: r.to,
+                        snapshot: r.snapshot,
+                        offset: r.offset,
+                        data: Payload::new(&blob[start..end]),
+                        done: end == blob.len(),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(c) = chunk {
+                self.step(i, Input::SnapshotChunk(c))?;
             }
         }
         let sends: Vec<Message> = self.nodes[i].out.drain_sends().collect();
@@ -807,9 +920,52 @@ impl Simulation {
                     )));
                 }
             }
+            MessageBody::SnapshotResponse {
+                snapshot,
+                installed: true,
+                ..
+            } => {
+                let k = snapshot.index.0;
+                if n.disk.first() < k && !n.disk.was_durable(k, None) {
+                    return Err(self.fail(format!(
+                        "persistence: node {i} reported snapshot {snapshot} installed before it \
+                         was durable"
+                    )));
+                }
+            }
             _ => {}
         }
         Ok(())
+    }
+
+    /// The application on a random node snapshots its state machine at an applied index.
+    fn maybe_snapshot(&mut self) -> SimResult {
+        if !self.rng.chance(self.opts.snapshot_per_million) {
+            return Ok(());
+        }
+        let i = self.rng.below(self.nodes.len() as u64) as usize;
+        let Some(node) = self.nodes[i].node.as_ref() else {
+            return Ok(());
+        };
+        let from = node.snapshot().last.index.0;
+        let applied = node.applied_index().0;
+        if applied <= from {
+            return Ok(());
+        }
+        let index = Index(self.rng.between(from + 1, applied));
+        let Some(meta) = node.snapshot_meta(index) else {
+            return Err(self.fail(format!("node {i} cannot describe a snapshot at {index}")));
+        };
+        let Some((_, prefix)) = self.checker.committed_entry(index.0) else {
+            return Err(self.fail(format!("node {i} applied {index} before it was committed")));
+        };
+        let len = self.rng.between(8, 200) as usize;
+        self.nodes[i]
+            .disk
+            .take_snapshot(meta.clone(), snapshot_blob(prefix, len));
+        self.log(|| format!("n{} snapshot at {}", i + 1, meta.last));
+        self.summary.snapshots.0 += 1;
+        self.step(i, Input::SnapshotTaken(Box::new(meta)))
     }
 }
 
