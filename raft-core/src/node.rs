@@ -324,7 +324,7 @@ impl<R: Rng> Node<R> {
             applied: self.applied,
             last_log: self.log.last(),
             persisted: self.log.persisted(),
-            snapshot: self.log.base(),
+            snapshot: self.snapshot.last,
             log_len: self.log.len(),
             peers,
         }

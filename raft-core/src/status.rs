@@ -68,9 +68,10 @@ pub struct Status {
     pub last_log: LogId,
     /// The highest index durable locally.
     pub persisted: Index,
-    /// The snapshot the log starts after.
+    /// The latest snapshot (`LogId::ZERO` for none).
     pub snapshot: LogId,
-    /// Entries held in memory.
+    /// Entries held in memory (those after the snapshot, and up to
+    /// `Config::snapshot_trailing_entries` before it).
     pub log_len: usize,
     /// Per-follower progress (leaders only; empty otherwise).
     pub peers: heapless::Vec<PeerStatus, MAX_MEMBERS>,

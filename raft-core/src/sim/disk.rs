@@ -101,6 +101,12 @@ impl SimDisk {
         Ok(last)
     }
 
+    /// Bytes of a snapshot being received (staged, not yet complete).
+    #[must_use]
+    pub fn incoming_len(&self) -> usize {
+        self.incoming.len()
+    }
+
     /// Whether writes are waiting.
     #[must_use]
     pub fn has_pending(&self) -> bool {
