@@ -33,10 +33,10 @@ pub(crate) struct Acked {
 }
 
 impl Durability {
-    /// Adds to the write of the current step: the last write in the lane if it is not yet
-    /// acknowledged, otherwise a new one. Either way the write gets a fresh id, so that the
-    /// adapter's acknowledgement covers everything added so far, and one sync covers writes the
-    /// adapter has not taken yet.
+    /// Adds to the current write: the newest write in the lane if this node minted it last and
+    /// it is not acknowledged (it keeps its id), otherwise a fresh id, folded into a write the
+    /// adapter has not taken yet if there is one (so one sync covers both) or a new write.
+    /// Either way the adapter's acknowledgement of the lane's last id covers everything added.
     pub(crate) fn write(
         &mut self,
         out: &mut Outputs,

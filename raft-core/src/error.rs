@@ -5,7 +5,6 @@
 use core::fmt;
 
 use crate::config::ConfigError;
-use crate::membership::MembershipError;
 use crate::types::{Index, NodeId};
 
 /// Why [`Node::step`](crate::Node::step) did not do what the input asked.
@@ -144,8 +143,6 @@ impl From<Refusal> for StepError {
 pub enum RestoreError {
     /// The configuration is invalid.
     Config(ConfigError),
-    /// The snapshot's membership is invalid.
-    Membership(MembershipError),
     /// The snapshot has index 0 but a non-zero term, or the reverse.
     SnapshotIdInconsistent,
     /// The entry expected at `expected` has another index.
@@ -173,7 +170,6 @@ impl fmt::Display for RestoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Config(e) => write!(f, "invalid configuration: {e}"),
-            Self::Membership(e) => write!(f, "invalid membership in snapshot: {e}"),
             Self::SnapshotIdInconsistent => {
                 f.write_str("snapshot id has index 0 with a non-zero term, or the reverse")
             }

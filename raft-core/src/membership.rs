@@ -23,6 +23,8 @@ pub enum MembershipError {
     TooManyMembers,
     /// A node is listed both as a voter and as a learner.
     VoterIsLearner(NodeId),
+    /// On the wire: a list of ids is not strictly increasing (a duplicate, or out of order).
+    NotSorted,
 }
 
 impl fmt::Display for MembershipError {
@@ -31,6 +33,7 @@ impl fmt::Display for MembershipError {
             Self::NoVoters => f.write_str("membership has no voters"),
             Self::TooManyMembers => write!(f, "membership names more than {MAX_MEMBERS} nodes"),
             Self::VoterIsLearner(id) => write!(f, "node {id} is both a voter and a learner"),
+            Self::NotSorted => f.write_str("membership ids are not strictly increasing"),
         }
     }
 }
@@ -57,7 +60,14 @@ struct MembershipWire {
 
 impl TryFrom<MembershipWire> for Membership {
     type Error = MembershipError;
+    /// Decoding is strict: what a correct node encodes is sorted and without duplicates, so
+    /// anything else is malformed input, refused rather than silently repaired.
     fn try_from(w: MembershipWire) -> Result<Self, MembershipError> {
+        for list in [&w.voters, &w.outgoing, &w.learners] {
+            if list.windows(2).any(|p| p.first() >= p.get(1)) {
+                return Err(MembershipError::NotSorted);
+            }
+        }
         Self::build(&w.voters, &w.outgoing, &w.learners)
     }
 }

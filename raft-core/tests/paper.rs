@@ -1,0 +1,1414 @@
+//! One test per rule of the Raft paper (Ongaro and Ousterhout, "In Search of an Understandable
+//! Consensus Algorithm", Figure 2 and §5.1–§5.4), plus the extensions the core implements from
+//! the Raft thesis: pre-vote, CheckQuorum, the disruptive-server rule, ReadIndex and leadership
+//! transfer, and the core's own persistence contract and input validation.
+//!
+//! Every test drives single nodes by hand through `common::Harness`: peers are played by the
+//! test, which builds their messages and decides when the node's writes become durable.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{
+    Harness, accepted, append, append_response, config, heartbeat, heartbeat_response, id, msg,
+    pre_vote_request, restored, vote_request, vote_response,
+};
+use raft_core::{
+    AppendOutcome, Config, HardState, Index, Input, LogId, MessageBody, Misuse, Outputs, Payload,
+    ReadId, ReadResult, Refusal, Reject, Role, StepError, Term,
+};
+
+const THREE: &[u64] = &[1, 2, 3];
+const FIVE: &[u64] = &[1, 2, 3, 4, 5];
+
+fn no_pre_vote(c: &mut Config) {
+    c.pre_vote = false;
+}
+
+/// Node 2 of three, a follower in `term` with log `terms`, that has heard from leader 1.
+fn follower_of_1(term: u64, terms: &[u64]) -> Harness {
+    let mut h = Harness::restored(2, restored(THREE, term, None, terms, 0));
+    h.recv(heartbeat(1, 2, term, 0, 0));
+    assert_eq!(h.node.leader(), Some(id(1)));
+    h
+}
+
+// ---- §5.1 terms ------------------------------------------------------------------------------
+
+/// Raft §5.1, Figure 2 "Rules for Servers, all servers": if an RPC request or response contains
+/// a term T > currentTerm, set currentTerm = T and convert to follower.
+#[test]
+fn node_seeing_higher_term_adopts_it_and_becomes_follower() {
+    // A leader hears of a newer term in an AppendEntries request.
+    let mut leader = Harness::leader(1, THREE);
+    let out = leader.recv(append(2, 1, 5, LogId::ZERO, &[], 0));
+    assert_eq!(leader.node.role(), Role::Follower);
+    assert_eq!(leader.node.term(), Term(5));
+    assert_eq!(leader.node.leader(), Some(id(2)));
+    assert_eq!(
+        out.hard_states(),
+        [HardState {
+            term: Term(5),
+            vote: None
+        }],
+        "the new term is made durable, with no vote in it"
+    );
+
+    // A candidate hears of a newer term in a vote response.
+    let mut candidate = Harness::with_config(1, THREE, no_pre_vote);
+    candidate.step(Input::Campaign);
+    assert_eq!(candidate.node.role(), Role::Candidate);
+    candidate.persist();
+    candidate.recv(vote_response(2, 1, 7, false, false));
+    assert_eq!(candidate.node.role(), Role::Follower);
+    assert_eq!(candidate.node.term(), Term(7));
+    assert_eq!(candidate.node.status().vote, None);
+
+    // A leader hears of a newer term in an append response.
+    let mut leader = Harness::leader(1, THREE);
+    leader.recv(append_response(3, 1, 4, AppendOutcome::Outdated));
+    assert_eq!(leader.node.role(), Role::Follower);
+    assert_eq!(leader.node.term(), Term(4));
+}
+
+/// Raft §5.1, Figure 2 AppendEntries receiver rule 1: reply false if term < currentTerm. The
+/// reply carries the receiver's newer term, so the stale leader steps down.
+#[test]
+fn follower_rejects_append_from_older_term_and_stale_leader_steps_down() {
+    let mut old_leader = Harness::leader(1, THREE);
+    let mut newer = Harness::restored(2, restored(THREE, 3, None, &[], 0));
+
+    let sent = old_leader.step(Input::Propose(Payload::new(b"x")));
+    let before = newer.node.status();
+    let reply = newer.deliver(&sent);
+    assert_eq!(
+        newer.node.status(),
+        before,
+        "the stale request changed nothing"
+    );
+    assert_eq!(newer.node.stats().stale_term, 1);
+    assert_eq!(
+        reply.append_responses(),
+        [(1, 3, AppendOutcome::Outdated)],
+        "answered with the newer term"
+    );
+
+    old_leader.deliver(&reply);
+    assert_eq!(old_leader.node.role(), Role::Follower);
+    assert_eq!(old_leader.node.term(), Term(3));
+
+    // A stale heartbeat is answered the same way.
+    let out = newer.recv(heartbeat(1, 2, 1, 0, 0));
+    assert_eq!(out.append_responses(), [(1, 3, AppendOutcome::Outdated)]);
+}
+
+/// Raft §5.1, Figure 2 RequestVote receiver rule 1: a vote request from an older term is not
+/// granted, and changes neither the receiver's term nor its vote.
+#[test]
+fn stale_term_vote_request_is_not_granted() {
+    let mut h = Harness::restored(1, restored(THREE, 3, None, &[1, 2], 0));
+    let out = h.recv(vote_request(2, 1, 2, LogId::new(2, 9)));
+    assert!(
+        !out.vote_responses()
+            .iter()
+            .any(|&(_, _, granted, _)| granted),
+        "granted a vote in an older term"
+    );
+    assert!(out.writes.is_empty());
+    assert_eq!(h.node.term(), Term(3));
+    assert_eq!(h.node.status().vote, None);
+    assert_eq!(h.node.stats().stale_term, 1);
+
+    // A pre-vote for a term older than the receiver's is refused with the newer term.
+    let out = h.recv(pre_vote_request(2, 1, 2, LogId::new(2, 9)));
+    assert_eq!(out.vote_responses(), [(2, 3, false, true)]);
+}
+
+// ---- §5.2 leader election --------------------------------------------------------------------
+
+/// Raft §5.2 with pre-vote (thesis §9.6): a follower that hears nothing for an election timeout
+/// first asks whether it could win, without raising its term.
+#[test]
+fn follower_times_out_and_starts_pre_vote_when_enabled() {
+    let mut h = Harness::new(1, THREE);
+    let min = h.node.config().election_ticks_min;
+    let max = h.node.config().election_ticks_max;
+    let mut ticks = 0;
+    let out = loop {
+        let out = h.tick(1);
+        ticks += 1;
+        if h.node.role() != Role::Follower {
+            break out;
+        }
+        assert!(ticks < max, "no election within election_ticks_max");
+    };
+    assert!(
+        ticks >= min,
+        "election started after {ticks} ticks, before the minimum"
+    );
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    assert_eq!(h.node.term(), Term(0), "a pre-vote does not raise the term");
+    assert!(out.writes.is_empty(), "a pre-vote writes nothing");
+    let mut to: Vec<u64> = out.sends.iter().map(|m| m.to.get()).collect();
+    to.sort_unstable();
+    assert_eq!(to, [2, 3]);
+    for m in &out.sends {
+        assert_eq!(
+            m.term,
+            Term(1),
+            "a pre-vote carries the term it would campaign in"
+        );
+        assert!(matches!(
+            m.body,
+            MessageBody::VoteRequest { pre_vote: true, .. }
+        ));
+    }
+}
+
+/// Raft §5.2, Figure 2 "Rules for Servers, followers": if the election timeout elapses without
+/// hearing from a leader, convert to candidate (straight away when pre-vote is off).
+#[test]
+fn follower_times_out_and_becomes_candidate_when_pre_vote_disabled() {
+    let mut h = Harness::with_config(1, THREE, no_pre_vote);
+    let max = h.node.config().election_ticks_max;
+    let out = h.tick(max);
+    assert_eq!(h.node.role(), Role::Candidate);
+    assert_eq!(h.node.term(), Term(1));
+    assert!(out.sends.iter().all(|m| matches!(
+        m.body,
+        MessageBody::VoteRequest {
+            pre_vote: false,
+            ..
+        }
+    )));
+}
+
+/// Raft §5.2, Figure 2 "Rules for Servers, candidates": on conversion to candidate, increment
+/// currentTerm, vote for self, and send RequestVote to all other servers.
+#[test]
+fn candidate_votes_for_itself_and_requests_votes_from_all() {
+    let state = restored(FIVE, 4, None, &[1, 2, 4], 0);
+    let mut h = Harness::restore(config(3, no_pre_vote), state).expect("consistent state");
+    let out = h.step(Input::Campaign);
+    assert_eq!(h.node.role(), Role::Candidate);
+    assert_eq!(h.node.term(), Term(5));
+    assert_eq!(h.node.status().vote, Some(id(3)));
+    assert_eq!(
+        out.hard_states(),
+        [HardState {
+            term: Term(5),
+            vote: Some(id(3))
+        }]
+    );
+    let mut to = Vec::new();
+    for m in &out.sends {
+        assert_eq!(m.term, Term(5));
+        assert_eq!(
+            m.body,
+            MessageBody::VoteRequest {
+                last_log: LogId::new(4, 3),
+                pre_vote: false,
+                leader_transfer: false,
+            }
+        );
+        to.push(m.to.get());
+    }
+    to.sort_unstable();
+    assert_eq!(to, [1, 2, 4, 5]);
+}
+
+/// Raft §5.2: a candidate that wins votes from a majority becomes leader and sends AppendEntries
+/// to every other server (here carrying the no-op entry of §8 that lets it commit).
+#[test]
+fn candidate_wins_with_majority_and_sends_append_entries() {
+    let mut h = Harness::with_config(1, FIVE, no_pre_vote);
+    h.step(Input::Campaign);
+    h.persist();
+    h.recv(vote_response(2, 1, 1, true, false));
+    assert_eq!(h.node.role(), Role::Candidate, "two of five is no majority");
+    h.recv(vote_response(4, 1, 1, false, false));
+    assert_eq!(h.node.role(), Role::Candidate);
+    let out = h.recv(vote_response(3, 1, 1, true, false));
+    assert_eq!(h.node.role(), Role::Leader);
+    assert_eq!(h.node.leader(), Some(id(1)));
+    assert_eq!(out.written(), [LogId::new(1, 1)], "the no-op");
+    let mut to: Vec<u64> = Vec::new();
+    for (peer, prev, ids, _) in out.appends() {
+        assert_eq!(prev, LogId::ZERO);
+        assert_eq!(ids, [LogId::new(1, 1)]);
+        to.push(peer);
+    }
+    to.sort_unstable();
+    assert_eq!(to, [2, 3, 4, 5]);
+}
+
+/// Raft §5.2 and the persistence contract: a candidate's vote for itself counts only once the
+/// hard state that records it is durable.
+#[test]
+fn candidate_counts_its_own_vote_only_once_durable() {
+    let mut h = Harness::with_config(1, THREE, no_pre_vote);
+    h.step(Input::Campaign);
+    h.recv(vote_response(2, 1, 1, true, false));
+    assert_eq!(
+        h.node.role(),
+        Role::Candidate,
+        "won with a vote for itself that is not yet on disk"
+    );
+    h.persist();
+    assert_eq!(h.node.role(), Role::Leader);
+}
+
+/// Raft §5.2: while waiting for votes, a candidate that receives AppendEntries from a leader
+/// whose term is at least its own recognizes the leader and returns to follower.
+#[test]
+fn candidate_steps_down_on_append_entries_from_leader_of_same_term() {
+    let mut h = Harness::with_config(1, THREE, no_pre_vote);
+    h.step(Input::Campaign);
+    let out = h.recv(append(3, 1, 1, LogId::ZERO, &[], 0));
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.term(), Term(1));
+    assert_eq!(h.node.leader(), Some(id(3)));
+    assert!(
+        out.append_responses().is_empty(),
+        "its vote is not durable yet"
+    );
+    let out = h.persist();
+    assert_eq!(
+        out.append_responses(),
+        [(
+            3,
+            1,
+            AppendOutcome::Accepted {
+                match_index: Index(0)
+            }
+        )]
+    );
+
+    // A heartbeat of the same term has the same effect.
+    let mut h = Harness::with_config(1, THREE, no_pre_vote);
+    h.step(Input::Campaign);
+    h.recv(heartbeat(2, 1, 1, 0, 0));
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.leader(), Some(id(2)));
+}
+
+/// Raft §5.2: if the term in the AppendEntries is smaller than the candidate's current term, the
+/// candidate rejects it and continues in candidate state.
+#[test]
+fn candidate_rejects_append_entries_from_older_term_and_remains_candidate() {
+    let state = restored(THREE, 1, None, &[1], 0);
+    let mut h = Harness::restore(config(1, no_pre_vote), state).expect("consistent state");
+    h.step(Input::Campaign);
+    h.persist();
+    assert_eq!(h.node.term(), Term(2));
+    let out = h.recv(append(2, 1, 1, LogId::new(1, 1), &[1], 0));
+    assert_eq!(h.node.role(), Role::Candidate);
+    assert_eq!(h.node.term(), Term(2));
+    assert_eq!(h.node.leader(), None);
+    assert_eq!(h.node.last_log(), LogId::new(1, 1));
+    assert_eq!(out.append_responses(), [(2, 2, AppendOutcome::Outdated)]);
+}
+
+/// Raft §5.2: if many followers become candidates at once and no one wins, each candidate times
+/// out and starts a new election by incrementing its term.
+#[test]
+fn candidate_starts_new_election_when_election_times_out() {
+    let mut h = Harness::with_config(1, THREE, no_pre_vote);
+    h.step(Input::Campaign);
+    h.persist();
+    h.recv(vote_response(2, 1, 1, false, false));
+    assert_eq!(h.node.role(), Role::Candidate);
+    let max = h.node.config().election_ticks_max;
+    let mut ticks = 0;
+    while h.node.term() == Term(1) {
+        h.tick(1);
+        ticks += 1;
+        assert!(ticks < max, "the election did not time out");
+    }
+    assert_eq!(h.node.role(), Role::Candidate);
+    assert_eq!(h.node.term(), Term(2));
+    assert_eq!(h.node.status().vote, Some(id(1)));
+}
+
+/// Raft §5.2, Figure 2 RequestVote receiver rule 2: each server votes for at most one candidate
+/// in a given term, first come first served; asking again as the same candidate is granted again.
+#[test]
+fn one_vote_per_term_first_come_first_served() {
+    let mut h = Harness::new(1, THREE);
+    h.recv(vote_request(2, 1, 1, LogId::ZERO));
+    let out = h.persist();
+    assert_eq!(out.vote_responses(), [(2, 1, true, false)]);
+    assert_eq!(h.node.status().vote, Some(id(2)));
+
+    let mut out = h.recv(vote_request(3, 1, 1, LogId::ZERO));
+    out.merge(h.persist());
+    assert_eq!(
+        out.vote_responses(),
+        [(3, 1, false, false)],
+        "a second candidate in the same term"
+    );
+    assert_eq!(h.node.status().vote, Some(id(2)));
+
+    let mut out = h.recv(vote_request(2, 1, 1, LogId::ZERO));
+    out.merge(h.persist());
+    assert_eq!(
+        out.vote_responses(),
+        [(2, 1, true, false)],
+        "the same candidate"
+    );
+
+    // The next term is a new vote.
+    let mut out = h.recv(vote_request(3, 1, 2, LogId::ZERO));
+    out.merge(h.persist());
+    assert_eq!(out.vote_responses(), [(3, 2, true, false)]);
+    assert_eq!(h.node.status().vote, Some(id(3)));
+}
+
+/// Raft §5.2, Figure 2 "Persistent state on all servers (updated on stable storage before
+/// responding to RPCs)": a vote is not granted before the hard state recording it is durable.
+#[test]
+fn vote_not_granted_before_hard_state_write_is_acknowledged() {
+    let mut h = Harness::new(1, THREE);
+    let out = h.recv(vote_request(2, 1, 1, LogId::ZERO));
+    assert!(out.sends.is_empty(), "the grant went out before its write");
+    assert_eq!(
+        out.hard_states(),
+        [HardState {
+            term: Term(1),
+            vote: Some(id(2))
+        }]
+    );
+    assert!(
+        h.tick(1).sends.is_empty(),
+        "unrelated steps do not release it"
+    );
+    let out = h.persist();
+    assert_eq!(out.vote_responses(), [(2, 1, true, false)]);
+}
+
+/// Raft §5.2: election timeouts are chosen randomly from a fixed interval, so that split votes
+/// are rare; they differ from node to node and from one election to the next.
+#[test]
+fn election_timeouts_are_randomized() {
+    fn ticks_to_campaign(h: &mut Harness) -> u32 {
+        let term = h.node.term();
+        let mut ticks = 0;
+        while h.node.term() == term {
+            h.tick(1);
+            ticks += 1;
+            assert!(ticks <= 100, "no election");
+        }
+        ticks
+    }
+    // Nodes 1 to 30 (each node's RNG is seeded with its id).
+    let mut first = BTreeSet::new();
+    for n in 1..=30 {
+        let mut h = Harness::with_config(n, &[n, 100, 101], no_pre_vote);
+        first.insert(ticks_to_campaign(&mut h));
+    }
+    assert!(first.iter().all(|t| (10..20).contains(t)), "{first:?}");
+    assert!(first.len() >= 5, "timeouts across nodes: {first:?}");
+
+    let mut h = Harness::with_config(1, THREE, no_pre_vote);
+    let mut successive = BTreeSet::new();
+    for _ in 0..10 {
+        successive.insert(ticks_to_campaign(&mut h));
+        h.persist();
+    }
+    assert!(successive.iter().all(|t| (10..20).contains(t)));
+    assert!(
+        successive.len() >= 3,
+        "timeouts of one node: {successive:?}"
+    );
+}
+
+/// Raft §5.2, Figure 2 "Rules for Servers, followers": a follower that keeps hearing from its
+/// leader never starts an election, and granting a vote also restarts its timer.
+#[test]
+fn follower_that_hears_from_leader_or_grants_vote_does_not_time_out() {
+    let mut h = follower_of_1(1, &[]);
+    for _ in 0..50 {
+        h.tick(5);
+        h.recv(heartbeat(1, 2, 1, 0, 0));
+    }
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.stats().elections, 0);
+
+    // A vote in the node's own term (adopting a new term restarts the timer by itself).
+    let short_timeouts = config(1, |c| c.election_ticks_max = 12);
+    let state = restored(THREE, 1, None, &[], 0);
+    let mut h = Harness::restore(short_timeouts, state).expect("consistent state");
+    h.tick(9);
+    h.recv(vote_request(2, 1, 1, LogId::ZERO));
+    h.persist();
+    h.tick(9);
+    assert_eq!(
+        h.node.role(),
+        Role::Follower,
+        "the grant restarted the timer"
+    );
+    h.tick(3);
+    assert_ne!(h.node.role(), Role::Follower);
+}
+
+// ---- §5.3 log replication --------------------------------------------------------------------
+
+/// Raft §5.3, Figure 2 AppendEntries receiver rule 2: reply false if the log does not contain an
+/// entry at prevLogIndex whose term matches prevLogTerm. The reply carries a hint for the leader.
+#[test]
+fn follower_rejects_append_when_prev_log_does_not_match() {
+    let mut h = Harness::restored(2, restored(THREE, 2, None, &[1, 1, 2, 2, 2], 0));
+    let before = h.node.last_log();
+
+    // An entry at the index, of another term.
+    let out = h.recv(append(1, 2, 2, LogId::new(1, 4), &[2], 0));
+    assert_eq!(
+        out.append_responses(),
+        [(
+            1,
+            2,
+            AppendOutcome::Conflict {
+                rejected: Index(4),
+                hint: LogId::new(1, 2),
+            }
+        )]
+    );
+    assert_eq!(h.node.last_log(), before, "nothing appended");
+
+    // No entry at the index at all.
+    let out = h.recv(append(1, 2, 2, LogId::new(2, 9), &[2], 0));
+    assert_eq!(
+        out.append_responses(),
+        [(
+            1,
+            2,
+            AppendOutcome::Conflict {
+                rejected: Index(9),
+                hint: LogId::new(2, 5),
+            }
+        )]
+    );
+    assert_eq!(h.node.last_log(), before);
+    assert!(out.writes.is_empty());
+}
+
+/// Raft §5.3, Figure 2 AppendEntries receiver rule 3: if an existing entry conflicts with a new
+/// one (same index, different terms), delete the existing entry and all that follow it.
+#[test]
+fn follower_deletes_conflicting_entry_and_all_that_follow() {
+    let mut h = Harness::restored(2, restored(THREE, 2, None, &[1, 1, 2, 2, 2], 0));
+    let out = h.recv(append(1, 2, 3, LogId::new(1, 2), &[3], 0));
+    assert_eq!(h.node.last_log(), LogId::new(3, 3));
+    assert_eq!(h.node.status().log_len, 3);
+    let truncations: Vec<Index> = out.writes.iter().filter_map(|w| w.truncate_from).collect();
+    assert_eq!(truncations, [Index(3)]);
+    assert_eq!(out.written(), [LogId::new(3, 3)]);
+    let out = h.persist();
+    assert_eq!(
+        out.append_responses(),
+        [(
+            1,
+            3,
+            AppendOutcome::Accepted {
+                match_index: Index(3)
+            }
+        )]
+    );
+}
+
+/// Raft §5.3, Figure 2 AppendEntries receiver rule 4: append any new entries not already in the
+/// log (entries already present are not written again).
+#[test]
+fn follower_appends_new_entries_not_already_in_log() {
+    let mut h = Harness::restored(2, restored(THREE, 1, None, &[1, 1], 0));
+    let out = h.recv(append(1, 2, 1, LogId::new(1, 1), &[1, 1, 1], 0));
+    assert_eq!(out.written(), [LogId::new(1, 3), LogId::new(1, 4)]);
+    assert!(out.writes.iter().all(|w| w.truncate_from.is_none()));
+    assert_eq!(h.node.last_log(), LogId::new(1, 4));
+    let out = h.persist();
+    assert_eq!(
+        out.append_responses(),
+        [(
+            1,
+            1,
+            AppendOutcome::Accepted {
+                match_index: Index(4)
+            }
+        )]
+    );
+}
+
+/// Raft §5.3, Figure 2 AppendEntries receiver rule 5: if leaderCommit > commitIndex, set
+/// commitIndex = min(leaderCommit, index of last new entry).
+#[test]
+fn follower_sets_commit_to_min_of_leader_commit_and_last_new_entry() {
+    // The leader's commit is past the entries sent: capped at the last new one.
+    let mut h = Harness::new(2, THREE);
+    h.recv(append(1, 2, 1, LogId::ZERO, &[1, 1], 5));
+    assert_eq!(h.node.commit_index(), Index(2));
+
+    // The leader's commit is below the entries sent.
+    let mut h = Harness::new(2, THREE);
+    h.recv(append(1, 2, 1, LogId::ZERO, &[1, 1, 1], 1));
+    assert_eq!(h.node.commit_index(), Index(1));
+
+    // The follower holds entries past the message's last one; those are not known to match the
+    // leader's log, so they are not committed.
+    let mut h = Harness::restored(2, restored(THREE, 1, None, &[1, 1, 1, 1], 0));
+    h.recv(append(1, 2, 1, LogId::new(1, 1), &[], 3));
+    assert_eq!(h.node.commit_index(), Index(1));
+    h.recv(append(1, 2, 1, LogId::new(1, 2), &[1], 4));
+    assert_eq!(h.node.commit_index(), Index(3));
+
+    // It never goes back.
+    h.recv(append(1, 2, 1, LogId::new(1, 3), &[], 1));
+    assert_eq!(h.node.commit_index(), Index(3));
+}
+
+/// Raft §5.3: a delayed or duplicated AppendEntries must not truncate entries a later one
+/// appended (the "if an existing entry conflicts" condition of rule 3 is essential).
+#[test]
+fn stale_append_does_not_truncate_entries_appended_by_later_one() {
+    let mut h = Harness::new(2, THREE);
+    h.recv(append(1, 2, 1, LogId::ZERO, &[1, 1, 1], 0));
+    h.persist();
+    let mut out = h.recv(append(1, 2, 1, LogId::ZERO, &[1], 0));
+    out.merge(h.persist());
+    assert_eq!(h.node.last_log(), LogId::new(1, 3));
+    assert!(out.writes.is_empty(), "nothing to write: {:?}", out.writes);
+    assert_eq!(
+        out.append_responses(),
+        [(
+            1,
+            1,
+            AppendOutcome::Accepted {
+                match_index: Index(1)
+            }
+        )],
+        "acknowledges only what the message covered"
+    );
+}
+
+/// Raft §5.3, Figure 2 "Rules for Servers, leaders": if AppendEntries fails because of log
+/// inconsistency, decrement nextIndex and retry.
+#[test]
+fn leader_backs_up_next_index_on_rejection() {
+    let mut h = Harness::restored(1, restored(THREE, 2, None, &[1, 1, 2], 0));
+    let out = h.elect();
+    assert_eq!(h.node.term(), Term(3));
+    let first: Vec<_> = out.appends().into_iter().filter(|a| a.0 == 2).collect();
+    assert_eq!(
+        first,
+        [(2, LogId::new(2, 3), vec![LogId::new(3, 4)], 0)],
+        "the first probe is after the leader's last entry"
+    );
+    let conflict = AppendOutcome::Conflict {
+        rejected: Index(3),
+        hint: LogId::new(1, 2),
+    };
+    let out = h.recv(append_response(2, 1, 3, conflict));
+    assert_eq!(
+        out.appends(),
+        [(
+            2,
+            LogId::new(1, 2),
+            vec![LogId::new(2, 3), LogId::new(3, 4)],
+            0
+        )]
+    );
+}
+
+/// Raft §5.3 (the optimization at the end of the section): with the follower's hint, the leader
+/// skips every conflicting entry of a term in one round trip instead of one entry per round trip.
+#[test]
+fn leader_fast_backtracking_skips_whole_term_using_conflict_hint() {
+    let mut leader = Harness::restored(1, restored(THREE, 4, None, &[1, 1, 1, 4, 4, 4, 4], 0));
+    let mut follower = Harness::restored(
+        2,
+        restored(THREE, 3, None, &[1, 1, 1, 2, 2, 3, 3, 3, 3, 3], 0),
+    );
+    let mut to_follower = leader.elect();
+    leader.persist();
+    assert_eq!(leader.node.term(), Term(5));
+
+    let mut conflicts = 0;
+    for _ in 0..10 {
+        let reply = follower.deliver(&to_follower);
+        conflicts += reply
+            .append_responses()
+            .iter()
+            .filter(|r| matches!(r.2, AppendOutcome::Conflict { .. }))
+            .count();
+        if reply.sends.is_empty() {
+            break;
+        }
+        to_follower = leader.deliver(&reply);
+    }
+    assert_eq!(conflicts, 1, "one round trip skips the whole of term 4");
+    assert_eq!(follower.node.last_log(), LogId::new(5, 8));
+    assert_eq!(leader.node.commit_index(), Index(8));
+    assert_eq!(follower.node.commit_index(), Index(8));
+}
+
+/// Raft §5.3 with the persistence contract: a follower acknowledges entries only once they are
+/// durable on its disk.
+#[test]
+fn append_ack_withheld_until_follower_write_is_acknowledged() {
+    let mut h = Harness::new(2, THREE);
+    let out = h.recv(append(1, 2, 1, LogId::ZERO, &[1, 1], 0));
+    assert_eq!(out.written(), [LogId::new(1, 1), LogId::new(1, 2)]);
+    assert!(
+        out.append_responses().is_empty(),
+        "acknowledged before durable"
+    );
+    // A heartbeat in the meantime is answered only after the write too.
+    let out = h.recv(heartbeat(1, 2, 1, 1, 0));
+    assert!(out.sends.is_empty());
+    let out = h.persist();
+    assert_eq!(
+        out.append_responses(),
+        [(
+            1,
+            1,
+            AppendOutcome::Accepted {
+                match_index: Index(2)
+            }
+        )]
+    );
+    assert_eq!(out.sends.len(), 2, "the heartbeat response follows");
+}
+
+/// Raft §5.3, Figure 2 "Rules for Servers, leaders": if the last log index is at least a
+/// follower's nextIndex, send it AppendEntries with the entries from nextIndex.
+#[test]
+fn leader_replicates_new_entries_to_followers() {
+    let mut h = Harness::leader(1, THREE);
+    let out = h.step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(out.written(), [LogId::new(1, 2)]);
+    let to_2: Vec<_> = out.appends().into_iter().filter(|a| a.0 == 2).collect();
+    assert_eq!(to_2, [(2, LogId::new(1, 1), vec![LogId::new(1, 2)], 1)]);
+}
+
+/// Raft Figure 2 "Rules for Servers, leaders": upon election, send initial AppendEntries to each
+/// server, and repeat heartbeats during idle periods to prevent election timeouts.
+#[test]
+fn leader_sends_heartbeats_during_idle_periods() {
+    let mut h = Harness::leader(1, THREE);
+    let every = h.node.config().heartbeat_ticks;
+    for _ in 0..5 {
+        let out = h.tick(every - 1);
+        assert!(out.sends.is_empty(), "{:?}", out.sends);
+        let out = h.tick(1);
+        let mut to: Vec<u64> = out
+            .sends
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+            .map(|m| m.to.get())
+            .collect();
+        to.sort_unstable();
+        assert_eq!(to, [2, 3]);
+        // Keep CheckQuorum satisfied.
+        h.recv(heartbeat_response(2, 1, 1, 0));
+    }
+}
+
+/// Raft §5.3: if a follower does not answer (its messages were lost), the leader retries
+/// AppendEntries until the follower eventually stores every entry.
+#[test]
+fn leader_retries_append_entries_when_follower_makes_no_progress() {
+    let mut h = Harness::leader(1, THREE); // 3 never answered the first AppendEntries
+    let lost = h.step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(
+        lost.appends(),
+        [(2, LogId::new(1, 1), vec![LogId::new(1, 2)], 1)]
+    );
+    let retries = |out: &common::Out, to: u64| -> Vec<Vec<LogId>> {
+        out.appends()
+            .into_iter()
+            .filter(|a| a.0 == to && !a.2.is_empty())
+            .map(|a| a.2)
+            .collect()
+    };
+    // Heartbeat answers show no progress: the leader sends the entries again.
+    let out = h.recv(heartbeat_response(3, 1, 1, 0));
+    assert_eq!(retries(&out, 3), [vec![LogId::new(1, 1), LogId::new(1, 2)]]);
+    let mut out = h.recv(heartbeat_response(2, 1, 1, 0));
+    out.merge(h.recv(heartbeat_response(2, 1, 1, 0)));
+    assert_eq!(retries(&out, 2), [vec![LogId::new(1, 2)]]);
+}
+
+// ---- §5.4 safety -----------------------------------------------------------------------------
+
+/// Raft §5.4.1, Figure 2 RequestVote receiver rule 2: grant a vote only if the candidate's log is
+/// at least as up to date; a log whose last entry has an older term is less up to date, however
+/// long it is.
+#[test]
+fn vote_refused_to_candidate_with_older_last_term() {
+    let mut h = Harness::restored(1, restored(THREE, 2, None, &[1, 1, 2], 0));
+    let mut out = h.recv(vote_request(2, 1, 3, LogId::new(1, 7)));
+    out.merge(h.persist());
+    assert_eq!(out.vote_responses(), [(2, 3, false, false)]);
+    assert_eq!(h.node.term(), Term(3), "the term is still adopted");
+    assert_eq!(h.node.status().vote, None);
+
+    // A later last term wins even with a shorter log.
+    let mut out = h.recv(vote_request(3, 1, 3, LogId::new(3, 1)));
+    out.merge(h.persist());
+    assert_eq!(out.vote_responses(), [(3, 3, true, false)]);
+}
+
+/// Raft §5.4.1: if the logs end with the same term, the longer log is more up to date.
+#[test]
+fn vote_refused_to_candidate_with_shorter_log_at_equal_last_term() {
+    let mut h = Harness::restored(1, restored(THREE, 2, None, &[1, 1, 2], 0));
+    let mut out = h.recv(vote_request(2, 1, 3, LogId::new(2, 2)));
+    out.merge(h.persist());
+    assert_eq!(out.vote_responses(), [(2, 3, false, false)]);
+    assert_eq!(h.node.status().vote, None);
+
+    let mut out = h.recv(vote_request(3, 1, 3, LogId::new(2, 3)));
+    out.merge(h.persist());
+    assert_eq!(
+        out.vote_responses(),
+        [(3, 3, true, false)],
+        "an equal log is up to date"
+    );
+}
+
+/// Raft §5.4.2, Figure 8: a leader never commits an entry from an earlier term by counting
+/// replicas; only entries of its own term are, and earlier ones are committed with them.
+#[test]
+fn leader_commits_only_current_term_entries_by_counting() {
+    // Index 1 is committed; index 2 was appended in term 2 and never committed.
+    let one_entry_per_message = config(1, |c| c.max_msg_entries = 1);
+    let state = restored(THREE, 2, None, &[1, 2], 1);
+    let mut leader = Harness::restore(one_entry_per_message, state).expect("consistent state");
+    let mut follower = Harness::restored(2, restored(THREE, 2, None, &[1], 1));
+    let mut to_follower = leader.elect();
+    leader.persist();
+    assert_eq!(leader.node.term(), Term(3));
+    assert_eq!(leader.node.last_log(), LogId::new(3, 3));
+
+    let mut saw_old_entry_on_majority = false;
+    for _ in 0..10 {
+        let reply = follower.deliver(&to_follower);
+        if reply.sends.is_empty() {
+            break;
+        }
+        to_follower = leader.deliver(&reply);
+        if follower.node.last_log() == LogId::new(2, 2) {
+            // Entry 2 (term 2) is now on two of three nodes.
+            saw_old_entry_on_majority = true;
+            assert_eq!(
+                leader.node.commit_index(),
+                Index(1),
+                "committed an entry of an earlier term by counting replicas"
+            );
+        }
+    }
+    assert!(saw_old_entry_on_majority, "the test did not reach its case");
+    assert_eq!(follower.node.last_log(), LogId::new(3, 3));
+    assert_eq!(leader.node.commit_index(), Index(3));
+}
+
+/// Raft §5.4.2 with the persistence contract: a leader counts itself towards a majority only for
+/// entries durable on its own disk.
+#[test]
+fn leader_counts_itself_toward_commit_only_after_its_own_write_is_acknowledged() {
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    let no_op = h.unacked().expect("the no-op write");
+    let out = h.recv(accepted(2, 1, 1, 1));
+    assert_eq!(
+        h.node.commit_index(),
+        Index(0),
+        "committed with one durable copy of three"
+    );
+    assert!(out.apply.is_empty());
+    let out = h.step(Input::Persisted(no_op));
+    assert_eq!(h.node.commit_index(), Index(1));
+    assert_eq!(out.applied(), [LogId::new(1, 1)]);
+}
+
+/// Raft Figure 2 "Rules for Servers, all servers": if commitIndex > lastApplied, apply entries in
+/// log order; with the persistence contract, only entries that are also durable locally.
+#[test]
+fn entries_are_applied_in_order_only_when_committed_and_durable() {
+    let mut h = Harness::new(2, THREE);
+    let out = h.recv(append(1, 2, 1, LogId::ZERO, &[1, 1, 1], 2));
+    assert_eq!(h.node.commit_index(), Index(2));
+    assert!(out.apply.is_empty(), "applied an entry that is not durable");
+    let out = h.persist();
+    assert_eq!(out.applied(), [LogId::new(1, 1), LogId::new(1, 2)]);
+    let out = h.recv(heartbeat(1, 2, 1, 3, 0));
+    assert_eq!(out.applied(), [LogId::new(1, 3)]);
+
+    h.step(Input::Applied(Index(3)));
+    assert_eq!(h.node.applied_index(), Index(3));
+    let (result, _) = h.try_step(Input::Applied(Index(4)));
+    assert_eq!(
+        result,
+        Err(StepError::Misuse(Misuse::AppliedPastEmitted {
+            index: Index(4),
+            emitted: Index(3)
+        }))
+    );
+}
+
+/// Raft §5.3 with the persistence contract: entries written and then replaced by a new leader
+/// before their write was acknowledged are never applied, even when that acknowledgement arrives
+/// after the replacement.
+#[test]
+fn replaced_entries_are_never_applied_even_if_their_write_is_acknowledged_late() {
+    let mut h = Harness::new(2, THREE);
+    h.recv(append(1, 2, 1, LogId::ZERO, &[1, 1, 1], 0));
+    let old_write = h.unacked().expect("the entries' write");
+    // The leader of term 2 replaces entries 2 and 3, and says index 2 is committed.
+    let out = h.recv(append(3, 2, 2, LogId::new(1, 1), &[2], 2));
+    assert_eq!(h.node.commit_index(), Index(2));
+    assert!(out.apply.is_empty());
+
+    let out = h.step(Input::Persisted(old_write));
+    assert_eq!(
+        out.applied(),
+        [LogId::new(1, 1)],
+        "only entry 1 is both committed and durable"
+    );
+    assert!(
+        !out.sends.iter().any(|m| m.to == id(3)),
+        "acknowledged term 2's entry before its write was durable"
+    );
+    let out = h.persist();
+    assert_eq!(out.applied(), [LogId::new(2, 2)]);
+    assert_eq!(
+        out.append_responses(),
+        [(
+            3,
+            2,
+            AppendOutcome::Accepted {
+                match_index: Index(2)
+            }
+        )]
+    );
+}
+
+/// Raft Figure 2 / §5.3: a commit index past the end of the log cannot come from a correct
+/// leader. The node rejects it with a typed error, changes nothing, counts it, and keeps serving
+/// (etcd's raft and raft-rs panic here).
+#[test]
+fn heartbeat_with_commit_past_log_is_rejected_and_node_keeps_serving() {
+    let mut h = Harness::restored(2, restored(THREE, 1, None, &[1, 1], 0));
+    let before = h.node.status();
+    for term in [1, 4] {
+        let (result, out) = h.try_recv(heartbeat(1, 2, term, 5, 0));
+        assert_eq!(
+            result,
+            Err(StepError::Rejected(Reject::CommitPastLog {
+                commit: Index(5),
+                last: Index(2)
+            }))
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(h.node.status(), before);
+    }
+    assert_eq!(h.node.stats().rejected, 2);
+    assert!(matches!(
+        h.node.stats().last_rejected,
+        Some(Reject::CommitPastLog { .. })
+    ));
+
+    let out = h.recv(heartbeat(1, 2, 1, 2, 0));
+    assert_eq!(h.node.leader(), Some(id(1)));
+    assert_eq!(h.node.commit_index(), Index(2));
+    assert_eq!(out.applied(), [LogId::new(1, 1), LogId::new(1, 2)]);
+    assert_eq!(out.sends.len(), 1, "the heartbeat is answered");
+}
+
+// ---- pre-vote, CheckQuorum, the disruptive-server rule (Raft thesis §9.6, §6.2, §4.2.3) ------
+
+/// Raft thesis §9.6: answering a pre-vote changes neither the receiver's term nor its vote.
+#[test]
+fn pre_vote_does_not_change_receivers_term_or_vote() {
+    let mut h = Harness::restored(1, restored(THREE, 1, Some(3), &[1], 0));
+    let out = h.recv(pre_vote_request(2, 1, 2, LogId::new(1, 1)));
+    assert_eq!(out.vote_responses(), [(2, 2, true, true)]);
+    assert!(out.writes.is_empty());
+    assert_eq!(h.node.term(), Term(1));
+    assert_eq!(h.node.status().vote, Some(id(3)));
+
+    // Refused by the election restriction: also no change.
+    let out = h.recv(pre_vote_request(2, 1, 2, LogId::ZERO));
+    assert_eq!(out.vote_responses(), [(2, 1, false, true)]);
+    assert_eq!(h.node.term(), Term(1));
+    assert_eq!(h.node.status().vote, Some(id(3)));
+}
+
+/// Raft thesis §9.6: a pre-candidate becomes a candidate (and raises its term) only once a
+/// majority said it could win.
+#[test]
+fn pre_candidate_campaigns_only_after_majority_of_pre_votes() {
+    let mut h = Harness::new(1, FIVE);
+    h.step(Input::Campaign);
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    h.recv(vote_response(2, 1, 1, true, true));
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    assert_eq!(h.node.term(), Term(0));
+    let out = h.recv(vote_response(3, 1, 1, true, true));
+    assert_eq!(h.node.role(), Role::Candidate);
+    assert_eq!(h.node.term(), Term(1));
+    assert_eq!(out.sends.len(), 4);
+
+    // Refused by a majority: back to follower, term unchanged.
+    let mut h = Harness::new(1, THREE);
+    h.step(Input::Campaign);
+    h.recv(vote_response(2, 1, 0, false, true));
+    h.recv(vote_response(3, 1, 0, false, true));
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.term(), Term(0));
+}
+
+/// Raft thesis §6.2 (CheckQuorum): a leader that has not heard from a majority within an
+/// election timeout steps down.
+#[test]
+fn leader_steps_down_when_it_hears_from_no_quorum_for_an_election_timeout() {
+    // No answer at all.
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    h.persist();
+    let min = h.node.config().election_ticks_min;
+    h.tick(min - 1);
+    assert_eq!(h.node.role(), Role::Leader);
+    h.tick(1);
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.term(), Term(1));
+    assert_eq!(h.node.stats().check_quorum_step_downs, 1);
+
+    // An answer from one follower keeps it in office for one period, not two.
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    h.persist();
+    h.tick(min - 1);
+    h.recv(heartbeat_response(3, 1, 1, 0));
+    h.tick(1);
+    assert_eq!(
+        h.node.role(),
+        Role::Leader,
+        "heard from 3 within the period"
+    );
+
+    h.tick(min - 1);
+    assert_eq!(h.node.role(), Role::Leader);
+    h.tick(1);
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.term(), Term(1));
+    assert_eq!(h.node.stats().check_quorum_step_downs, 1);
+}
+
+/// Raft thesis §4.2.3: a server that heard from a current leader within the minimum election
+/// timeout neither grants a vote nor adopts the term of a vote request.
+#[test]
+fn follower_in_lease_ignores_higher_term_vote_request() {
+    let mut h = follower_of_1(1, &[1]);
+    let out = h.recv(vote_request(3, 2, 2, LogId::new(1, 1)));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(h.node.term(), Term(1));
+    assert_eq!(h.node.status().vote, None);
+    assert_eq!(h.node.stats().votes_ignored_in_lease, 1);
+    let out = h.recv(pre_vote_request(3, 2, 2, LogId::new(1, 1)));
+    assert!(out.is_empty(), "{out:?}");
+
+    // After a minimum election timeout without the leader, the request is heard.
+    let min = h.node.config().election_ticks_min;
+    h.tick(min);
+    let mut out = h.recv(vote_request(3, 2, 2, LogId::new(1, 1)));
+    out.merge(h.persist());
+    assert_eq!(out.vote_responses(), [(3, 2, true, false)]);
+    assert_eq!(h.node.term(), Term(2));
+}
+
+// ---- ReadIndex (Raft thesis §6.4) ------------------------------------------------------------
+
+/// Raft thesis §6.4: a read is served at the commit index once a quorum has answered a heartbeat
+/// sent after the read arrived; answers to earlier heartbeats do not count.
+#[test]
+fn read_on_leader_is_ready_only_after_quorum_answers_heartbeat_sent_after_read() {
+    let mut h = Harness::leader(1, THREE);
+    h.tick(h.node.config().heartbeat_ticks); // a heartbeat before the read
+    let out = h.step(Input::Read(ReadId(9)));
+    assert!(out.reads.is_empty());
+    let rounds: Vec<(u64, u64)> = out
+        .sends
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::Heartbeat { read_round, .. } => Some((m.to.get(), read_round)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rounds.len(), 2, "a heartbeat to each follower: {rounds:?}");
+    let round = rounds[0].1;
+    assert!(rounds.iter().all(|&(_, r)| r == round && r > 0));
+
+    let out = h.recv(heartbeat_response(2, 1, 1, round - 1));
+    assert!(
+        out.reads.is_empty(),
+        "confirmed by a heartbeat sent before the read"
+    );
+    let out = h.recv(heartbeat_response(3, 1, 1, round));
+    assert_eq!(
+        out.reads,
+        [ReadResult::Ready {
+            id: ReadId(9),
+            index: Index(1)
+        }]
+    );
+}
+
+/// Raft thesis §6.4 step 1: a new leader does not know the cluster's commit index until it has
+/// committed an entry of its own term; a read arriving before that waits.
+#[test]
+fn read_before_leader_commits_entry_of_its_term_waits() {
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    let out = h.step(Input::Read(ReadId(7)));
+    assert!(out.reads.is_empty());
+    assert!(
+        out.sends.is_empty(),
+        "a read round started before the first commit"
+    );
+    let mut out = h.recv(heartbeat_response(2, 1, 1, 0));
+    out.merge(h.recv(heartbeat_response(3, 1, 1, 0)));
+    assert!(out.reads.is_empty());
+
+    h.persist();
+    let out = h.recv(accepted(2, 1, 1, 1));
+    assert_eq!(h.node.commit_index(), Index(1));
+    assert!(out.reads.is_empty(), "ready without a heartbeat round");
+    let round = out
+        .sends
+        .iter()
+        .find_map(|m| match m.body {
+            MessageBody::Heartbeat { read_round, .. } if read_round > 0 => Some(read_round),
+            _ => None,
+        })
+        .expect("a heartbeat round for the waiting read");
+    let out = h.recv(heartbeat_response(3, 1, 1, round));
+    assert_eq!(
+        out.reads,
+        [ReadResult::Ready {
+            id: ReadId(7),
+            index: Index(1)
+        }]
+    );
+}
+
+/// Raft thesis §6.4: a follower answers a heartbeat echoing its ReadIndex round, which is how the
+/// leader learns that a quorum confirmed its leadership after a read arrived.
+#[test]
+fn follower_answers_heartbeat_echoing_its_read_round() {
+    let mut h = follower_of_1(1, &[1]);
+    let out = h.recv(heartbeat(1, 2, 1, 1, 41));
+    let response = msg(2, 1, 1, MessageBody::HeartbeatResponse { read_round: 41 });
+    assert_eq!(out.sends, [response]);
+}
+
+/// Raft thesis §6.4: only the leader serves reads; a follower refuses and names the leader.
+#[test]
+fn read_on_follower_is_refused_with_not_leader() {
+    let mut h = follower_of_1(1, &[]);
+    let (result, out) = h.try_step(Input::Read(ReadId(1)));
+    assert_eq!(
+        result,
+        Err(StepError::Refused(Refusal::NotLeader {
+            leader: Some(id(1))
+        }))
+    );
+    assert!(out.is_empty());
+}
+
+/// Raft thesis §6.4: reads a leader could not confirm are aborted when it steps down.
+#[test]
+fn reads_are_aborted_when_leader_steps_down() {
+    let mut h = Harness::leader(1, THREE);
+    h.step(Input::Read(ReadId(1)));
+    let out = h.recv(heartbeat(3, 1, 2, 0, 0));
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(out.reads, [ReadResult::Aborted { id: ReadId(1) }]);
+    assert_eq!(h.node.stats().reads_aborted, 1);
+
+    // A read still waiting for the leader's first commit too.
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    h.step(Input::Read(ReadId(2)));
+    let out = h.recv(append(2, 1, 2, LogId::ZERO, &[], 0));
+    assert_eq!(out.reads, [ReadResult::Aborted { id: ReadId(2) }]);
+}
+
+// ---- leadership transfer (Raft thesis §3.10) -------------------------------------------------
+
+/// Raft thesis §3.10: the leader brings the target's log up to date, then sends it TimeoutNow;
+/// it refuses proposals meanwhile.
+#[test]
+fn transfer_catches_target_up_then_sends_timeout_now() {
+    fn timeout_now_to(out: &common::Out) -> Vec<u64> {
+        out.sends
+            .iter()
+            .filter(|m| m.body == MessageBody::TimeoutNow)
+            .map(|m| m.to.get())
+            .collect()
+    }
+    // 2 holds the no-op; 3 has not answered the leader's first probe yet.
+    let mut h = Harness::leader(1, THREE);
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.persist();
+    let out = h.step(Input::TransferLeader(id(3)));
+    assert!(
+        timeout_now_to(&out).is_empty(),
+        "TimeoutNow before the target holds the whole log"
+    );
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"b")));
+    assert_eq!(result, Err(StepError::Refused(Refusal::TransferInProgress)));
+
+    // 3 answers the probe: the leader sends it what it lacks.
+    let out = h.recv(accepted(3, 1, 1, 1));
+    assert!(timeout_now_to(&out).is_empty());
+    let to_3: Vec<_> = out.appends().into_iter().filter(|a| a.0 == 3).collect();
+    assert_eq!(to_3, [(3, LogId::new(1, 1), vec![LogId::new(1, 2)], 1)]);
+
+    let out = h.recv(accepted(3, 1, 1, 2));
+    assert_eq!(timeout_now_to(&out), [3]);
+}
+
+/// Raft thesis §3.10: a leadership transfer that does not complete within an election timeout is
+/// abandoned and the leader serves proposals again.
+#[test]
+fn transfer_that_does_not_complete_is_abandoned() {
+    let mut h = Harness::leader(1, THREE);
+    h.step(Input::TransferLeader(id(3)));
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Err(StepError::Refused(Refusal::TransferInProgress)));
+    let min = h.node.config().election_ticks_min;
+    h.tick(min - 1);
+    h.recv(heartbeat_response(2, 1, 1, 0)); // keep CheckQuorum happy
+    h.tick(1);
+    assert_eq!(h.node.role(), Role::Leader);
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Ok(()));
+}
+
+/// Raft thesis §3.10: on TimeoutNow the target campaigns at once, skipping pre-vote, and its vote
+/// requests are granted even by followers that heard from the leader recently.
+#[test]
+fn transfer_target_campaigns_immediately_and_its_vote_request_bypasses_lease() {
+    let mut target = follower_of_1(1, &[1]);
+    let out = target.recv(msg(1, 2, 1, MessageBody::TimeoutNow));
+    assert_eq!(target.node.role(), Role::Candidate);
+    assert_eq!(target.node.term(), Term(2));
+    let request = out
+        .sends
+        .iter()
+        .find(|m| m.to == id(3))
+        .expect("a vote request to 3")
+        .clone();
+    assert_eq!(
+        request.body,
+        MessageBody::VoteRequest {
+            last_log: LogId::new(1, 1),
+            pre_vote: false,
+            leader_transfer: true,
+        }
+    );
+
+    let mut voter = Harness::restored(3, restored(THREE, 1, None, &[1], 0));
+    voter.recv(heartbeat(1, 3, 1, 0, 0));
+    let mut out = voter.recv(request);
+    out.merge(voter.persist());
+    assert_eq!(out.vote_responses(), [(2, 2, true, false)]);
+    assert_eq!(voter.node.stats().votes_ignored_in_lease, 0);
+
+    // TimeoutNow from a node that is not the leader is ignored.
+    let mut h = follower_of_1(1, &[1]);
+    let out = h.recv(msg(3, 2, 1, MessageBody::TimeoutNow));
+    assert_eq!(h.node.role(), Role::Follower);
+    assert!(out.sends.is_empty());
+}
+
+// ---- the persistence contract ----------------------------------------------------------------
+
+/// The persistence contract: acknowledging a write that was never issued is the adapter's bug,
+/// reported as `Misuse::UnknownWrite`, and changes nothing.
+#[test]
+fn persisted_with_unknown_write_id_is_misuse() {
+    // Write ids cannot be made up: borrow the second write id of another node.
+    let mut other = Harness::new(1, THREE);
+    other.recv(vote_request(2, 1, 1, LogId::ZERO));
+    other.persist();
+    other.recv(vote_request(2, 1, 2, LogId::ZERO));
+    let foreign = other.unacked().expect("a second write");
+
+    let mut h = Harness::new(1, THREE);
+    h.recv(vote_request(2, 1, 1, LogId::ZERO));
+    let issued = h.unacked().expect("a write");
+    assert!(foreign > issued);
+
+    let before = h.node.status();
+    let (result, out) = h.try_step(Input::Persisted(foreign));
+    assert_eq!(result, Err(StepError::Misuse(Misuse::UnknownWrite)));
+    assert!(out.is_empty());
+    assert_eq!(h.node.status(), before);
+    assert_eq!(h.node.stats().rejected, 0, "misuse is not network input");
+
+    // A node that issued no write at all.
+    let mut fresh = Harness::new(2, THREE);
+    let (result, _) = fresh.try_step(Input::Persisted(issued));
+    assert_eq!(result, Err(StepError::Misuse(Misuse::UnknownWrite)));
+}
+
+/// The persistence contract: an adapter that leaves writes in the lane may receive them merged
+/// into one, and one acknowledgement of its id releases every response that waited for them.
+#[test]
+fn writes_left_in_the_lane_are_merged_and_one_ack_covers_them() {
+    let mut h = Harness::new(2, THREE);
+    let mut outputs = Outputs::new();
+    for m in [
+        append(1, 2, 1, LogId::ZERO, &[1], 0),
+        append(1, 2, 1, LogId::new(1, 1), &[1, 1], 0),
+    ] {
+        h.node
+            .step(Input::Message(m), &mut outputs)
+            .expect("accepted");
+    }
+    assert!(outputs.sends().is_empty());
+    let writes: Vec<_> = outputs.drain_writes().collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    let ids: Vec<LogId> = writes[0].entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [LogId::new(1, 1), LogId::new(1, 2), LogId::new(1, 3)]);
+    h.node
+        .step(Input::Persisted(writes[0].id), &mut outputs)
+        .expect("acknowledged");
+    assert_eq!(outputs.sends().len(), 2, "both appends are answered");
+}
+
+/// The persistence contract: `Persisted` is cumulative, and repeating it (or acknowledging an
+/// older write again) is harmless.
+#[test]
+fn duplicate_persisted_is_harmless() {
+    let mut h = Harness::new(1, THREE);
+    h.recv(vote_request(2, 1, 1, LogId::ZERO));
+    let first = h.unacked().expect("the vote's write");
+    h.step(Input::Persisted(first));
+    h.recv(append(2, 1, 1, LogId::ZERO, &[1], 1));
+    let second = h.unacked().expect("the entry's write");
+    let out = h.step(Input::Persisted(second));
+    assert_eq!(out.append_responses().len(), 1);
+    assert_eq!(out.applied(), [LogId::new(1, 1)]);
+    let before = h.node.status();
+    for again in [second, first, second] {
+        let out = h.step(Input::Persisted(again));
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(h.node.status(), before);
+    }
+}
+
+// ---- untrusted input -------------------------------------------------------------------------
+
+/// Messages that cannot come from a correct peer are rejected with a typed error, counted, and
+/// change nothing.
+#[test]
+fn invalid_messages_are_rejected_with_typed_errors_and_change_nothing() {
+    let mut h = Harness::restored(2, restored(THREE, 2, None, &[1, 2], 0));
+    h.recv(heartbeat(1, 2, 2, 0, 0));
+    let mut bad_entries = append(1, 2, 3, LogId::new(2, 2), &[3, 3], 0);
+    if let MessageBody::AppendEntries { entries, .. } = &mut bad_entries.body {
+        entries[1].id.index = Index(5); // a gap
+    }
+    let cases = [
+        (
+            heartbeat(9, 2, 3, 0, 0),
+            Reject::UnknownSender { from: id(9) },
+        ),
+        (
+            heartbeat(1, 3, 3, 0, 0),
+            Reject::WrongRecipient { to: id(3) },
+        ),
+        (heartbeat(2, 2, 3, 0, 0), Reject::FromSelf),
+        (bad_entries, Reject::MalformedEntries),
+        (
+            // Terms going backwards.
+            append(1, 2, 3, LogId::new(2, 2), &[3, 2], 0),
+            Reject::MalformedEntries,
+        ),
+        (
+            // An entry from a term later than the message's.
+            append(1, 2, 3, LogId::new(2, 2), &[4], 0),
+            Reject::MalformedEntries,
+        ),
+        (
+            // prev from a term later than the message's.
+            append(1, 2, 3, LogId::new(4, 2), &[], 0),
+            Reject::MalformedEntries,
+        ),
+        (
+            vote_request(3, 2, 3, LogId::new(4, 2)),
+            Reject::MalformedVoteRequest,
+        ),
+        (heartbeat(1, 2, u64::MAX, 0, 0), Reject::Overflow),
+        (
+            // Another leader for the term this node follows 1 in.
+            append(3, 2, 2, LogId::new(2, 2), &[], 0),
+            Reject::ConflictingLeader { from: id(3) },
+        ),
+    ];
+    for (n, (m, reject)) in cases.into_iter().enumerate() {
+        let before = h.node.status();
+        let (result, out) = h.try_recv(m.clone());
+        assert_eq!(result, Err(StepError::Rejected(reject)), "{m:?}");
+        assert!(out.is_empty(), "{m:?}: {out:?}");
+        assert_eq!(h.node.status(), before, "{m:?}");
+        assert_eq!(h.node.stats().rejected, n as u64 + 1);
+        assert_eq!(h.node.stats().last_rejected, Some(reject));
+    }
+    // Still serving.
+    let out = h.recv(append(1, 2, 2, LogId::new(2, 2), &[2], 0));
+    assert_eq!(out.written(), [LogId::new(2, 3)]);
+}
+
+/// A leader rejects an acknowledgement of entries it never had, and a second leader of its own
+/// term (Election Safety, Figure 3, makes both impossible from correct peers).
+#[test]
+fn leader_rejects_ack_past_its_log_and_conflicting_leader() {
+    let mut h = Harness::leader(1, THREE);
+    let before = h.node.status();
+    let (result, out) = h.try_recv(accepted(2, 1, 1, 7));
+    assert_eq!(
+        result,
+        Err(StepError::Rejected(Reject::AckPastLog { index: Index(7) }))
+    );
+    assert!(out.is_empty());
+    let (result, _) = h.try_recv(append(3, 1, 1, LogId::ZERO, &[1], 0));
+    assert_eq!(
+        result,
+        Err(StepError::Rejected(Reject::ConflictingLeader {
+            from: id(3)
+        }))
+    );
+    assert_eq!(h.node.status(), before);
+    assert_eq!(h.node.role(), Role::Leader);
+    assert_eq!(h.node.stats().rejected, 2);
+}
+
+/// Only the leader accepts proposals (Raft §5.3: clients talk to the leader); others refuse and
+/// name the leader they know.
+#[test]
+fn proposal_on_follower_is_refused_with_not_leader() {
+    let mut h = follower_of_1(1, &[]);
+    let (result, out) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(
+        result,
+        Err(StepError::Refused(Refusal::NotLeader {
+            leader: Some(id(1))
+        }))
+    );
+    assert!(out.is_empty());
+    assert_eq!(h.node.last_log(), LogId::ZERO);
+}
