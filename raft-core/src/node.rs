@@ -190,7 +190,7 @@ impl<R: Rng> Node<R> {
                 self.stats.rejected += 1;
                 self.stats.last_rejected = Some(*r);
             }
-            Err(StepError::Refused(_)) => self.stats.proposals_refused += 1,
+            Err(StepError::Refused(_)) => self.stats.refused += 1,
             _ => {}
         }
         result

@@ -95,8 +95,8 @@ pub struct Stats {
     pub became_leader: u64,
     /// Times a leader stepped down because it lost contact with a quorum.
     pub check_quorum_step_downs: u64,
-    /// Proposals refused.
-    pub proposals_refused: u64,
+    /// Requests refused (proposals, reads, transfers: see [`Refusal`](crate::Refusal)).
+    pub refused: u64,
     /// Reads aborted by a change of leadership.
     pub reads_aborted: u64,
 }

@@ -1,6 +1,6 @@
 //! The deterministic simulator over many seeds of mixed faults (see `raft_core::sim`).
 //!
-//! - `RAFT_SIM_SEEDS=<n>` runs `n` seeds per cluster size (default 700, so 2,100 in all).
+//! - `RAFT_SIM_SEEDS=<n>` runs `n` seeds per cluster size (default 1,000, so 3,000 in all).
 //! - `RAFT_SIM_SEED=<seed>` runs only that seed, on every cluster size, and prints its trace.
 //! - `RAFT_SIM_FIRST=<seed>` starts the seed range elsewhere (soak runs on several machines).
 
@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use raft_core::sim::{Summary, run_seed, trace_seed};
 
-const DEFAULT_SEEDS_PER_SIZE: u64 = 700;
+const DEFAULT_SEEDS_PER_SIZE: u64 = 1000;
 
 /// Seeds that once failed, with their cluster size. Each is a bug that was fixed; they run first.
 const REGRESSIONS: &[(u64, usize)] = &[];

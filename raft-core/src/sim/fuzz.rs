@@ -40,7 +40,9 @@ enum Op {
     PersistAll,
     /// The adapter makes the oldest outstanding writes durable (a slow disk).
     PersistSome(u8),
-    /// An acknowledgement for an arbitrary id (mostly never issued: misuse).
+    /// An acknowledgement for an arbitrary id: one never issued (misuse the node must refuse) or
+    /// one already durable (stale or duplicate). Not the id of a write still pending: that would
+    /// be an adapter lying about durability, which no node can detect.
     PersistBogus(u64),
     /// The state machine catches up with what was handed out.
     ApplyAll,
@@ -96,6 +98,9 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
     let mut out = Outputs::new();
     let mut emitted = Index::ZERO;
     let mut restarts = 0;
+    // The highest write id the node has issued, and the highest acknowledged truthfully, in this
+    // incarnation.
+    let (mut issued, mut acked) = (0u64, 0u64);
     let pick = |n: u8| members[n as usize % members.len()];
 
     for _ in 0..4096 {
@@ -126,6 +131,7 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
                 Some(w) => Input::Persisted(w),
                 None => continue,
             },
+            Op::PersistBogus(w) if w > acked && w <= issued => continue,
             Op::PersistBogus(w) => Input::Persisted(WriteId(w)),
             Op::ApplyAll => Input::Applied(emitted),
             Op::AppliedBogus(i) => Input::Applied(Index(i)),
@@ -134,6 +140,7 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
                 // A crash loses (or tears) every write not yet durable.
                 disk.crash(&mut SimRng::new(restarts)).map_err(|e| e.0)?;
                 restarts += 1;
+                (issued, acked) = (0, 0);
                 node = restore(&disk, restarts)
                     .map_err(|e| format!("restart from durable state failed: {e}"))?;
                 out.clear();
@@ -175,9 +182,18 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
             }
             Op::RawChunk(c) => Input::SnapshotChunk(c),
         };
+        if let Input::Persisted(WriteId(w)) = input {
+            if w <= issued {
+                acked = acked.max(w);
+            }
+        }
         let before = node.status();
         let (sends, writes, apply) = (out.sends.len(), out.writes.len(), out.apply.len());
         let result = node.step(input, &mut out);
+        // Ids are issued in increasing order: the last write in the lane has the highest.
+        if let Some(w) = out.writes.last() {
+            issued = issued.max(w.id.0);
+        }
         node.check_invariants().map_err(|v| format!("{v}"))?;
         if let Err(StepError::Rejected(r)) = result {
             if node.status() != before
