@@ -84,7 +84,7 @@ impl Durability {
         });
         let mut w = Write::new(WriteId(self.minted));
         w.truncate_from = truncate_from;
-        w.snapshot = Some(part);
+        w.snapshot = Some(alloc::boxed::Box::new(part));
         out.writes.push(w);
     }
 
@@ -151,11 +151,13 @@ impl Durability {
     }
 
     /// How many responses are waiting for writes.
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn withheld_len(&self) -> usize {
         self.withheld.len()
     }
 
     /// Writes pending.
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.len()
     }

@@ -171,6 +171,7 @@ impl RaftLog {
     }
 
     /// Every entry in memory, oldest first.
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.entries.iter()
     }

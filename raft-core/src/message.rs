@@ -2,7 +2,8 @@
 //! workspace) carries them; the core treats every received message as untrusted.
 
 use alloc::boxed::Box;
-use alloc::vec::Vec;
+
+use smallvec::SmallVec;
 
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +51,8 @@ pub enum MessageBody {
         /// The entry just before `entries`, which the follower must already hold.
         prev: LogId,
         /// The entries to append, contiguous after `prev`; empty to carry only the commit index.
-        entries: Vec<Entry>,
+        /// One entry is stored inline, so an unbatched append costs no allocation.
+        entries: SmallVec<[Entry; 1]>,
         /// The leader's commit index.
         commit: Index,
     },

@@ -166,7 +166,7 @@ pub struct Write {
     /// Delete every entry at this index and above.
     pub truncate_from: Option<Index>,
     /// A chunk of a snapshot received from the leader, to store (see [`SnapshotPart`]).
-    pub snapshot: Option<SnapshotPart>,
+    pub snapshot: Option<Box<SnapshotPart>>,
     /// Entries to append after the log's current end, contiguous and in index order.
     pub entries: SmallVec<[Entry; 4]>,
 }

@@ -98,6 +98,15 @@ impl Progress {
         }
     }
 
+    /// The payload bytes of the newest message in flight, if it ends at `last` (the message a
+    /// new batch would be merged into).
+    pub(crate) fn flight_bytes_ending_at(&self, last: Index) -> Option<u64> {
+        self.flights
+            .back()
+            .filter(|f| f.last == last)
+            .map(|f| f.bytes)
+    }
+
     /// The follower matches up to `index`. Returns whether that is news.
     pub(crate) fn acknowledge(&mut self, index: Index) -> bool {
         self.probe_sent = false;

@@ -2,9 +2,8 @@
 //! AppendEntries with batching, pipelining and flow control, counting matches) and the
 //! follower's (the AppendEntries receiver rules, heartbeats).
 
-use alloc::vec::Vec;
-
 use rand_core::Rng;
+use smallvec::SmallVec;
 
 use crate::error::{Refusal, Reject, StepError};
 use crate::message::{AppendOutcome, MessageBody};
@@ -21,6 +20,17 @@ impl<R: Rng> Node<R> {
         data: Payload,
         out: &mut Outputs,
     ) -> Result<LogId, StepError> {
+        self.propose_entries(core::slice::from_ref(&data), out)?
+            .ok_or(StepError::Refused(Refusal::Exhausted))
+    }
+
+    /// Appends the commands as consecutive entries of one write, then replicates them: all or
+    /// none (every size is checked first). Returns the id of the last entry.
+    pub(crate) fn propose_entries(
+        &mut self,
+        commands: &[Payload],
+        out: &mut Outputs,
+    ) -> Result<Option<LogId>, StepError> {
         if self.role != Role::Leader {
             return Err(Refusal::NotLeader {
                 leader: self.leader,
@@ -30,14 +40,42 @@ impl<R: Rng> Node<R> {
         if self.transfer.is_some() {
             return Err(Refusal::TransferInProgress.into());
         }
-        if data.len() as u64 > self.config.max_entry_bytes {
+        if commands
+            .iter()
+            .any(|c| c.len() as u64 > self.config.max_entry_bytes)
+        {
             return Err(Refusal::TooLarge.into());
         }
-        let id = self
-            .append_entry(EntryKind::Normal, data, out)
+        if commands.is_empty() {
+            return Ok(None);
+        }
+        let first = self.log.last_index();
+        let last = first
+            .0
+            .checked_add(commands.len() as u64)
             .ok_or(Refusal::Exhausted)?;
+        let term = self.term;
+        let log = &mut self.log;
+        self.durability.write(out, Index(last), |w| {
+            w.entries.reserve(commands.len());
+            for (i, data) in (first.0 + 1..).zip(commands) {
+                let entry = Entry {
+                    id: LogId {
+                        term,
+                        index: Index(i),
+                    },
+                    kind: EntryKind::Normal,
+                    data: data.clone(),
+                };
+                log.push(entry.clone());
+                w.entries.push(entry);
+            }
+        });
         self.broadcast_append(false, out);
-        Ok(id)
+        Ok(Some(LogId {
+            term,
+            index: Index(last),
+        }))
     }
 
     /// Appends an entry of the current term to the leader's log and to the step's write.
@@ -93,7 +131,9 @@ impl<R: Rng> Node<R> {
             }) = queued_append(&mut out.sends, to, self.term, prev_index, scan)
             {
                 let room = cfg.max_msg_entries.saturating_sub(entries.len() as u32);
-                let used: u64 = entries.iter().map(Entry::size_estimate).sum();
+                let used = p
+                    .flight_bytes_ending_at(prev_index)
+                    .unwrap_or_else(|| entries.iter().map(Entry::size_estimate).sum());
                 let room_bytes = cfg.max_msg_bytes.saturating_sub(used);
                 let before = entries.len();
                 entries.extend(self.log.slice(p.next, room, room_bytes, false).cloned());
@@ -103,13 +143,24 @@ impl<R: Rng> Node<R> {
                     *commit = self.commit;
                     return true;
                 }
+                if send_if_empty {
+                    // Nothing new to send, but a message is waiting: it carries the commit index.
+                    *commit = self.commit;
+                    return true;
+                }
             }
         }
-        let entries: Vec<Entry> = self
+        // Counted first so the message is allocated once at its final size.
+        let batch = self
             .log
             .slice(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true)
-            .cloned()
-            .collect();
+            .count();
+        let mut entries = SmallVec::<[Entry; 1]>::with_capacity(batch);
+        entries.extend(
+            self.log
+                .slice(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true)
+                .cloned(),
+        );
         if entries.is_empty() && !send_if_empty {
             return false;
         }
@@ -277,7 +328,7 @@ impl<R: Rng> Node<R> {
         &mut self,
         from: NodeId,
         prev: LogId,
-        entries: Vec<Entry>,
+        entries: SmallVec<[Entry; 1]>,
         leader_commit: Index,
         out: &mut Outputs,
     ) {
@@ -319,11 +370,19 @@ impl<R: Rng> Node<R> {
                 self.durability
                     .write(out, self.log.last_index(), |w| w.absorb_truncation(at));
             }
-            for e in entries.into_iter().skip(k) {
-                let index = e.id.index;
+            let mut new = entries;
+            new.drain(..k);
+            for e in &new {
                 self.log.push(e.clone());
-                self.durability.write(out, index, |w| w.entries.push(e));
             }
+            // One write for the whole message; a heap-allocated batch moves into it as is.
+            self.durability.write(out, self.log.last_index(), |w| {
+                if w.entries.is_empty() && new.spilled() {
+                    w.entries = SmallVec::from_vec(new.into_vec());
+                } else {
+                    w.entries.extend(new);
+                }
+            });
         }
         // Rule 5: commit up to min(leaderCommit, index of last new entry).
         let commit = leader_commit.min(last_new);

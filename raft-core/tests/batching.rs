@@ -93,3 +93,45 @@ fn proposals_between_drains_are_batched_into_one_message_per_follower_and_one_wr
         "{commits:?}"
     );
 }
+
+#[test]
+fn propose_batch_appends_consecutive_entries_in_one_write_and_is_all_or_none() {
+    let mut nodes = cluster();
+    let leader = loop {
+        for (node, out) in nodes.iter_mut() {
+            node.step(Input::Tick, out).unwrap();
+        }
+        settle(&mut nodes);
+        if let Some(l) = nodes.iter().position(|(n, _)| n.role() == Role::Leader) {
+            break l;
+        }
+    };
+    let (node, out) = &mut nodes[leader];
+    let before = node.last_log();
+    let batch: Vec<Payload> = (0..64u8).map(|i| Payload::new(&[i; 16])).collect();
+    let last = node.propose_batch(&batch, out).unwrap().expect("non-empty");
+    assert_eq!(last.index.0, before.index.0 + 64);
+    assert_eq!(last.term, node.term());
+    assert_eq!(out.writes().len(), 1);
+    assert_eq!(out.writes()[0].entries.len(), 64);
+    assert!(out.sends().iter().all(|m| matches!(
+        &m.body,
+        MessageBody::AppendEntries { entries, .. } if entries.len() == 64
+    )));
+    assert_eq!(node.propose_batch(&[], out).unwrap(), None);
+
+    // One command too large: nothing is appended.
+    let mut too_large = batch.clone();
+    too_large.push(Payload::from(vec![
+        0;
+        (node.config().max_entry_bytes + 1)
+            as usize
+    ]));
+    let end = node.last_log();
+    assert!(node.propose_batch(&too_large, out).is_err());
+    assert_eq!(node.last_log(), end);
+
+    settle(&mut nodes);
+    let commits: Vec<u64> = nodes.iter().map(|(n, _)| n.commit_index().0).collect();
+    assert!(commits.iter().all(|&c| c == last.index.0), "{commits:?}");
+}

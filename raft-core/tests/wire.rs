@@ -45,7 +45,7 @@ fn every_message() -> Vec<Message> {
         },
         MessageBody::AppendEntries {
             prev: LogId::ZERO,
-            entries: Vec::new(),
+            entries: Default::default(),
             commit: Index(0),
         },
         MessageBody::AppendEntries {
@@ -62,7 +62,8 @@ fn every_message() -> Vec<Message> {
                     kind: EntryKind::Normal,
                     data: Payload::new(&[0xff; 300]),
                 },
-            ],
+            ]
+            .into(),
             commit: Index(u64::MAX),
         },
         MessageBody::AppendResponse {

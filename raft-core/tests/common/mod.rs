@@ -423,7 +423,7 @@ pub(crate) fn append(
 ) -> Message {
     let body = MessageBody::AppendEntries {
         prev,
-        entries: entries_from(prev.index.0 + 1, entry_terms),
+        entries: entries_from(prev.index.0 + 1, entry_terms).into(),
         commit: Index(commit),
     };
     msg(from, to, term, body)
