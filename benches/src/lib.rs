@@ -1,1 +1,28 @@
-//! Benchmarks for the workspace. The suites arrive with their issue.
+//! Benchmarks for the workspace: the shared drivers behind the criterion suites in `benches/` and
+//! the side-by-side runner `src/bin/compare.rs`.
+//!
+//! - [`ours`]: an in-memory cluster of `raft-core` nodes. Messages go straight from one node's
+//!   sends lane to the addressee's `step`; writes are "made durable" by moving them into a `Vec`
+//!   and acknowledged at once.
+//! - [`raftrs`]: the same cluster on tikv's raft-rs (`raft` 0.7, `RawNode` over `MemStorage`,
+//!   protobuf codec, `batch_append` on).
+//! - [`workload`]: the one loop that drives either cluster, so both sides see the same
+//!   proposals in the same rhythm.
+//! - [`counting_alloc`]: a counting global allocator, for allocations per committed entry.
+//!
+//! Run the suites with `cargo bench -p benches`, the comparison with
+//! `cargo run --release -p benches --bin compare`.
+
+pub mod counting_alloc;
+pub mod ours;
+pub mod raftrs;
+pub mod rng;
+pub mod workload;
+
+pub use counting_alloc::{AllocCounts, CountingAlloc};
+pub use workload::{Cluster, RunStats, Workload, run};
+
+// The library's own tests count allocations too.
+#[cfg(test)]
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
