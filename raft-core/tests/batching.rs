@@ -49,18 +49,23 @@ fn settle(nodes: &mut [(Node<SimRng>, Outputs)]) {
     }
 }
 
-#[test]
-fn proposals_between_drains_are_batched_into_one_message_per_follower_and_one_write() {
-    let mut nodes = cluster();
-    let leader = loop {
+/// Ticks until a leader is elected; returns its position.
+fn elect(nodes: &mut [(Node<SimRng>, Outputs)]) -> usize {
+    loop {
         for (node, out) in nodes.iter_mut() {
             node.step(Input::Tick, out).unwrap();
         }
-        settle(&mut nodes);
+        settle(nodes);
         if let Some(l) = nodes.iter().position(|(n, _)| n.role() == Role::Leader) {
-            break l;
+            return l;
         }
-    };
+    }
+}
+
+#[test]
+fn proposals_between_drains_are_batched_into_one_message_per_follower_and_one_write() {
+    let mut nodes = cluster();
+    let leader = elect(&mut nodes);
     // One committed proposal puts both followers in the pipelining state.
     let (node, out) = &mut nodes[leader];
     node.propose(Payload::new(b"warm-up"), out).unwrap();
@@ -97,15 +102,7 @@ fn proposals_between_drains_are_batched_into_one_message_per_follower_and_one_wr
 #[test]
 fn propose_batch_appends_consecutive_entries_in_one_write_and_is_all_or_none() {
     let mut nodes = cluster();
-    let leader = loop {
-        for (node, out) in nodes.iter_mut() {
-            node.step(Input::Tick, out).unwrap();
-        }
-        settle(&mut nodes);
-        if let Some(l) = nodes.iter().position(|(n, _)| n.role() == Role::Leader) {
-            break l;
-        }
-    };
+    let leader = elect(&mut nodes);
     let (node, out) = &mut nodes[leader];
     let before = node.last_log();
     let batch: Vec<Payload> = (0..64u8).map(|i| Payload::new(&[i; 16])).collect();

@@ -12,7 +12,7 @@ use raft_core::{
 const THREE: &[u64] = &[1, 2, 3];
 
 fn restore_error(state: Restored) -> Option<RestoreError> {
-    Node::restore(config(1, |_| {}), common::SplitMix(1), state).err()
+    Node::restore(config(1, |_| {}), common::SplitMix::new(1), state).err()
 }
 
 fn with_snapshot(last: LogId, first_entry_terms: &[u64], hard_term: u64, applied: u64) -> Restored {
@@ -248,7 +248,7 @@ fn restore_refuses_invalid_config() {
     ];
     for (tweak, expected) in cases {
         let state = Restored::initial(membership(THREE));
-        let err = Node::restore(config(1, tweak), common::SplitMix(1), state).err();
+        let err = Node::restore(config(1, tweak), common::SplitMix::new(1), state).err();
         assert_eq!(err, Some(RestoreError::Config(expected)));
     }
 }

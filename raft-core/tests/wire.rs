@@ -192,7 +192,7 @@ fn truncated_messages_fail_to_decode() {
 /// panic, never an allocation sized by an untrusted length.
 #[test]
 fn garbage_bytes_never_panic() {
-    let mut rng = SplitMix(0x5eed);
+    let mut rng = SplitMix::new(0x5eed);
     let mut decoded = 0;
     for _ in 0..20_000 {
         let len = (rng.next_u32() % 64) as usize;

@@ -6,37 +6,14 @@
 //! terms and indexes are plain numbers to keep the tests short.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::convert::Infallible;
-
 use raft_core::{
     AppendOutcome, Apply, ChunkRequest, Config, Entry, EntryKind, Event, HardState, Index, Input,
     LogId, Membership, Message, MessageBody, Node, NodeId, Outputs, Payload, ReadResult,
     RestoreError, Restored, Role, SnapshotMeta, StepError, Term, Write, WriteId,
 };
 
-/// A small deterministic RNG (SplitMix64).
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix(pub(crate) u64);
-
-impl rand_core::TryRng for SplitMix {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        self.try_next_u64().map(|v| (v >> 32) as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Ok(z ^ (z >> 31))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for b in dst {
-            *b = self.try_next_u64()? as u8;
-        }
-        Ok(())
-    }
-}
+/// The simulator's seeded RNG (SplitMix64); any `rand_core::Rng` would do.
+pub(crate) use raft_core::sim::SimRng as SplitMix;
 
 // ---- values ----------------------------------------------------------------------------------
 
@@ -243,7 +220,7 @@ impl Harness {
     /// A node built from `config` and `state` (the seed of its RNG is its id).
     pub(crate) fn restore(config: Config, state: Restored) -> Result<Self, RestoreError> {
         let seed = config.id.get();
-        let node = Node::restore(config, SplitMix(seed), state)?;
+        let node = Node::restore(config, SplitMix::new(seed), state)?;
         Ok(Self {
             node,
             unacked: None,
