@@ -20,7 +20,7 @@ pub mod rng;
 pub mod workload;
 
 pub use counting_alloc::{AllocCounts, CountingAlloc};
-pub use workload::{Cluster, RunStats, Workload, run};
+pub use workload::{Cluster, RunStats, Traffic, Workload, run};
 
 // The library's own tests count allocations too.
 #[cfg(test)]

@@ -14,7 +14,7 @@ use raft_core::{
 
 use crate::counting_alloc::AllocCounts;
 use crate::rng::SplitMix;
-use crate::workload::Cluster;
+use crate::workload::{Cluster, Traffic};
 
 /// Where, in the driver's loop, allocations happen (see [`OurCluster::enable_breakdown`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,19 +86,6 @@ impl Breakdown {
     fn add(&mut self, site: Site, n: u64) {
         self.calls[site as usize] += n;
     }
-}
-
-/// Messages delivered, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    /// `AppendEntries` messages.
-    pub appends: u64,
-    /// Entries those carried.
-    pub appended_entries: u64,
-    /// `AppendResponse` messages.
-    pub append_responses: u64,
-    /// Every other message.
-    pub other: u64,
 }
 
 fn measure<T>(bd: &mut Option<Breakdown>, site: Site, f: impl FnOnce() -> T) -> T {

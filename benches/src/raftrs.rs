@@ -13,7 +13,7 @@ use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole};
 
-use crate::workload::Cluster;
+use crate::workload::{Cluster, Traffic};
 
 /// The raft-rs config used for node `id`.
 #[must_use]
@@ -29,19 +29,6 @@ pub fn config(id: u64) -> Config {
         batch_append: true,
         ..Config::default()
     }
-}
-
-/// Messages delivered, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    /// `MsgAppend` messages.
-    pub appends: u64,
-    /// Entries those carried.
-    pub appended_entries: u64,
-    /// `MsgAppendResponse` messages.
-    pub append_responses: u64,
-    /// Every other message.
-    pub other: u64,
 }
 
 /// A cluster of raft-rs nodes; see the module docs.

@@ -24,6 +24,20 @@ pub trait Cluster {
     fn round(&mut self) -> u64;
 }
 
+/// Messages delivered, by kind (the same kinds on both sides: AppendEntries / `MsgAppend` and
+/// their responses).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Append messages.
+    pub appends: u64,
+    /// Entries those carried.
+    pub appended_entries: u64,
+    /// Append responses.
+    pub append_responses: u64,
+    /// Every other message.
+    pub other: u64,
+}
+
 /// What to run: cluster size, payload size, and how proposals are paced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Workload {

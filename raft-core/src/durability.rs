@@ -48,12 +48,7 @@ impl Durability {
             .last()
             .is_some_and(|w| w.id.0 == self.minted && w.id.0 > self.acked && w.snapshot.is_none());
         if !current {
-            self.minted += 1;
-            self.pending.push_back(Pending {
-                id: self.minted,
-                last_index,
-            });
-            let id = WriteId(self.minted);
+            let id = self.mint(last_index);
             match out.writes.last_mut() {
                 // A snapshot chunk gets a write of its own: one chunk per write keeps the
                 // adapter's staging simple.
@@ -69,6 +64,16 @@ impl Durability {
         }
     }
 
+    /// A fresh write id, recorded as pending until acknowledged.
+    fn mint(&mut self, last_index: Index) -> WriteId {
+        self.minted += 1;
+        self.pending.push_back(Pending {
+            id: self.minted,
+            last_index,
+        });
+        WriteId(self.minted)
+    }
+
     /// Adds a snapshot chunk in a write of its own.
     pub(crate) fn write_snapshot(
         &mut self,
@@ -77,12 +82,7 @@ impl Durability {
         part: crate::SnapshotPart,
         truncate_from: Option<Index>,
     ) {
-        self.minted += 1;
-        self.pending.push_back(Pending {
-            id: self.minted,
-            last_index,
-        });
-        let mut w = Write::new(WriteId(self.minted));
+        let mut w = Write::new(self.mint(last_index));
         w.truncate_from = truncate_from;
         w.snapshot = Some(alloc::boxed::Box::new(part));
         out.writes.push(w);
