@@ -1,4 +1,9 @@
 //! The std adapter for [`raft_core`]: a node runtime on threads, durable file storage and the
 //! key-value state machine.
 //!
-//! Not built yet: this crate is a placeholder until its issue is taken.
+//! - [`storage`]: the [`Storage`](storage::Storage) trait the runtime persists through, and its
+//!   implementations.
+//! - [`state_machine`]: the [`StateMachine`](state_machine::StateMachine) trait users implement.
+
+pub mod state_machine;
+pub mod storage;
