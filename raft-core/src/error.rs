@@ -5,6 +5,7 @@
 use core::fmt;
 
 use crate::config::ConfigError;
+use crate::membership::MembershipError;
 use crate::types::{Index, NodeId};
 
 /// Why [`Node::step`](crate::Node::step) did not do what the input asked.
@@ -105,6 +106,12 @@ pub enum Refusal {
     Exhausted,
     /// This node is not a voter and so cannot campaign.
     NotVoter,
+    /// A membership change is still in progress: a configuration entry is not yet committed,
+    /// the joint configuration has not been left, or this leader has not yet committed an
+    /// entry of its own term. Retry once it is.
+    ChangePending,
+    /// The membership change's target is not a valid simple configuration.
+    InvalidMembership(MembershipError),
 }
 
 impl fmt::Display for StepError {
@@ -164,6 +171,11 @@ pub enum RestoreError {
     AppliedBeforeSnapshot,
     /// The applied index is past the last entry.
     AppliedPastLog,
+    /// The configuration entry at `at` does not decode.
+    BadConfigEntry {
+        /// The entry's index.
+        at: Index,
+    },
 }
 
 impl fmt::Display for RestoreError {
@@ -185,6 +197,9 @@ impl fmt::Display for RestoreError {
             }
             Self::AppliedBeforeSnapshot => f.write_str("applied index is below the snapshot index"),
             Self::AppliedPastLog => f.write_str("applied index is past the end of the log"),
+            Self::BadConfigEntry { at } => {
+                write!(f, "configuration entry at index {at} does not decode")
+            }
         }
     }
 }

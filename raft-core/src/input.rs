@@ -3,6 +3,7 @@
 
 use alloc::boxed::Box;
 
+use crate::membership::Membership;
 use crate::message::Message;
 use crate::output::WriteId;
 use crate::restore::SnapshotMeta;
@@ -25,6 +26,11 @@ pub enum Input {
     Read(ReadId),
     /// Ask the leader to hand leadership to a voter (Raft thesis §3.10).
     TransferLeader(NodeId),
+    /// Ask the leader to change the cluster's configuration to this one, through a joint
+    /// configuration when voters change (Raft thesis §4.3). See
+    /// [`Node::change_membership`](crate::Node::change_membership), which does the same and
+    /// returns the configuration entry's id.
+    ChangeMembership(Box<Membership>),
     /// Start an election now, without waiting for the election timeout (with a pre-vote round
     /// first if pre-vote is on).
     Campaign,

@@ -62,6 +62,13 @@ impl<R: Rng> Node<R> {
             check(e.id.term >= prev.term, "log terms decrease")?;
             prev = e.id;
         }
+        let (in_log, index) = self.membership_as_of(last.index);
+        check(
+            in_log == self.membership
+                && (index == self.config_index
+                    || (index == self.snapshot.last.index && self.config_index <= index)),
+            "configuration in force is not the latest in the log",
+        )?;
         check(
             self.durability.withheld_len() == 0 || self.durability.pending_len() > 0,
             "a response is withheld with no write pending",
@@ -73,12 +80,17 @@ impl<R: Rng> Node<R> {
                     "leader does not know itself as leader",
                 )?;
                 check(self.vote == Some(self.id), "leader did not vote for itself")?;
+                let own = usize::from(self.membership.contains(self.id));
                 check(
-                    self.peers.len() + 1 == self.membership.members().count()
-                        || !self.membership.contains(self.id),
+                    self.peers.len() + own == self.membership.members().count(),
                     "leader does not track every member",
                 )?;
                 for p in &self.peers {
+                    check(
+                        self.membership.contains(p.id)
+                            && p.learner != self.membership.is_voter(p.id),
+                        "leader tracks a non-member, or a voter as a learner",
+                    )?;
                     check(
                         p.match_index <= last.index,
                         "match index past the leader's log",

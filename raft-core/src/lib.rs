@@ -180,6 +180,7 @@ mod node;
 mod output;
 mod progress;
 mod read_index;
+mod reconfiguration;
 mod replication;
 mod restore;
 #[cfg(feature = "sim")]
@@ -194,7 +195,7 @@ pub use error::{Misuse, Refusal, Reject, RestoreError, StepError};
 pub use input::{Input, ReadId, SnapshotChunk};
 #[cfg(any(test, feature = "sim"))]
 pub use invariants::InvariantViolation;
-pub use membership::{MAX_MEMBERS, Members, Membership, MembershipError};
+pub use membership::{Change, MAX_MEMBERS, Members, Membership, MembershipError};
 pub use message::{AppendOutcome, Message, MessageBody};
 pub use node::Node;
 pub use output::{Apply, ChunkRequest, Event, Outputs, ReadResult, SnapshotPart, Write, WriteId};

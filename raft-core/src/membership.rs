@@ -1,5 +1,6 @@
 //! Cluster membership: who votes, who only learns, and the quorum arithmetic over them.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,11 @@ pub enum MembershipError {
     VoterIsLearner(NodeId),
     /// On the wire: a list of ids is not strictly increasing (a duplicate, or out of order).
     NotSorted,
+    /// The bytes of a configuration entry do not decode.
+    Malformed,
+    /// A change was asked of a joint configuration, or a joint configuration was given as a
+    /// change's target: changes start and end in simple configurations.
+    Joint,
 }
 
 impl fmt::Display for MembershipError {
@@ -34,6 +40,8 @@ impl fmt::Display for MembershipError {
             Self::TooManyMembers => write!(f, "membership names more than {MAX_MEMBERS} nodes"),
             Self::VoterIsLearner(id) => write!(f, "node {id} is both a voter and a learner"),
             Self::NotSorted => f.write_str("membership ids are not strictly increasing"),
+            Self::Malformed => f.write_str("configuration entry does not decode"),
+            Self::Joint => f.write_str("joint configurations cannot be changed or targeted"),
         }
     }
 }
@@ -42,6 +50,9 @@ impl core::error::Error for MembershipError {}
 
 /// A cluster configuration: the voters, the learners, and during a joint change (Raft thesis
 /// §4.3) the outgoing voters whose majority is also needed.
+///
+/// During a joint change a node may be both an outgoing voter and a learner: it votes until the
+/// joint configuration is left, then stays on as a learner (a demotion).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(try_from = "MembershipWire", into = "MembershipWire")]
 pub struct Membership {
@@ -145,10 +156,8 @@ impl Membership {
         if voters.is_empty() {
             return Err(MembershipError::NoVoters);
         }
-        if let Some(&id) = learners
-            .iter()
-            .find(|id| voters.contains(id) || outgoing.contains(id))
-        {
+        // A learner may be an outgoing voter (it is being demoted), never an incoming one.
+        if let Some(&id) = learners.iter().find(|id| voters.contains(id)) {
             return Err(MembershipError::VoterIsLearner(id));
         }
         let m = Self {
@@ -174,10 +183,17 @@ impl Membership {
         &self.outgoing
     }
 
-    /// The learners: they receive the log but neither vote nor count towards a commit.
+    /// The learners: they receive the log but neither vote nor count towards a commit. During a
+    /// joint change this includes outgoing voters that stay on as learners once it ends.
     #[must_use]
     pub fn learners(&self) -> &[NodeId] {
         &self.learners
+    }
+
+    /// Whether `id` is a learner (and not, during a joint change, still an outgoing voter).
+    #[must_use]
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.learners.binary_search(&id).is_ok() && !self.is_voter(id)
     }
 
     /// Whether a joint change is under way.
@@ -204,11 +220,123 @@ impl Membership {
             .outgoing
             .iter()
             .filter(|id| self.voters.binary_search(id).is_err());
+        let learners_only = self
+            .learners
+            .iter()
+            .filter(|id| self.outgoing.binary_search(id).is_err());
         self.voters
             .iter()
             .chain(outgoing_only)
-            .chain(self.learners.iter())
+            .chain(learners_only)
             .copied()
+    }
+
+    /// This configuration with `changes` applied in order: the target of a membership change
+    /// (see [`Input::ChangeMembership`](crate::Input::ChangeMembership)).
+    ///
+    /// Adding a learner as a voter promotes it; adding a voter as a learner demotes it.
+    ///
+    /// # Errors
+    /// [`MembershipError::Joint`] if this configuration is joint; otherwise what building the
+    /// result reports (no voter left, too many members).
+    pub fn with_changes(&self, changes: &[Change]) -> Result<Self, MembershipError> {
+        if self.is_joint() {
+            return Err(MembershipError::Joint);
+        }
+        let mut voters: Vec<NodeId> = self.voters.iter().copied().collect();
+        let mut learners: Vec<NodeId> = self.learners.iter().copied().collect();
+        for change in changes {
+            match *change {
+                Change::AddVoter(id) => {
+                    learners.retain(|&l| l != id);
+                    voters.push(id);
+                }
+                Change::AddLearner(id) => {
+                    voters.retain(|&v| v != id);
+                    learners.push(id);
+                }
+                Change::Remove(id) => {
+                    voters.retain(|&v| v != id);
+                    learners.retain(|&l| l != id);
+                }
+            }
+        }
+        Self::build(&voters, &[], &learners)
+    }
+
+    /// The configuration a leader appends to move from this one to `target` (Raft thesis
+    /// §4.3): `target` itself when the voters stay the same (learners come and go without
+    /// risk), else the joint configuration that needs majorities of both voter sets.
+    pub(crate) fn transition_to(&self, target: &Self) -> Result<Self, MembershipError> {
+        if self.is_joint() || target.is_joint() {
+            return Err(MembershipError::Joint);
+        }
+        if self.voters == target.voters {
+            return Ok(target.clone());
+        }
+        Self::build(&target.voters, &self.voters, &target.learners)
+    }
+
+    /// The configuration that ends a joint change: the incoming voters, and the learners
+    /// (including demoted outgoing voters).
+    pub(crate) fn leave_joint(&self) -> Self {
+        Self {
+            voters: self.voters.clone(),
+            outgoing: Members::new(),
+            learners: self.learners.clone(),
+        }
+    }
+
+    /// The bytes of a configuration entry: a version byte, then the voters, the outgoing voters
+    /// and the learners, each as a count byte and little-endian `u64` ids.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let lists = [&self.voters, &self.outgoing, &self.learners];
+        let ids: usize = lists.iter().map(|l| l.len()).sum();
+        let mut out = Vec::with_capacity(1 + lists.len() + 8 * ids);
+        out.push(ENCODING_VERSION);
+        for list in lists {
+            // Cannot truncate: a list holds at most MAX_MEMBERS (16) ids.
+            out.push(list.len() as u8);
+            for id in list {
+                out.extend_from_slice(&id.get().to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes the bytes of a configuration entry, strictly: what [`Self::encode`] writes and
+    /// nothing else.
+    ///
+    /// # Errors
+    /// [`MembershipError::Malformed`] for bytes that are not an encoding, and the errors of an
+    /// invalid configuration.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MembershipError> {
+        let (&version, mut rest) = bytes.split_first().ok_or(MembershipError::Malformed)?;
+        if version != ENCODING_VERSION {
+            return Err(MembershipError::Malformed);
+        }
+        let mut lists = [Members::new(), Members::new(), Members::new()];
+        for list in &mut lists {
+            let (&count, tail) = rest.split_first().ok_or(MembershipError::Malformed)?;
+            rest = tail;
+            for _ in 0..count {
+                let (raw, tail) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or(MembershipError::Malformed)?;
+                rest = tail;
+                let id = NodeId::new(u64::from_le_bytes(*raw)).ok_or(MembershipError::Malformed)?;
+                if list.last().is_some_and(|&last| last >= id) {
+                    return Err(MembershipError::NotSorted);
+                }
+                list.push(id).map_err(|_| MembershipError::TooManyMembers)?;
+            }
+        }
+        if !rest.is_empty() {
+            return Err(MembershipError::Malformed);
+        }
+        let [voters, outgoing, learners] = lists;
+        Self::build(&voters, &outgoing, &learners)
     }
 
     fn member_count(&self) -> usize {
@@ -249,6 +377,21 @@ impl Membership {
             _ => VoteResult::Pending,
         }
     }
+}
+
+/// The version byte that starts a configuration entry's encoding.
+const ENCODING_VERSION: u8 = 1;
+
+/// One step of a membership change; see [`Membership::with_changes`].
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Change {
+    /// Make the node a voter (promoting it if it is a learner).
+    AddVoter(NodeId),
+    /// Make the node a learner (demoting it if it is a voter).
+    AddLearner(NodeId),
+    /// Remove the node from the configuration.
+    Remove(NodeId),
 }
 
 /// The outcome of counting votes.
@@ -307,7 +450,7 @@ fn vote_result_of(
 mod tests {
     use super::*;
 
-    fn ids(v: &[u64]) -> alloc::vec::Vec<NodeId> {
+    fn ids(v: &[u64]) -> Vec<NodeId> {
         v.iter().map(|&i| NodeId::new(i).unwrap()).collect()
     }
 
@@ -350,13 +493,83 @@ mod tests {
     }
 
     #[test]
+    fn encoding_round_trips_and_decoding_is_strict() {
+        let m = Membership::build(&ids(&[1, 2, 4]), &ids(&[1, 2, 3]), &ids(&[3, 9])).unwrap();
+        let bytes = m.encode();
+        assert_eq!(Membership::decode(&bytes), Ok(m));
+        for cut in 0..bytes.len() {
+            assert!(Membership::decode(&bytes[..cut]).is_err(), "prefix {cut}");
+        }
+        let mut long = bytes;
+        long.push(0);
+        assert_eq!(Membership::decode(&long), Err(MembershipError::Malformed));
+        let mut unsorted = Membership::new(&ids(&[1, 2])).unwrap().encode();
+        unsorted[2..10].copy_from_slice(&5u64.to_le_bytes());
+        assert_eq!(
+            Membership::decode(&unsorted),
+            Err(MembershipError::NotSorted)
+        );
+        let mut zero = Membership::new(&ids(&[1])).unwrap().encode();
+        zero[2..10].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(Membership::decode(&zero), Err(MembershipError::Malformed));
+        assert_eq!(
+            Membership::decode(&[2, 0, 0, 0]),
+            Err(MembershipError::Malformed)
+        );
+    }
+
+    #[test]
+    fn changes_promote_demote_add_and_remove() {
+        let m = Membership::with_learners(&ids(&[1, 2, 3]), &ids(&[4])).unwrap();
+        let t = m
+            .with_changes(&[
+                Change::AddVoter(NodeId::new(4).unwrap()),
+                Change::AddLearner(NodeId::new(3).unwrap()),
+                Change::Remove(NodeId::new(1).unwrap()),
+                Change::AddVoter(NodeId::new(5).unwrap()),
+            ])
+            .unwrap();
+        assert_eq!(t.voters(), &ids(&[2, 4, 5])[..]);
+        assert_eq!(t.learners(), &ids(&[3])[..]);
+        assert_eq!(
+            m.with_changes(&[
+                Change::Remove(NodeId::new(1).unwrap()),
+                Change::Remove(NodeId::new(2).unwrap()),
+                Change::AddLearner(NodeId::new(3).unwrap()),
+            ]),
+            Err(MembershipError::NoVoters)
+        );
+    }
+
+    #[test]
+    fn transitions_go_through_a_joint_configuration_when_voters_change() {
+        let old = Membership::new(&ids(&[1, 2, 3])).unwrap();
+        // Learners only: straight to the target.
+        let learners = Membership::with_learners(&ids(&[1, 2, 3]), &ids(&[4])).unwrap();
+        assert_eq!(old.transition_to(&learners), Ok(learners.clone()));
+        // Voters change (3 is demoted, 4 promoted): joint, 3 still votes in the outgoing set.
+        let target = Membership::with_learners(&ids(&[1, 2, 4]), &ids(&[3])).unwrap();
+        let joint = learners.transition_to(&target).unwrap();
+        assert!(joint.is_joint());
+        assert_eq!(joint.voters(), &ids(&[1, 2, 4])[..]);
+        assert_eq!(joint.outgoing_voters(), &ids(&[1, 2, 3])[..]);
+        assert!(joint.is_voter(NodeId::new(3).unwrap()));
+        assert!(!joint.is_learner(NodeId::new(3).unwrap()));
+        assert_eq!(joint.members().count(), 4);
+        assert_eq!(joint.leave_joint(), target);
+        assert_eq!(joint.transition_to(&target), Err(MembershipError::Joint));
+        assert_eq!(old.transition_to(&joint), Err(MembershipError::Joint));
+        assert_eq!(joint.with_changes(&[]), Err(MembershipError::Joint));
+    }
+
+    #[test]
     fn invalid_memberships_are_refused() {
         assert_eq!(Membership::new(&[]), Err(MembershipError::NoVoters));
         assert_eq!(
             Membership::with_learners(&ids(&[1, 2]), &ids(&[2])),
             Err(MembershipError::VoterIsLearner(NodeId::new(2).unwrap()))
         );
-        let many: alloc::vec::Vec<u64> = (1..=17).collect();
+        let many: Vec<u64> = (1..=17).collect();
         assert_eq!(
             Membership::new(&ids(&many)),
             Err(MembershipError::TooManyMembers)

@@ -18,7 +18,7 @@ use crate::read_index::ReadIndex;
 use crate::restore::{Restored, SnapshotMeta};
 use crate::snapshot::Incoming;
 use crate::status::{ReplicationState, Role, Stats, Status};
-use crate::types::{HardState, Index, LogId, NodeId, Payload, Term};
+use crate::types::{EntryKind, HardState, Index, LogId, NodeId, Payload, Term};
 
 /// A leadership transfer under way.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +45,12 @@ pub struct Node<R> {
     pub(crate) leader: Option<NodeId>,
     pub(crate) log: RaftLog,
     pub(crate) membership: Membership,
+    /// The index of the log entry holding `membership` (the snapshot's index if it came from
+    /// the snapshot): the configuration in force is the latest in the log (Raft thesis §4.1).
+    pub(crate) config_index: Index,
+    /// This node voted in the configuration before `membership` but not in `membership`: until
+    /// `membership` is committed it may still be needed to elect a leader (thesis §4.2.2).
+    pub(crate) voted_before_config: bool,
     /// The latest snapshot: taken by the application, installed from a leader, or restored.
     pub(crate) snapshot: SnapshotMeta,
     /// A snapshot being received from the leader.
@@ -89,7 +95,7 @@ impl<R: Rng> Node<R> {
             config.election_ticks_max,
         );
         let log = RaftLog::restored(state.snapshot.last, state.entries);
-        Ok(Self {
+        let mut node = Self {
             id: config.id,
             rng,
             role: Role::Follower,
@@ -98,6 +104,8 @@ impl<R: Rng> Node<R> {
             leader: None,
             log,
             membership: state.snapshot.membership.clone(),
+            config_index: state.snapshot.last.index,
+            voted_before_config: false,
             snapshot: state.snapshot,
             incoming: None,
             install_write: 0,
@@ -117,7 +125,10 @@ impl<R: Rng> Node<R> {
             stats: Stats::default(),
             reported: (Role::Follower, state.hard_state.term, None),
             config,
-        })
+        };
+        // The configuration in force is the latest in the log, committed or not.
+        node.refresh_membership();
+        Ok(node)
     }
 
     /// Feeds one input to the node; what it wants done is appended to `out`.
@@ -140,6 +151,7 @@ impl<R: Rng> Node<R> {
             Input::Propose(data) => self.propose_entry(data, out).map(drop),
             Input::Read(id) => self.read(id, out),
             Input::TransferLeader(to) => self.transfer_leader(to, out),
+            Input::ChangeMembership(target) => self.start_change(&target, out).map(drop),
             Input::Campaign => self.campaign(false, out),
             Input::Persisted(id) => self.persisted(id, out),
             Input::Applied(index) => self.set_applied(index),
@@ -187,7 +199,7 @@ impl<R: Rng> Node<R> {
         self.finish_step(result.map(drop), out).and(result)
     }
 
-    fn finish_step(
+    pub(crate) fn finish_step(
         &mut self,
         result: Result<(), StepError>,
         out: &mut Outputs,
@@ -316,7 +328,7 @@ impl<R: Rng> Node<R> {
                     .saturating_sub(self.election_elapsed);
                 hb.min(cq).max(1)
             }
-            _ if self.membership.is_voter(self.id) => self
+            _ if self.may_campaign() => self
                 .election_timeout
                 .saturating_sub(self.election_elapsed)
                 .max(1),
@@ -344,6 +356,7 @@ impl<R: Rng> Node<R> {
             persisted: self.log.persisted(),
             snapshot: self.snapshot.last,
             log_len: self.log.len(),
+            membership: self.membership.clone(),
             peers,
         }
     }
@@ -424,9 +437,7 @@ impl<R: Rng> Node<R> {
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.role == Role::Leader {
             self.tick_leader(out);
-        } else if self.election_elapsed >= self.election_timeout
-            && self.membership.is_voter(self.id)
-        {
+        } else if self.election_elapsed >= self.election_timeout && self.may_campaign() {
             // A refusal here (the term is exhausted) leaves the node a follower; nothing to do.
             let _ = self.campaign(false, out);
         }
@@ -531,7 +542,7 @@ impl<R: Rng> Node<R> {
         }
         // Raft §5.4.2 and §8: commit entries of earlier terms by committing one of this term.
         if self
-            .append_entry(crate::EntryKind::Noop, Payload::empty(), out)
+            .append_entry(EntryKind::Noop, Payload::empty(), out)
             .is_some()
         {
             self.broadcast_append(false, out);
@@ -590,10 +601,13 @@ impl<R: Rng> Node<R> {
                     };
                     self.respond(from, self.term, body, out);
                 }
-                MessageBody::VoteRequest { pre_vote: true, .. } => {
+                // Figure 2: "reply false if term < currentTerm", with the current term, so that a
+                // candidate that fell behind (its requests ignored, its elections going nowhere)
+                // learns the term it must beat.
+                MessageBody::VoteRequest { pre_vote, .. } => {
                     let body = MessageBody::VoteResponse {
                         granted: false,
-                        pre_vote: true,
+                        pre_vote,
                     };
                     self.respond(from, self.term, body, out);
                 }
@@ -666,7 +680,18 @@ impl<R: Rng> Node<R> {
         if m.from == self.id {
             return Err(Reject::FromSelf);
         }
-        if !self.membership.contains(m.from) {
+        // Requests are processed from any sender (Raft thesis §4.1): a leader or candidate of a
+        // configuration this node has not yet received must be heard, or the node could never
+        // catch up with it. Responses come only from members this node asked.
+        let request = matches!(
+            m.body,
+            MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+                | MessageBody::VoteRequest { .. }
+                | MessageBody::TimeoutNow
+        );
+        if !request && !self.membership.contains(m.from) {
             return Err(Reject::UnknownSender { from: m.from });
         }
         if m.term.next().is_none() {
@@ -684,6 +709,9 @@ impl<R: Rng> Node<R> {
                 for e in entries {
                     let index = last.index.next().ok_or(Reject::Overflow)?;
                     if e.id.index != index || e.id.term < last.term || e.id.term > m.term {
+                        return Err(Reject::MalformedEntries);
+                    }
+                    if e.kind == EntryKind::Config && Membership::decode(&e.data).is_err() {
                         return Err(Reject::MalformedEntries);
                     }
                     last = e.id;

@@ -208,6 +208,7 @@ impl<R: Rng> Node<R> {
             self.broadcast_heartbeat(out);
             self.confirm_reads(out);
         }
+        self.after_commit(out);
         true
     }
 
@@ -364,6 +365,10 @@ impl<R: Rng> Node<R> {
             .position(|e| self.log.term_at(e.id.index) != Some(e.id.term));
         if let Some(k) = first_new {
             let at = Index(prev.index.0 + k as u64 + 1);
+            // The configuration in force is the latest in the log: it changes if a configuration
+            // entry is cut off or arrives.
+            let reconfigure = (at <= self.config_index)
+                || entries.iter().skip(k).any(|e| e.kind == EntryKind::Config);
             if at <= self.log.last_index() {
                 self.log.truncate_from(at);
                 self.durability.note_truncation(at);
@@ -383,6 +388,9 @@ impl<R: Rng> Node<R> {
                     w.entries.extend(new);
                 }
             });
+            if reconfigure {
+                self.refresh_membership();
+            }
         }
         // Rule 5: commit up to min(leaderCommit, index of last new entry).
         let commit = leader_commit.min(last_new);

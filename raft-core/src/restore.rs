@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::RestoreError;
 use crate::membership::Membership;
-use crate::types::{Entry, HardState, Index, LogId};
+use crate::types::{Entry, EntryKind, HardState, Index, LogId};
 
 /// The metadata of a snapshot: the last entry it covers and the configuration at that entry.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -80,6 +80,9 @@ impl Restored {
             }
             if e.id.term < prev.term {
                 return Err(RestoreError::TermsDecrease { at: e.id.index });
+            }
+            if e.kind == EntryKind::Config && Membership::decode(&e.data).is_err() {
+                return Err(RestoreError::BadConfigEntry { at: e.id.index });
             }
             prev = e.id;
         }

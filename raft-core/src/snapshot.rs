@@ -41,9 +41,12 @@ impl<R: Rng> Node<R> {
             return Some(self.snapshot.clone());
         }
         let term = self.log.entry(index)?.id.term;
+        if index < self.snapshot.last.index {
+            return None;
+        }
         Some(SnapshotMeta {
             last: LogId { term, index },
-            membership: self.membership.clone(),
+            membership: self.membership_as_of(index).0,
         })
     }
 
@@ -196,11 +199,19 @@ impl<R: Rng> Node<R> {
         }
         match &mut p.snapshot {
             Some(t) if p.state == ReplicationState::Snapshot && t.id == snapshot => {
-                // The follower holds `received` bytes: continue from there (this also restarts a
-                // transfer the follower lost, at 0).
-                t.offset = received;
-                p.acked_since_heartbeat = true;
-                self.request_chunk(i, out);
+                // The follower holds `received` bytes: continue from there, or from 0 if it lost
+                // the transfer (a follower's count only grows until it starts over). Any other
+                // answer is a duplicate or a late one: the chunk at `t.offset` is already on its
+                // way, and a lost one is resent when the follower's heartbeats show no progress.
+                // Answering those too would send a chunk per duplicate, and each chunk's answer
+                // can be duplicated again: a storm.
+                let progress = received > t.offset;
+                let restart = received == 0 && t.offset > 0;
+                if progress || restart {
+                    t.offset = received;
+                    p.acked_since_heartbeat = true;
+                    self.request_chunk(i, out);
+                }
             }
             _ => {}
         }
@@ -264,8 +275,8 @@ impl<R: Rng> Node<R> {
             self.durability
                 .write_snapshot(out, self.log.last_index(), part, truncate);
             self.install_write = self.durability.latest();
-            self.membership = meta.membership.clone();
             self.snapshot = *meta;
+            self.refresh_membership();
             self.commit = self.commit.max(id.index);
             self.incoming = None;
         } else {

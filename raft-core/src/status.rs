@@ -1,7 +1,7 @@
 //! What an operator can see: role, term, leader, indexes, per-peer progress and counters.
 
 use crate::error::Reject;
-use crate::membership::MAX_MEMBERS;
+use crate::membership::{MAX_MEMBERS, Membership};
 use crate::types::{Index, LogId, NodeId, Term};
 
 /// A node's role.
@@ -73,6 +73,8 @@ pub struct Status {
     /// Entries held in memory (those after the snapshot, and up to
     /// `Config::snapshot_trailing_entries` before it).
     pub log_len: usize,
+    /// The configuration in force (the latest in the log, committed or not).
+    pub membership: Membership,
     /// Per-follower progress (leaders only; empty otherwise).
     pub peers: heapless::Vec<PeerStatus, MAX_MEMBERS>,
 }
@@ -99,4 +101,6 @@ pub struct Stats {
     pub refused: u64,
     /// Reads aborted by a change of leadership.
     pub reads_aborted: u64,
+    /// Times a leader stepped down because a committed configuration no longer made it a voter.
+    pub removed_step_downs: u64,
 }

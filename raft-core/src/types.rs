@@ -276,6 +276,10 @@ pub enum EntryKind {
     /// The empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2,
     /// §8). The state machine skips it, but it still counts as applied.
     Noop,
+    /// A cluster configuration ([`Membership::encode`](crate::Membership::encode) bytes). It
+    /// takes effect on each node as soon as it is in that node's log, committed or not (Raft
+    /// thesis §4.1). The state machine skips it, but it still counts as applied.
+    Config,
 }
 
 /// One entry of the replicated log.

@@ -14,7 +14,7 @@ impl<R: Rng> Node<R> {
     /// Starts an election: a pre-vote round first if configured, unless `transfer` (a leader
     /// handed over leadership, so the election must not wait or be ignored).
     pub(crate) fn campaign(&mut self, transfer: bool, out: &mut Outputs) -> Result<(), StepError> {
-        if !self.membership.is_voter(self.id) {
+        if !self.may_campaign() {
             return Err(Refusal::NotVoter.into());
         }
         if self.role == Role::Leader {

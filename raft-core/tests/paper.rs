@@ -1324,7 +1324,14 @@ fn invalid_messages_are_rejected_with_typed_errors_and_change_nothing() {
     }
     let cases = [
         (
-            heartbeat(9, 2, 3, 0, 0),
+            // Responses come only from members (requests from non-members are heard: Raft
+            // thesis §4.1, see `requests_from_a_leader_outside_the_configuration_are_heard`).
+            raft_core::Message {
+                from: id(9),
+                to: id(2),
+                term: Term(3),
+                body: MessageBody::HeartbeatResponse { read_round: 0 },
+            },
             Reject::UnknownSender { from: id(9) },
         ),
         (

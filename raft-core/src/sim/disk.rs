@@ -14,6 +14,7 @@ pub(crate) fn chain(prev: u64, e: &Entry) -> u64 {
     let kind = match e.kind {
         crate::EntryKind::Normal => 1,
         crate::EntryKind::Noop => 2,
+        crate::EntryKind::Config => 3,
     };
     mix(mix(mix(prev, e.id.term.0), kind), hash_bytes(&e.data))
 }

@@ -44,7 +44,7 @@ pub use rng::{SimRng, hash_bytes, mix};
 use crate::config::Config;
 use crate::error::StepError;
 use crate::input::{Input, ReadId, SnapshotChunk};
-use crate::membership::Membership;
+use crate::membership::{Change, Membership};
 use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::node::Node;
 use crate::output::{Apply, ChunkRequest, Event, Outputs, ReadResult};
@@ -102,6 +102,11 @@ pub struct SimOptions {
     pub max_inflight_msgs: u32,
     /// See [`Config::max_msg_entries`].
     pub max_msg_entries: u32,
+    /// Nodes beyond the `nodes` initial voters, running from the start but outside the
+    /// configuration (each believes itself a learner) until a membership change adds them.
+    pub spare_nodes: usize,
+    /// Chance per tick that the leader is asked for a random membership change, per million.
+    pub change_per_million: u32,
     /// Record a trace of every step.
     pub trace: bool,
 }
@@ -142,8 +147,24 @@ impl SimOptions {
             check_quorum: r.chance(800_000),
             max_inflight_msgs: r.between(1, 8) as u32,
             max_msg_entries: r.between(1, 16) as u32,
+            spare_nodes: 0,
+            change_per_million: 0,
             trace: false,
         }
+    }
+
+    /// A run that starts with 3 voters and 2 to 4 spare nodes and, among all the faults of
+    /// [`SimOptions::random`], keeps changing the membership: learners added and promoted,
+    /// voters added, removed (the leader too), replaced and demoted, the cluster grown to 5
+    /// and shrunk back to 3.
+    #[must_use]
+    pub fn reconfiguring(seed: u64) -> Self {
+        let mut opts = Self::random(seed, 3);
+        let mut r = SimRng::new(seed).fork(0xC0_4F16);
+        opts.spare_nodes = r.between(2, 4) as usize;
+        opts.change_per_million = r.between(5_000, 40_000) as u32;
+        opts.fault_ticks = 1_000;
+        opts
     }
 
     fn config(&self, id: NodeId) -> Config {
@@ -198,6 +219,8 @@ pub struct Summary {
     pub heal_ticks: u64,
     /// Snapshots taken by the application, and snapshots installed from a leader.
     pub snapshots: (u64, u64),
+    /// Membership changes a leader accepted (each appends a joint or a simple configuration).
+    pub membership_changes: u64,
 }
 
 /// One simulated member: the node (absent while crashed), its disk, and what the simulator
@@ -215,6 +238,8 @@ struct SimNode {
     /// The commit index in this incarnation (it must never go backwards).
     last_commit: Index,
     incarnation: u64,
+    /// The configuration the node starts from before its log says otherwise.
+    initial: Membership,
 }
 
 impl SimNode {
@@ -238,13 +263,14 @@ pub struct Simulation {
     nodes: Vec<SimNode>,
     net: Network,
     checker: Checker,
-    membership: Membership,
     trace: Option<String>,
     /// Reads issued: the commit index each must reflect.
     reads: BTreeMap<u64, Index>,
     next_read: u64,
     next_proposal: u64,
     summary: Summary,
+    /// A membership change was made: messages from removed nodes are expected.
+    reconfigured: bool,
 }
 
 type SimResult<T = ()> = Result<T, SimFailure>;
@@ -265,16 +291,25 @@ impl Simulation {
     /// # Errors
     /// If the cluster size is not a valid membership.
     pub fn with_rng(opts: SimOptions, rng: SimRng) -> Result<Self, SimFailure> {
-        let ids: Vec<NodeId> = (1..=opts.nodes as u64).filter_map(NodeId::new).collect();
-        let membership = Membership::new(&ids).map_err(|e| SimFailure {
+        let total = opts.nodes + opts.spare_nodes;
+        let ids: Vec<NodeId> = (1..=total as u64).filter_map(NodeId::new).collect();
+        let voters = ids.get(..opts.nodes).unwrap_or(&ids);
+        let invalid = |e| SimFailure {
             seed: opts.seed,
             tick: 0,
             what: format!("cannot simulate {} nodes: {e}", opts.nodes),
-        })?;
-        let nodes = membership
-            .voters()
-            .iter()
-            .map(|&id| SimNode {
+        };
+        let membership = Membership::new(voters).map_err(invalid)?;
+        let mut nodes = Vec::with_capacity(total);
+        for &id in &ids {
+            // A spare node knows the voters and believes itself a learner: it waits, without
+            // campaigning, for a leader to reach it.
+            let initial = if membership.contains(id) {
+                membership.clone()
+            } else {
+                Membership::with_learners(voters, &[id]).map_err(invalid)?
+            };
+            nodes.push(SimNode {
                 id,
                 node: None,
                 out: Outputs::new(),
@@ -284,20 +319,21 @@ impl Simulation {
                 sm_next: Index(1),
                 last_commit: Index::ZERO,
                 incarnation: 0,
-            })
-            .collect();
+                initial,
+            });
+        }
         let mut sim = Self {
             rng,
             now: 0,
-            net: Network::new(opts.nodes, opts.net.clone()),
+            net: Network::new(total, opts.net.clone()),
             checker: Checker::default(),
             trace: opts.trace.then(String::new),
             nodes,
-            membership,
             reads: BTreeMap::new(),
             next_read: 0,
             next_proposal: 0,
             summary: Summary::default(),
+            reconfigured: false,
             opts,
         };
         for i in 0..sim.nodes.len() {
@@ -388,11 +424,10 @@ impl Simulation {
         self.summary.clone()
     }
 
-    /// The term of the committed entry at `index`, read from any node that holds it.
+    /// The term of the committed entry at `index`. (Not read from any node's log: a node the
+    /// leader no longer replicates to, removed from the configuration, keeps a stale suffix.)
     fn committed_term(&self, index: Index) -> Option<Term> {
-        self.nodes
-            .iter()
-            .find_map(|n| n.mirror.get(index.0 as usize - 1).map(|&(t, _)| t))
+        self.checker.committed_entry(index.0).map(|(t, _)| t)
     }
 
     fn leader(&self) -> Option<usize> {
@@ -451,7 +486,125 @@ impl Simulation {
                 self.step(l, Input::TransferLeader(target))?;
             }
         }
+        if self.rng.chance(self.opts.change_per_million) {
+            self.random_membership_change()?;
+        }
         self.settle()
+    }
+
+    /// Asks the leader for a random membership change, within 1 to 5 voters.
+    fn random_membership_change(&mut self) -> SimResult {
+        let Some(l) = self.leader() else {
+            return Ok(());
+        };
+        let Some(current) = self.nodes[l].node.as_ref().map(|n| n.membership().clone()) else {
+            return Ok(());
+        };
+        let leader_id = self.nodes[l].id;
+        let voters: Vec<NodeId> = current.voters().to_vec();
+        let learners: Vec<NodeId> = current.learners().to_vec();
+        let outsiders: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|&id| !current.contains(id))
+            .collect();
+        fn pick(rng: &mut SimRng, from: &[NodeId]) -> Option<NodeId> {
+            (!from.is_empty()).then(|| from[rng.below(from.len() as u64) as usize])
+        }
+        let mut changes = Vec::new();
+        let what = match self.rng.below(10) {
+            0 => {
+                changes.extend(pick(&mut self.rng, &outsiders).map(Change::AddLearner));
+                "add a learner"
+            }
+            1 => {
+                changes.extend(pick(&mut self.rng, &learners).map(Change::AddVoter));
+                "promote a learner"
+            }
+            2 => {
+                changes.extend(pick(&mut self.rng, &outsiders).map(Change::AddVoter));
+                "add a voter"
+            }
+            3 => {
+                changes.extend(pick(&mut self.rng, &voters).map(Change::Remove));
+                "remove a voter"
+            }
+            4 => {
+                changes.push(Change::Remove(leader_id));
+                "remove the leader"
+            }
+            5 => {
+                changes.extend(pick(&mut self.rng, &voters).map(Change::Remove));
+                changes.extend(pick(&mut self.rng, &outsiders).map(Change::AddVoter));
+                "replace a voter"
+            }
+            6 => {
+                let mut candidates: Vec<NodeId> = learners.clone();
+                candidates.extend(&outsiders);
+                for id in candidates
+                    .into_iter()
+                    .take(5usize.saturating_sub(voters.len()))
+                {
+                    changes.push(Change::AddVoter(id));
+                }
+                "grow to 5 voters"
+            }
+            7 => {
+                let mut remove = voters.clone();
+                while remove.len() > voters.len().saturating_sub(3) && !remove.is_empty() {
+                    let k = self.rng.below(remove.len() as u64) as usize;
+                    remove.swap_remove(k);
+                }
+                changes.extend(remove.into_iter().map(Change::Remove));
+                "shrink to 3 voters"
+            }
+            8 => {
+                changes.extend(pick(&mut self.rng, &voters).map(Change::AddLearner));
+                "demote a voter"
+            }
+            _ => {
+                changes.extend(pick(&mut self.rng, &learners).map(Change::Remove));
+                "remove a learner"
+            }
+        };
+        let Ok(target) = current.with_changes(&changes) else {
+            return Ok(());
+        };
+        if changes.is_empty() || target.voters().len() > 5 {
+            return Ok(());
+        }
+        self.change_membership(l, &target, what).map(drop)
+    }
+
+    /// Asks node `i` to change the membership to `target`.
+    fn change_membership(
+        &mut self,
+        i: usize,
+        target: &Membership,
+        what: &str,
+    ) -> SimResult<Result<LogId, StepError>> {
+        let n = &mut self.nodes[i];
+        let Some(node) = n.node.as_mut() else {
+            return Ok(Err(StepError::Refused(crate::Refusal::NotLeader {
+                leader: None,
+            })));
+        };
+        let result = node.change_membership(target, &mut n.out);
+        self.log(|| {
+            format!(
+                "n{} membership change ({what}) to voters {:?} learners {:?}: {result:?}",
+                i + 1,
+                target.voters(),
+                target.learners()
+            )
+        });
+        if result.is_ok() {
+            self.summary.membership_changes += 1;
+            self.reconfigured = true;
+        }
+        self.after_step(i, result.map(drop))?;
+        Ok(result)
     }
 
     /// One tick for every running node.
@@ -552,7 +705,7 @@ impl Simulation {
             None => (
                 SnapshotMeta {
                     last: LogId::ZERO,
-                    membership: self.membership.clone(),
+                    membership: n.initial.clone(),
                 },
                 0,
             ),
@@ -629,6 +782,10 @@ impl Simulation {
     fn after_step(&mut self, i: usize, result: Result<(), StepError>) -> SimResult {
         match result {
             Ok(()) | Err(StepError::Refused(_)) => {}
+            // Once the membership changes, removed nodes still answer what they were asked
+            // before: the receiver counts those answers as from unknown senders.
+            Err(StepError::Rejected(crate::Reject::UnknownSender { .. }))
+                if self.reconfigured || self.opts.spare_nodes > 0 => {}
             Err(e) => return Err(self.fail(format!("node {i}: honest input gave {e}"))),
         }
         let node_ok = self.nodes[i].node.as_ref().map(Node::check_invariants);
@@ -1078,6 +1235,18 @@ impl Simulation {
         s
     }
 
+    /// Asks node `i` to change the membership to `target`; returns what the node answered.
+    ///
+    /// # Errors
+    /// The first property violated.
+    pub fn change_membership_at(
+        &mut self,
+        i: usize,
+        target: &Membership,
+    ) -> Result<Result<LogId, StepError>, SimFailure> {
+        self.change_membership(i, target, "scripted")
+    }
+
     /// Proposes one command at the leader; returns its entry id, if there was a leader that
     /// accepted it.
     ///
@@ -1146,12 +1315,25 @@ impl Simulation {
 /// # Errors
 /// The first property violated.
 pub fn run_seed(seed: u64, nodes: usize) -> Result<Summary, SimFailure> {
-    Simulation::new(SimOptions::random(seed, nodes))?.run()
+    run_options(SimOptions::random(seed, nodes))
 }
 
 /// Runs one seed with its trace recorded; returns the trace and the outcome.
 pub fn trace_seed(seed: u64, nodes: usize) -> (String, Result<Summary, SimFailure>) {
-    let mut opts = SimOptions::random(seed, nodes);
+    trace_options(SimOptions::random(seed, nodes))
+}
+
+/// Runs a simulation with these options.
+///
+/// # Errors
+/// The first property violated.
+pub fn run_options(opts: SimOptions) -> Result<Summary, SimFailure> {
+    Simulation::new(opts)?.run()
+}
+
+/// Runs a simulation with these options and its trace recorded; returns the trace and the
+/// outcome.
+pub fn trace_options(mut opts: SimOptions) -> (String, Result<Summary, SimFailure>) {
     opts.trace = true;
     match Simulation::new(opts) {
         Ok(mut sim) => {
