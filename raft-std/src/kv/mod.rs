@@ -1,0 +1,460 @@
+//! The key-value state machine: an ordered map of byte keys to byte values, with Redis-like
+//! commands and exactly-once application of retried writes.
+//!
+//! - Writes ([`KvCommand`]) go through the log as encoded [`KvRequest`]s and are applied by
+//!   [`StateMachine::apply`]; reads ([`KvQuery`]) are answered by [`StateMachine::query`] at a
+//!   linearizable read point, or go through the log as [`KvCommand::Read`].
+//! - [`KvStore`] documents the deduplication (sessions) rule; [`KvStore::snapshot`] documents
+//!   the snapshot format.
+//!
+//! ```
+//! use raft_core::Index;
+//! use raft_std::kv::{ClientId, KvCommand, KvConfig, KvQuery, KvRequest, KvResponse, KvStore};
+//! use raft_std::state_machine::StateMachine;
+//!
+//! let mut store = KvStore::new(KvConfig::default());
+//! let incr = KvRequest::new(ClientId(7), 1, KvCommand::incr("hits")).encode();
+//! assert_eq!(store.apply(Index(1), &incr), KvResponse::Integer(1));
+//! // A retry of the same write (same client, same seq) is answered, not applied again.
+//! assert_eq!(store.apply(Index(2), &incr), KvResponse::Integer(1));
+//! assert_eq!(store.query(&KvQuery::get("hits")), KvResponse::Value(Some(b"1".to_vec())));
+//! ```
+//!
+//! [`StateMachine::apply`]: crate::state_machine::StateMachine::apply
+//! [`StateMachine::query`]: crate::state_machine::StateMachine::query
+
+mod snapshot;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use raft_core::Index;
+
+use crate::state_machine::StateMachine;
+
+pub use wire::{ClientId, KvCommand, KvError, KvQuery, KvRequest, KvResponse, decode_request};
+
+/// Limits of a [`KvStore`]. Every replica of a cluster MUST use the same configuration: the
+/// limits decide responses and session eviction, which must be identical everywhere.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct KvConfig {
+    /// The longest key a write may create, in bytes; longer ones get
+    /// [`KvError::KeyTooLarge`]. Default 64 KiB.
+    pub max_key_len: usize,
+    /// The longest value a write may leave (also after an `APPEND`), in bytes; longer ones get
+    /// [`KvError::ValueTooLarge`]. Default 8 MiB.
+    pub max_value_len: usize,
+    /// How many client sessions are kept for deduplication; past it the least recently used
+    /// (by log index) is evicted. At least 1 (0 counts as 1). Default 10,000.
+    pub max_sessions: usize,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        Self {
+            max_key_len: 64 * 1024,
+            max_value_len: 8 * 1024 * 1024,
+            max_sessions: 10_000,
+        }
+    }
+}
+
+/// The response saved in a session: a write only ever answers one of these.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Saved {
+    Ok,
+    Integer(i64),
+    Error(KvError),
+}
+
+impl Saved {
+    fn from_response(response: &KvResponse) -> Option<Self> {
+        match *response {
+            KvResponse::Ok => Some(Self::Ok),
+            KvResponse::Integer(n) => Some(Self::Integer(n)),
+            KvResponse::Error(e) => Some(Self::Error(e)),
+            KvResponse::Value(_) | KvResponse::Values(_) => None,
+        }
+    }
+
+    const fn to_response(self) -> KvResponse {
+        match self {
+            Self::Ok => KvResponse::Ok,
+            Self::Integer(n) => KvResponse::Integer(n),
+            Self::Error(e) => KvResponse::Error(e),
+        }
+    }
+}
+
+/// What the store remembers of a client: its last applied write and when it last wrote.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Session {
+    /// The highest `seq` applied for the client.
+    seq: u64,
+    /// The response of that write.
+    response: Saved,
+    /// The log index of the client's last write (applied or answered from the session): the
+    /// eviction order.
+    last_used: u64,
+}
+
+/// The key-value [`StateMachine`].
+///
+/// # Exactly-once writes (Raft thesis §6.3)
+///
+/// Each [`KvRequest`] names its client and a sequence number. The store keeps a *session* per
+/// client: the highest `seq` it applied and that write's response. When a write commits:
+///
+/// - `seq` 0: no deduplication. The command is applied every time it is committed and no
+///   session is read, created or touched. For clients that never retry (or accept a double
+///   apply), e.g. a RESP client without a session of its own.
+/// - a session exists and `seq` equals its `seq`: a retry. The saved response is returned and
+///   nothing is applied again.
+/// - a session exists and `seq` is lower: [`KvError::StaleSequence`]. Only the last response is
+///   kept, so a client should have one write outstanding at a time (or accept this error for a
+///   retry of an older one).
+/// - a session exists and `seq` is higher (gaps allowed): applied, and its response saved.
+/// - no session and `seq` 1: the client's first write. A session is created, the write applied.
+/// - no session and `seq` above 1: [`KvError::SessionExpired`], nothing applied. The session was
+///   evicted (or never existed), so the store cannot tell whether this is a retry of something
+///   already applied; refusing is the only answer that never applies twice. The client starts
+///   again with a fresh [`ClientId`] at `seq` 1.
+///
+/// Reads through the log ([`KvCommand::Read`]) ignore sessions entirely. Every response of a
+/// write is saved, errors included (they are deterministic, so a retry gets the same one).
+/// Session-level errors (`Malformed`, `StaleSequence`, `SessionExpired`) are not saved.
+///
+/// ## Eviction
+///
+/// At most [`KvConfig::max_sessions`] sessions are kept. A session is *used* at the log index of
+/// each write that names it (applied or answered as a retry). When a new session would exceed
+/// the cap, the session used at the lowest log index is evicted (ties, possible only after a
+/// restore, go to the lower client id). This depends only on the log, never on a clock, so
+/// every replica evicts the same sessions at the same index; sessions are part of the snapshot
+/// with their last-used index.
+///
+/// The one case this cannot cover: a client whose session was evicted after its *first* write
+/// (`seq` 1) and who then retries that write gets it applied again, as if new. That needs
+/// `max_sessions` other clients to write between the first attempt and the retry; size the cap
+/// for that never to happen within a client's retry horizon.
+#[derive(Clone, Debug)]
+pub struct KvStore {
+    config: KvConfig,
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Sum of the lengths of every key and value.
+    bytes: usize,
+    sessions: BTreeMap<ClientId, Session>,
+    /// `(last_used, client)` of every session: the eviction order.
+    lru: BTreeSet<(u64, ClientId)>,
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        Self::new(KvConfig::default())
+    }
+}
+
+impl KvStore {
+    /// An empty store with the given limits.
+    #[must_use]
+    pub const fn new(config: KvConfig) -> Self {
+        Self {
+            config,
+            data: BTreeMap::new(),
+            bytes: 0,
+            sessions: BTreeMap::new(),
+            lru: BTreeSet::new(),
+        }
+    }
+
+    /// The limits the store was built with.
+    #[must_use]
+    pub const fn config(&self) -> &KvConfig {
+        &self.config
+    }
+
+    /// The number of keys.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether there are no keys.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The total length of every key and value, in bytes (without map overhead).
+    #[must_use]
+    pub const fn bytes_used(&self) -> usize {
+        self.bytes
+    }
+
+    /// The number of client sessions kept for deduplication.
+    #[must_use]
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The value of `key`, if any.
+    #[must_use]
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.data.get(key).map(Vec::as_slice)
+    }
+
+    /// Applies a decoded request committed at `index`, with the deduplication rule of
+    /// [`KvStore`]. [`StateMachine::apply`] decodes and calls this.
+    pub fn apply_request(&mut self, index: Index, request: KvRequest) -> KvResponse {
+        let KvRequest {
+            client,
+            seq,
+            command,
+        } = request;
+        if let KvCommand::Read(query) = &command {
+            return self.query(query);
+        }
+        if seq == 0 {
+            return self.execute(command);
+        }
+        match self.sessions.get(&client).copied() {
+            Some(session) if seq == session.seq => {
+                self.touch(client, session.last_used, index.0);
+                session.response.to_response()
+            }
+            Some(session) if seq < session.seq => KvResponse::Error(KvError::StaleSequence),
+            Some(session) => {
+                let response = self.execute(command);
+                self.save(client, Some(session.last_used), seq, &response, index.0);
+                response
+            }
+            None if seq == 1 => {
+                let response = self.execute(command);
+                self.save(client, None, seq, &response, index.0);
+                self.evict();
+                response
+            }
+            None => KvResponse::Error(KvError::SessionExpired),
+        }
+    }
+
+    /// Moves `client` from `old` to `new` in the eviction order.
+    fn touch(&mut self, client: ClientId, old: u64, new: u64) {
+        self.lru.remove(&(old, client));
+        self.lru.insert((new, client));
+        if let Some(session) = self.sessions.get_mut(&client) {
+            session.last_used = new;
+        }
+    }
+
+    /// Records `response` as the answer to the client's write `seq` at `index`.
+    fn save(
+        &mut self,
+        client: ClientId,
+        old: Option<u64>,
+        seq: u64,
+        response: &KvResponse,
+        index: u64,
+    ) {
+        // A write only answers Ok, Integer or Error; anything else would be a bug here, and
+        // dropping the session (a later retry gets SessionExpired) is the safe fallback.
+        if let Some(old) = old {
+            self.lru.remove(&(old, client));
+        }
+        match Saved::from_response(response) {
+            Some(response) => {
+                self.sessions.insert(
+                    client,
+                    Session {
+                        seq,
+                        response,
+                        last_used: index,
+                    },
+                );
+                self.lru.insert((index, client));
+            }
+            None => {
+                self.sessions.remove(&client);
+            }
+        }
+    }
+
+    /// Evicts least recently used sessions down to the cap.
+    fn evict(&mut self) {
+        let cap = self.config.max_sessions.max(1);
+        while self.sessions.len() > cap {
+            let Some((_, client)) = self.lru.pop_first() else {
+                break;
+            };
+            self.sessions.remove(&client);
+        }
+    }
+
+    /// Applies a write without looking at sessions.
+    fn execute(&mut self, command: KvCommand) -> KvResponse {
+        match command {
+            KvCommand::Set { key, value } => match self.check(&key, value.len()) {
+                Err(e) => KvResponse::Error(e),
+                Ok(()) => {
+                    self.insert(key, value);
+                    KvResponse::Ok
+                }
+            },
+            KvCommand::Del { keys } => {
+                let mut removed = 0_i64;
+                for key in &keys {
+                    if let Some(value) = self.data.remove(key.as_slice()) {
+                        self.bytes = self.bytes.saturating_sub(key.len() + value.len());
+                        removed = removed.saturating_add(1);
+                    }
+                }
+                KvResponse::Integer(removed)
+            }
+            KvCommand::IncrBy { key, delta } => self.incr_by(key, delta),
+            KvCommand::Append { key, value } => self.append(key, &value),
+            KvCommand::MSet { pairs } => {
+                for (key, value) in &pairs {
+                    if let Err(e) = self.check(key, value.len()) {
+                        return KvResponse::Error(e);
+                    }
+                }
+                for (key, value) in pairs {
+                    self.insert(key, value);
+                }
+                KvResponse::Ok
+            }
+            KvCommand::Read(query) => self.query(&query),
+        }
+    }
+
+    /// Whether a write may leave `key` with a value of `value_len` bytes.
+    const fn check(&self, key: &[u8], value_len: usize) -> Result<(), KvError> {
+        if key.len() > self.config.max_key_len {
+            Err(KvError::KeyTooLarge)
+        } else if value_len > self.config.max_value_len {
+            Err(KvError::ValueTooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        let (key_len, value_len) = (key.len(), value.len());
+        self.bytes = match self.data.insert(key, value) {
+            // The map keeps the key it had: only the value changes size.
+            Some(old) => self
+                .bytes
+                .saturating_sub(old.len())
+                .saturating_add(value_len),
+            None => self.bytes.saturating_add(key_len).saturating_add(value_len),
+        };
+    }
+
+    fn incr_by(&mut self, key: Vec<u8>, delta: i64) -> KvResponse {
+        if key.len() > self.config.max_key_len {
+            return KvResponse::Error(KvError::KeyTooLarge);
+        }
+        let current = match self.data.get(&key) {
+            None => 0,
+            Some(value) => match parse_i64(value) {
+                Some(n) => n,
+                None => return KvResponse::Error(KvError::NotAnInteger),
+            },
+        };
+        let Some(new) = current.checked_add(delta) else {
+            return KvResponse::Error(KvError::Overflow);
+        };
+        let value = new.to_string().into_bytes();
+        if value.len() > self.config.max_value_len {
+            return KvResponse::Error(KvError::ValueTooLarge);
+        }
+        self.insert(key, value);
+        KvResponse::Integer(new)
+    }
+
+    fn append(&mut self, key: Vec<u8>, suffix: &[u8]) -> KvResponse {
+        let old_len = self.data.get(&key).map_or(0, Vec::len);
+        let new_len = old_len.saturating_add(suffix.len());
+        if let Err(e) = self.check(&key, new_len) {
+            return KvResponse::Error(e);
+        }
+        if let Some(value) = self.data.get_mut(&key) {
+            value.extend_from_slice(suffix);
+            self.bytes = self.bytes.saturating_add(suffix.len());
+        } else {
+            self.insert(key, suffix.to_vec());
+        }
+        KvResponse::Integer(i64::try_from(new_len).unwrap_or(i64::MAX))
+    }
+}
+
+/// Parses the canonical decimal form of an `i64`, exactly as Redis does (`string2ll`): an
+/// optional `-`, then digits without leading zeros (`0` alone is fine, `-0` is not), no `+`,
+/// no spaces, no overflow.
+fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes {
+        [b'0'] => return Some(0),
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, bytes),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    let mut n: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(b - b'0');
+        // Accumulate negatively so that i64::MIN parses.
+        n = n.checked_mul(10)?.checked_sub(d)?;
+    }
+    if negative { Some(n) } else { n.checked_neg() }
+}
+
+impl StateMachine for KvStore {
+    type Response = KvResponse;
+    type Query = KvQuery;
+    type QueryResponse = KvResponse;
+
+    /// Decodes `command` as a [`KvRequest`] and applies it ([`KvStore::apply_request`]);
+    /// undecodable bytes answer [`KvError::Malformed`] and change nothing.
+    fn apply(&mut self, index: Index, command: &[u8]) -> KvResponse {
+        match decode_request(command) {
+            Ok(request) => self.apply_request(index, request),
+            Err(e) => KvResponse::Error(e),
+        }
+    }
+
+    fn query(&self, query: &KvQuery) -> KvResponse {
+        let count = |n: usize| KvResponse::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        match query {
+            KvQuery::Get { key } => KvResponse::Value(self.data.get(key).cloned()),
+            KvQuery::MGet { keys } => {
+                KvResponse::Values(keys.iter().map(|k| self.data.get(k).cloned()).collect())
+            }
+            KvQuery::Exists { keys } => {
+                count(keys.iter().filter(|k| self.data.contains_key(*k)).count())
+            }
+            KvQuery::DbSize => count(self.data.len()),
+        }
+    }
+
+    /// Streams the store in the format the [`kv`](crate::kv) module page describes.
+    fn snapshot(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        snapshot::write(self, out)
+    }
+
+    /// Reads a snapshot written by [`Self::snapshot`]. On error the store is left empty.
+    fn restore(&mut self, input: &mut dyn io::Read) -> io::Result<()> {
+        // Drop the old state first: old and new are never in memory together.
+        *self = Self::new(self.config);
+        *self = snapshot::read(self.config, input)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! The snapshot format of [`KvStore`], written and read streaming.
+//!
+//! All integers little-endian:
+//!
+//! ```text
+//! magic         8 bytes  "RAFTKVS\n"
+//! version       u32      1
+//! sessions      u64      count, then per session in ascending client id:
+//!   client      u64
+//!   seq         u64      >= 1
+//!   last_used   u64      log index of its last write
+//!   tag         u8       0 Ok, 1 Integer, 2 Error
+//!   payload     i64      the integer (tag 1), the error code (tag 2), 0 (tag 0)
+//! keys          u64      count, then per key in strictly ascending byte order:
+//!   key_len     u64
+//!   key         key_len bytes
+//!   value_len   u64
+//!   value       value_len bytes
+//! end marker    8 bytes  "RAFTKVE\n"
+//! crc32c        u32      CRC32C (Castagnoli) of every byte before it
+//! ```
+//!
+//! Nothing may follow. A reader rejects anything else (bad magic or version, unsorted or
+//! duplicate keys or clients, unknown tags, a wrong checksum, truncation, trailing bytes) with
+//! [`io::ErrorKind::InvalidData`], and allocates only as bytes actually arrive: a length field
+//! claiming gigabytes costs at most one chunk before the input runs out.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+
+use super::{ClientId, KvConfig, KvError, KvStore, Saved, Session};
+
+const MAGIC: [u8; 8] = *b"RAFTKVS\n";
+const END: [u8; 8] = *b"RAFTKVE\n";
+const VERSION: u32 = 1;
+/// Buffer size for writing and reading, and the most a length field makes us allocate ahead
+/// of the bytes that back it.
+const CHUNK: usize = 64 * 1024;
+
+/// A writer that checksums what passes through.
+struct CrcWriter<'a> {
+    inner: &'a mut dyn Write,
+    crc: u32,
+}
+
+impl Write for CrcWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, buf.get(..n).unwrap_or(buf));
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Streams `store` to `out`.
+pub(super) fn write(store: &KvStore, out: &mut dyn Write) -> io::Result<()> {
+    let mut w = BufWriter::with_capacity(CHUNK, CrcWriter { inner: out, crc: 0 });
+    w.write_all(&MAGIC)?;
+    w.write_all(&VERSION.to_le_bytes())?;
+    w.write_all(&(store.sessions.len() as u64).to_le_bytes())?;
+    for (client, session) in &store.sessions {
+        let (tag, payload) = match session.response {
+            Saved::Ok => (0_u8, 0_i64),
+            Saved::Integer(n) => (1, n),
+            Saved::Error(e) => (2, i64::from(e.code())),
+        };
+        w.write_all(&client.0.to_le_bytes())?;
+        w.write_all(&session.seq.to_le_bytes())?;
+        w.write_all(&session.last_used.to_le_bytes())?;
+        w.write_all(&[tag])?;
+        w.write_all(&payload.to_le_bytes())?;
+    }
+    w.write_all(&(store.data.len() as u64).to_le_bytes())?;
+    for (key, value) in &store.data {
+        w.write_all(&(key.len() as u64).to_le_bytes())?;
+        w.write_all(key)?;
+        w.write_all(&(value.len() as u64).to_le_bytes())?;
+        w.write_all(value)?;
+    }
+    w.write_all(&END)?;
+    w.flush()?;
+    let crc = w.get_ref().crc;
+    w.write_all(&crc.to_le_bytes())?;
+    w.flush()
+}
+
+/// A reader that checksums what passes through.
+struct CrcReader<R> {
+    inner: R,
+    crc: u32,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, buf.get(..n).unwrap_or(buf));
+        Ok(n)
+    }
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("not a KV snapshot: {what}"),
+    )
+}
+
+/// Truncation is malformed data, not an I/O failure.
+fn eof_is_invalid(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        invalid("truncated")
+    } else {
+        e
+    }
+}
+
+fn read_array<const N: usize>(r: &mut impl Read) -> io::Result<[u8; N]> {
+    let mut buf = [0; N];
+    r.read_exact(&mut buf).map_err(eof_is_invalid)?;
+    Ok(buf)
+}
+
+fn read_u64(r: &mut impl Read) -> io::Result<u64> {
+    read_array(r).map(u64::from_le_bytes)
+}
+
+/// Reads a length-prefixed byte string, growing the buffer only as bytes arrive.
+fn read_bytes(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    let len = usize::try_from(read_u64(r)?).map_err(|_| invalid("length out of range"))?;
+    let mut v = Vec::with_capacity(len.min(CHUNK));
+    while v.len() < len {
+        let start = v.len();
+        v.resize(start + (len - start).min(CHUNK), 0);
+        let Some(dst) = v.get_mut(start..) else {
+            return Err(invalid("length out of range"));
+        };
+        r.read_exact(dst).map_err(eof_is_invalid)?;
+    }
+    Ok(v)
+}
+
+/// Reads a snapshot into a new store with `config`.
+pub(super) fn read(config: KvConfig, input: &mut dyn Read) -> io::Result<KvStore> {
+    let mut r = CrcReader {
+        inner: BufReader::with_capacity(CHUNK, input),
+        crc: 0,
+    };
+    if read_array::<8>(&mut r)? != MAGIC {
+        return Err(invalid("bad magic"));
+    }
+    let version = u32::from_le_bytes(read_array(&mut r)?);
+    if version != VERSION {
+        return Err(invalid("unknown version"));
+    }
+
+    let mut store = KvStore::new(config);
+    let session_count = read_u64(&mut r)?;
+    let mut previous: Option<ClientId> = None;
+    for _ in 0..session_count {
+        let client = ClientId(read_u64(&mut r)?);
+        let seq = read_u64(&mut r)?;
+        let last_used = read_u64(&mut r)?;
+        let [tag] = read_array::<1>(&mut r)?;
+        let payload = i64::from_le_bytes(read_array(&mut r)?);
+        if previous.is_some_and(|p| p >= client) {
+            return Err(invalid("sessions out of order"));
+        }
+        previous = Some(client);
+        if seq == 0 {
+            return Err(invalid("session with seq 0"));
+        }
+        let response = match (tag, payload) {
+            (0, 0) => Saved::Ok,
+            (1, n) => Saved::Integer(n),
+            (2, code) => u8::try_from(code)
+                .ok()
+                .and_then(KvError::from_code)
+                .map(Saved::Error)
+                .ok_or_else(|| invalid("unknown error code"))?,
+            _ => return Err(invalid("unknown response tag")),
+        };
+        store.sessions.insert(
+            client,
+            Session {
+                seq,
+                response,
+                last_used,
+            },
+        );
+        store.lru.insert((last_used, client));
+    }
+
+    let key_count = read_u64(&mut r)?;
+    let mut data = BTreeMap::new();
+    let mut bytes = 0_usize;
+    for _ in 0..key_count {
+        let key = read_bytes(&mut r)?;
+        let value = read_bytes(&mut r)?;
+        if data.last_key_value().is_some_and(|(last, _)| *last >= key) {
+            return Err(invalid("keys out of order"));
+        }
+        bytes = bytes.saturating_add(key.len()).saturating_add(value.len());
+        data.insert(key, value);
+    }
+
+    if read_array::<8>(&mut r)? != END {
+        return Err(invalid("bad end marker"));
+    }
+    let crc = r.crc;
+    let mut inner = r.inner;
+    if u32::from_le_bytes(read_array(&mut inner)?) != crc {
+        return Err(invalid("checksum mismatch"));
+    }
+    let mut extra = [0_u8; 1];
+    loop {
+        match inner.read(&mut extra) {
+            Ok(0) => break,
+            Ok(_) => return Err(invalid("trailing bytes")),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+
+    store.data = data;
+    store.bytes = bytes;
+    // A snapshot from a store with a larger cap: evict down the same way everywhere.
+    store.evict();
+    Ok(store)
+}
