@@ -4,6 +4,11 @@
 //! - [`storage`]: the [`Storage`](storage::Storage) trait the runtime persists through, and its
 //!   implementations.
 //! - [`state_machine`]: the [`StateMachine`](state_machine::StateMachine) trait users implement.
+//! - [`transport`]: the [`Transport`](transport::Transport) trait a node sends through, and an
+//!   in-process channel network.
+//! - [`runtime`]: [`RaftNode`](runtime::RaftNode), a node on its own thread.
 
+pub mod runtime;
 pub mod state_machine;
 pub mod storage;
+pub mod transport;
