@@ -7,7 +7,9 @@
 //! - [`transport`]: the [`Transport`](transport::Transport) trait a node sends through, and an
 //!   in-process channel network.
 //! - [`runtime`]: [`RaftNode`](runtime::RaftNode), a node on its own thread.
+//! - [`cluster`]: [`Cluster`](cluster::Cluster), an in-process cluster for tests and examples.
 
+pub mod cluster;
 pub mod runtime;
 pub mod state_machine;
 pub mod storage;
