@@ -196,8 +196,10 @@ pub struct Cluster<M: StateMachine, F: StorageFactory = MemStorageFactory> {
     ids: Vec<NodeId>,
     membership: Membership,
     network: ChannelNetwork,
-    storage: F,
-    make_state_machine: MakeStateMachine<M>,
+    // Behind mutexes so that the cluster is `Sync` (shared by client threads); only `&mut self`
+    // methods use them.
+    storage: Mutex<F>,
+    make_state_machine: Mutex<MakeStateMachine<M>>,
     runtime: RuntimeConfig,
     timeout: Duration,
     nodes: BTreeMap<NodeId, RaftNode<M>>,
@@ -234,8 +236,12 @@ impl<M: StateMachine> Cluster<M> {
 
     /// Node `id`'s in-memory disk.
     #[must_use]
-    pub fn disk(&self, id: NodeId) -> Option<&MemDisk> {
-        self.storage.disk(id)
+    pub fn disk(&self, id: NodeId) -> Option<MemDisk> {
+        self.storage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .disk(id)
+            .cloned()
     }
 }
 
@@ -250,16 +256,14 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
         storage: F,
         make_state_machine: impl FnMut(NodeId) -> M + Send + 'static,
     ) -> Result<Self, ClusterError> {
-        let ids: Vec<NodeId> = (1..=options.nodes as u64)
-            .filter_map(NodeId::new)
-            .collect();
+        let ids: Vec<NodeId> = (1..=options.nodes as u64).filter_map(NodeId::new).collect();
         let membership = Membership::new(&ids).map_err(ClusterError::Membership)?;
         let mut cluster = Self {
             ids,
             membership,
             network: ChannelNetwork::new(),
-            storage,
-            make_state_machine: Box::new(make_state_machine),
+            storage: Mutex::new(storage),
+            make_state_machine: Mutex::new(Box::new(make_state_machine)),
             runtime: options.runtime,
             timeout: options.timeout,
             nodes: BTreeMap::new(),
@@ -295,10 +299,9 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
         &self.network
     }
 
-    /// The storage factory.
-    #[must_use]
-    pub fn storage(&self) -> &F {
-        &self.storage
+    /// Runs `f` on the storage factory.
+    pub fn with_storage_factory<R>(&self, f: impl FnOnce(&mut F) -> R) -> R {
+        f(&mut self.storage.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The running leader of the highest term, if any.
@@ -409,9 +412,9 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
                 Err(ProposeError::NotLeader { leader }) => {
                     target = self.redirect(node.id(), leader);
                 }
-                Err(
-                    ProposeError::Dropped | ProposeError::Refused(Refusal::TransferInProgress),
-                ) => thread::sleep(self.runtime.tick),
+                Err(ProposeError::Dropped | ProposeError::Refused(Refusal::TransferInProgress)) => {
+                    thread::sleep(self.runtime.tick)
+                }
                 Err(ProposeError::Timeout) => {
                     return Err(ClusterError::Timeout {
                         what: "a proposal to commit".to_owned(),
@@ -483,7 +486,10 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     /// Crashes node `id`: its thread stops at once and storage keeps only what it synced.
     /// Messages to it are lost until it restarts.
     pub fn crash(&mut self, id: NodeId) {
-        self.storage.crash(id);
+        self.storage
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .crash(id);
         self.network.unregister(id);
         if let Some(node) = self.nodes.remove(&id) {
             // The error, if any, is the crash itself (storage refusing a write after it).
@@ -506,12 +512,17 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
         }
         let (storage, recovered) = self
             .storage
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
             .open(id, &self.membership)
             .map_err(|e| ClusterError::Storage(id, e))?;
         let (transport, inbox) = self.network.register(id);
         let mut config = self.runtime.clone();
         config.raft.id = id;
-        let state_machine = (self.make_state_machine)(id);
+        let state_machine = (self
+            .make_state_machine
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner))(id);
         let node = RaftNode::start(config, storage, recovered, state_machine, transport, inbox)
             .map_err(|e| ClusterError::Node(id, Arc::new(e)))?;
         self.nodes.insert(id, node);
