@@ -38,8 +38,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use raft_core::{
-    Apply, Config, EntryKind, Event, Index, Input, LogId, Node, NodeId, Outputs, Payload,
-    ReadId, ReadResult, Refusal, Restored, RestoreError, SnapshotChunk, Status, StepError, Term,
+    Apply, Config, EntryKind, Event, Index, Input, LogId, Node, NodeId, Outputs, Payload, ReadId,
+    ReadResult, Refusal, RestoreError, Restored, SnapshotChunk, Status, StepError, Term,
 };
 
 use crate::state_machine::StateMachine;
@@ -615,7 +615,10 @@ fn run_thread<M: StateMachine, St: Storage, T: Transport>(
         }
     };
     if let Some(e) = failure {
-        *shared.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(e));
+        *shared
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(e));
     }
     shared.stop.store(true, Ordering::Release);
     // Dropping the driver drops every reply sender: waiting callers wake up and read the cause

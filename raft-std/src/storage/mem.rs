@@ -354,8 +354,7 @@ impl Storage for MemStorage {
 
     fn open_snapshot(&mut self) -> Result<Option<Self::SnapshotReader>, StorageError> {
         let d = self.usable()?;
-        Ok(d
-            .snapshot
+        Ok(d.snapshot
             .clone()
             .map(|bytes| MemSnapshotReader(Cursor::new(bytes))))
     }
