@@ -5,8 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Answer, Query, WAIT, cluster, id, wait_converged};
-use raft_core::Role;
+use common::{Answer, Query, WAIT, cluster, wait_converged};
 use raft_std::runtime::{ProposeError, ReadError};
 use raft_std::storage::StorageError;
 
@@ -152,7 +151,7 @@ fn a_failed_sync_stops_the_node_and_names_the_cause() {
 #[test]
 fn shutdown_is_clean() {
     let (cluster, _lists) = cluster(3, |_| {});
-    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    cluster.wait_for_leader(WAIT).unwrap();
     cluster.propose(b"a".to_vec()).unwrap();
     let handles: Vec<_> = cluster
         .running()
@@ -169,7 +168,4 @@ fn shutdown_is_clean() {
         assert!(stopped.cause.is_none(), "a clean shutdown has no cause");
         assert!(h.shutdown().is_ok(), "shutting down twice is harmless");
     }
-    let _ = id(1);
-    let _ = leader;
-    let _ = Role::Leader;
 }
