@@ -427,6 +427,7 @@ impl<M: StateMachine> RaftNode<M> {
             next_read: 0,
             chunk: Vec::new(),
             unreachable: Vec::new(),
+            reported: Vec::new(),
         };
         let thread_shared = Arc::clone(&shared);
         let handle = thread::Builder::new()
@@ -656,6 +657,8 @@ struct Driver<M: StateMachine, St, T> {
     chunk: Vec<u8>,
     /// Peers the transport could not reach in this round.
     unreachable: Vec<NodeId>,
+    /// Peers reported unreachable to the core in this round of outputs.
+    reported: Vec<NodeId>,
 }
 
 /// The thread should stop (shutdown, or every handle dropped).
@@ -799,6 +802,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
 
     /// Rounds of outputs until the core is quiet.
     fn outputs(&mut self) -> Result<(), NodeError> {
+        self.reported.clear();
         while !self.out.is_empty() {
             self.sends()?;
             self.writes()?;
@@ -822,7 +826,17 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
             }
         }
         self.transport.flush();
-        while let Some(peer) = self.unreachable.pop() {
+        // Report each peer once per round of outputs: a probe to a peer that is down fails
+        // again, and reporting that at once would never let the round end.
+        let report: Vec<NodeId> = self
+            .unreachable
+            .iter()
+            .copied()
+            .filter(|p| !self.reported.contains(p))
+            .collect();
+        self.unreachable.clear();
+        for peer in report {
+            self.reported.push(peer);
             self.step(Input::Unreachable(peer))?;
         }
         Ok(())
