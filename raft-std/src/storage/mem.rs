@@ -386,11 +386,61 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft_core::NodeId;
+    use raft_core::{Config, Index, Input, Node, NodeId, Outputs, Payload, Restored};
+
+    struct Rng(u64);
+
+    impl rand_core::TryRng for Rng {
+        type Error = std::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            self.try_next_u64().map(|v| (v >> 32) as u32)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            Ok(self.0)
+        }
+        fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
 
     fn membership() -> Membership {
-        let ids: Vec<NodeId> = (1..=3).filter_map(NodeId::new).collect();
-        Membership::new(&ids).unwrap()
+        Membership::new(&[NodeId::MIN]).unwrap()
+    }
+
+    /// A single-node cluster's leader, on `disk`, with its first writes (the vote, the no-op)
+    /// appended and synced.
+    fn leader_on(disk: &MemDisk) -> (Node<Rng>, Outputs, MemStorage) {
+        let (mut storage, r) = MemStorage::open(disk).unwrap();
+        let restored = Restored {
+            hard_state: r.hard_state,
+            snapshot: r.snapshot,
+            entries: r.entries,
+            applied: Index::ZERO,
+        };
+        let mut node = Node::restore(Config::new(NodeId::MIN), Rng(1), restored).unwrap();
+        let mut out = Outputs::new();
+        node.step(Input::Campaign, &mut out).unwrap();
+        sync_all(&mut node, &mut out, &mut storage);
+        (node, out, storage)
+    }
+
+    fn sync_all(node: &mut Node<Rng>, out: &mut Outputs, storage: &mut MemStorage) {
+        loop {
+            let writes: Vec<Write> = out.drain_writes().collect();
+            let Some(last) = writes.last().map(|w| w.id) else {
+                break;
+            };
+            for w in &writes {
+                storage.append(w).unwrap();
+            }
+            storage.sync().unwrap();
+            node.step(Input::Persisted(last), out).unwrap();
+        }
+        out.clear();
     }
 
     #[test]
@@ -400,5 +450,85 @@ mod tests {
         assert_eq!(r.snapshot.last, LogId::ZERO);
         assert!(r.entries.is_empty());
         assert_eq!(r.hard_state, HardState::default());
+    }
+
+    #[test]
+    fn synced_writes_survive_a_crash_and_unsynced_ones_do_not() {
+        let disk = MemDisk::new(membership());
+        let (mut node, mut out, mut storage) = leader_on(&disk);
+        let synced = disk.last_log();
+        assert!(synced.index.0 >= 1, "the leader's no-op is durable");
+        assert_eq!(disk.hard_state().vote, Some(NodeId::MIN));
+        node.propose(Payload::new(b"lost"), &mut out).unwrap();
+        for w in out.drain_writes() {
+            storage.append(&w).unwrap();
+        }
+        disk.crash();
+        assert!(matches!(storage.sync(), Err(StorageError::Poisoned)));
+        let (_, r) = MemStorage::open(&disk).unwrap();
+        assert_eq!(r.entries.last().map(|e| e.id), Some(synced));
+        assert_eq!(r.hard_state.vote, Some(NodeId::MIN));
+    }
+
+    #[test]
+    fn a_snapshot_drops_the_log_it_covers_and_is_read_back_in_chunks() {
+        let disk = MemDisk::new(membership());
+        let (mut node, mut out, mut storage) = leader_on(&disk);
+        for i in 0..5u8 {
+            node.propose(Payload::new(&[i]), &mut out).unwrap();
+        }
+        sync_all(&mut node, &mut out, &mut storage);
+        let last = disk.last_log();
+        node.step(Input::Applied(last.index), &mut out).unwrap();
+        let meta = node.snapshot_meta(Index(3)).unwrap();
+        let mut w = storage.begin_snapshot(&meta).unwrap();
+        io::Write::write_all(&mut w, b"state at three").unwrap();
+        storage.finish_snapshot(w).unwrap();
+        assert_eq!(storage.snapshot_meta().last, meta.last);
+        let (_, r) = MemStorage::open(&disk).unwrap();
+        assert_eq!(r.snapshot.last, meta.last);
+        assert_eq!(r.entries.first().map(|e| e.id.index), Some(Index(4)));
+        assert_eq!(r.entries.last().map(|e| e.id), Some(last));
+        let mut buf = Vec::new();
+        assert!(
+            !storage
+                .read_snapshot_chunk(meta.last, 0, 6, &mut buf)
+                .unwrap()
+        );
+        assert_eq!(buf, b"state ");
+        assert!(
+            storage
+                .read_snapshot_chunk(meta.last, 6, 100, &mut buf)
+                .unwrap()
+        );
+        assert_eq!(buf, b"at three");
+        assert!(matches!(
+            storage.read_snapshot_chunk(LogId::new(9, 9), 0, 6, &mut buf),
+            Err(StorageError::SnapshotGone { .. })
+        ));
+        let mut all = Vec::new();
+        storage
+            .open_snapshot()
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut all)
+            .unwrap();
+        assert_eq!(all, b"state at three");
+    }
+
+    #[test]
+    fn an_injected_sync_failure_is_fatal() {
+        let disk = MemDisk::new(membership());
+        let (mut node, mut out, mut storage) = leader_on(&disk);
+        node.propose(Payload::new(b"x"), &mut out).unwrap();
+        for w in out.drain_writes() {
+            storage.append(&w).unwrap();
+        }
+        disk.fail_next_sync();
+        assert!(matches!(
+            storage.sync(),
+            Err(StorageError::SyncFailed { .. })
+        ));
+        assert!(matches!(storage.sync(), Err(StorageError::Poisoned)));
     }
 }
