@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use raft_core::{
     Apply, Config, EntryKind, Event, Index, Input, LogId, Node, NodeId, Outputs, Payload, ReadId,
-    ReadResult, Refusal, RestoreError, Restored, SnapshotChunk, Status, StepError, Term,
+    ReadResult, Refusal, RestoreError, Restored, SnapshotChunk, Stats, Status, StepError, Term,
 };
 
 use crate::state_machine::StateMachine;
@@ -263,6 +263,9 @@ enum Request<M: StateMachine> {
     },
     Status {
         reply: Sender<Status>,
+    },
+    Stats {
+        reply: Sender<Stats>,
     },
     Transfer {
         to: NodeId,
@@ -545,6 +548,18 @@ impl<M: StateMachine> RaftNode<M> {
             .map_err(|_| self.shared.stopped())
     }
 
+    /// The core's counters: elections, rejected network input, refusals, aborted reads.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeStopped`] if the node is not running.
+    pub fn stats(&self) -> Result<Stats, NodeStopped> {
+        let (reply, rx) = mpsc::channel();
+        self.send(Request::Stats { reply })?;
+        rx.recv_timeout(self.timeout)
+            .map_err(|_| self.shared.stopped())
+    }
+
     /// Asks this node, the leader, to hand leadership to `to`. Returns once the transfer has
     /// started; watch [`RaftNode::status`] for its outcome.
     ///
@@ -749,6 +764,9 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                 Request::Read { query, reply } => self.read(query, reply)?,
                 Request::Status { reply } => {
                     let _ = reply.send(self.node.status());
+                }
+                Request::Stats { reply } => {
+                    let _ = reply.send(*self.node.stats());
                 }
                 Request::Transfer { to, reply } => {
                     let result = match self.node.step(Input::TransferLeader(to), &mut self.out) {

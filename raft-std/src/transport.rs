@@ -213,6 +213,19 @@ impl ChannelNetwork {
         self.lock().cut.clear();
     }
 
+    /// Delivers `msg` to `msg.to` as if it came off the wire, ignoring cut links: for tests
+    /// that feed a node forged or malformed messages.
+    ///
+    /// # Errors
+    ///
+    /// [`Unreachable`] if the addressee is not registered.
+    pub fn inject(&self, msg: Message) -> Result<(), Unreachable> {
+        let peer = msg.to;
+        let net = self.lock();
+        let inbox = net.inboxes.get(&peer).ok_or(Unreachable { peer })?;
+        inbox.deliver(msg).map_err(|_| Unreachable { peer })
+    }
+
     /// Messages delivered and messages lost on cut links so far.
     #[must_use]
     pub fn counts(&self) -> (u64, u64) {

@@ -169,3 +169,48 @@ fn shutdown_is_clean() {
         assert!(h.shutdown().is_ok(), "shutting down twice is harmless");
     }
 }
+
+#[test]
+fn nonsense_from_the_network_is_rejected_and_the_node_carries_on() {
+    use raft_core::{Index, Message, MessageBody, NodeId};
+    let (cluster, lists) = cluster(3, |_| {});
+    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    cluster.propose(b"a".to_vec()).unwrap();
+    let follower = *cluster.running().iter().find(|&&n| n != leader).unwrap();
+    let term = cluster.node(follower).unwrap().status().unwrap().term;
+    let forged = [
+        // A sender that is not a member.
+        Message {
+            from: NodeId::new(99).unwrap(),
+            to: follower,
+            term,
+            body: MessageBody::Heartbeat {
+                commit: Index(1),
+                read_round: 0,
+            },
+        },
+        // The leader's id with a commit index far past the follower's log (etcd's raft and
+        // raft-rs panic on this one).
+        Message {
+            from: leader,
+            to: follower,
+            term,
+            body: MessageBody::Heartbeat {
+                commit: Index(1_000_000),
+                read_round: 0,
+            },
+        },
+    ];
+    for m in forged {
+        cluster.network().inject(m).unwrap();
+    }
+    let node = cluster.node(follower).unwrap();
+    cluster
+        .wait_for(WAIT, "the follower to reject the forged messages", |_| {
+            node.stats().is_ok_and(|s| s.rejected >= 2)
+        })
+        .unwrap();
+    assert!(node.is_running());
+    assert_eq!(cluster.propose(b"b".to_vec()).unwrap(), 2);
+    wait_converged(&cluster, &lists, 2);
+}
