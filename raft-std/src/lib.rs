@@ -5,7 +5,14 @@
 //!   implementations.
 //! - [`kv`]: the key-value state machine [`KvStore`](kv::KvStore) that `raft-kv` serves.
 //! - [`state_machine`]: the [`StateMachine`](state_machine::StateMachine) trait users implement.
+//! - [`transport`]: the [`Transport`](transport::Transport) trait a node sends through, and an
+//!   in-process channel network.
+//! - [`runtime`]: [`RaftNode`](runtime::RaftNode), a node on its own thread.
+//! - [`cluster`]: [`Cluster`](cluster::Cluster), an in-process cluster for tests and examples.
 
+pub mod cluster;
 pub mod kv;
+pub mod runtime;
 pub mod state_machine;
 pub mod storage;
+pub mod transport;

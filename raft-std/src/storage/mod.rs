@@ -6,6 +6,8 @@
 //! (after a failed fsync the kernel may have dropped the dirty pages, so a retry that succeeds
 //! proves nothing).
 
+pub mod mem;
+
 use std::fmt;
 use std::io;
 use std::path::PathBuf;

@@ -1,0 +1,574 @@
+//! An in-process cluster for tests and examples: N [`RaftNode`]s on a [`ChannelNetwork`], with
+//! crashes, restarts and partitions.
+//!
+//! Storage comes from a [`StorageFactory`]: [`MemStorageFactory`] keeps each node's
+//! [`MemDisk`] across crashes; a factory that opens file storage in a directory per node plugs
+//! in the same way.
+//!
+//! ```
+//! use std::io;
+//! use raft_std::cluster::Cluster;
+//! use raft_std::state_machine::StateMachine;
+//!
+//! /// Sums the numbers proposed.
+//! #[derive(Default)]
+//! struct Sum(u64);
+//!
+//! impl StateMachine for Sum {
+//!     type Response = u64;
+//!     type Query = ();
+//!     type QueryResponse = u64;
+//!     fn apply(&mut self, _index: raft_core::Index, command: &[u8]) -> u64 {
+//!         self.0 += command.iter().map(|&b| u64::from(b)).sum::<u64>();
+//!         self.0
+//!     }
+//!     fn query(&self, _: &()) -> u64 {
+//!         self.0
+//!     }
+//!     fn snapshot(&self, out: &mut dyn io::Write) -> io::Result<()> {
+//!         out.write_all(&self.0.to_le_bytes())
+//!     }
+//!     fn restore(&mut self, input: &mut dyn io::Read) -> io::Result<()> {
+//!         let mut b = [0; 8];
+//!         input.read_exact(&mut b)?;
+//!         self.0 = u64::from_le_bytes(b);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let cluster = Cluster::start(3, |_| Sum::default())?;
+//! assert_eq!(cluster.propose(vec![2])?, 2);
+//! assert_eq!(cluster.propose(vec![3])?, 5);
+//! assert_eq!(cluster.read(())?, 5);
+//! cluster.shutdown()?;
+//! # Ok::<(), raft_std::cluster::ClusterError>(())
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use raft_core::{Membership, NodeId, Refusal, Role};
+
+use crate::runtime::{NodeError, ProposeError, RaftNode, ReadError, RuntimeConfig};
+use crate::state_machine::StateMachine;
+use crate::storage::mem::{MemDisk, MemStorage};
+use crate::storage::{Recovered, Storage, StorageError};
+use crate::transport::ChannelNetwork;
+
+/// Opens each node's storage, at start and at every restart.
+pub trait StorageFactory: Send + 'static {
+    /// The storage a node runs on.
+    type Storage: Storage;
+
+    /// Opens node `id`'s storage (creating it, for a cluster of `membership`, on first use) and
+    /// reads back what it holds.
+    ///
+    /// # Errors
+    ///
+    /// Whatever opening the storage fails with.
+    fn open(
+        &mut self,
+        id: NodeId,
+        membership: &Membership,
+    ) -> Result<(Self::Storage, Recovered), StorageError>;
+
+    /// Node `id` is crashing: from now on nothing more it writes may become durable. Called
+    /// before its thread is stopped. The default does nothing (a process-local file storage has
+    /// no way to lose what the page cache holds).
+    fn crash(&mut self, id: NodeId) {
+        let _ = id;
+    }
+}
+
+/// Each node's [`MemDisk`], kept across crashes and restarts.
+#[derive(Debug, Default)]
+pub struct MemStorageFactory {
+    disks: HashMap<NodeId, MemDisk>,
+}
+
+impl MemStorageFactory {
+    /// No disks yet: each is created when its node first starts.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Node `id`'s disk, once it has started.
+    #[must_use]
+    pub fn disk(&self, id: NodeId) -> Option<&MemDisk> {
+        self.disks.get(&id)
+    }
+}
+
+impl StorageFactory for MemStorageFactory {
+    type Storage = MemStorage;
+
+    fn open(
+        &mut self,
+        id: NodeId,
+        membership: &Membership,
+    ) -> Result<(MemStorage, Recovered), StorageError> {
+        let disk = self
+            .disks
+            .entry(id)
+            .or_insert_with(|| MemDisk::new(membership.clone()));
+        MemStorage::open(disk)
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        if let Some(disk) = self.disks.get(&id) {
+            disk.crash();
+        }
+    }
+}
+
+/// How a cluster runs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClusterOptions {
+    /// Number of nodes (ids 1 to `nodes`).
+    pub nodes: usize,
+    /// Every node's runtime configuration (the id is set per node).
+    pub runtime: RuntimeConfig,
+    /// How long the cluster's own operations (proposals and reads with retries, waiting for a
+    /// leader) may take. Default 10 s.
+    pub timeout: Duration,
+}
+
+impl ClusterOptions {
+    /// `nodes` nodes with the default runtime configuration.
+    #[must_use]
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes,
+            runtime: RuntimeConfig::new(NodeId::MIN),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a cluster operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The cluster size is not a valid membership.
+    Membership(raft_core::MembershipError),
+    /// A node's storage could not be opened.
+    Storage(NodeId, StorageError),
+    /// A node could not start, or stopped with this error.
+    Node(NodeId, Arc<NodeError>),
+    /// There is no such node, or it is not running.
+    NoSuchNode(NodeId),
+    /// Waiting for `what` took longer than the timeout.
+    Timeout {
+        /// What was waited for.
+        what: String,
+    },
+    /// A proposal failed in a way a retry cannot fix (or whose outcome is unknown).
+    Propose(ProposeError),
+    /// A read failed in a way a retry cannot fix.
+    Read(ReadError),
+}
+
+impl fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Membership(e) => write!(f, "invalid cluster: {e}"),
+            Self::Storage(id, e) => write!(f, "node {id}: cannot open storage: {e}"),
+            Self::Node(id, e) => write!(f, "node {id}: {e}"),
+            Self::NoSuchNode(id) => write!(f, "node {id} is not running"),
+            Self::Timeout { what } => write!(f, "timed out waiting for {what}"),
+            Self::Propose(e) => write!(f, "proposal failed: {e}"),
+            Self::Read(e) => write!(f, "read failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+type MakeStateMachine<M> = Box<dyn FnMut(NodeId) -> M + Send>;
+
+/// An in-process cluster. Dropping it shuts every node down.
+pub struct Cluster<M: StateMachine, F: StorageFactory = MemStorageFactory> {
+    ids: Vec<NodeId>,
+    membership: Membership,
+    network: ChannelNetwork,
+    // Behind mutexes so that the cluster is `Sync` (shared by client threads); only `&mut self`
+    // methods use them.
+    storage: Mutex<F>,
+    make_state_machine: Mutex<MakeStateMachine<M>>,
+    runtime: RuntimeConfig,
+    timeout: Duration,
+    nodes: BTreeMap<NodeId, RaftNode<M>>,
+    /// The node that last answered as leader: where requests go first.
+    hint: Mutex<Option<NodeId>>,
+}
+
+impl<M: StateMachine, F: StorageFactory> fmt::Debug for Cluster<M, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("ids", &self.ids)
+            .field("running", &self.nodes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: StateMachine> Cluster<M> {
+    /// Starts `nodes` nodes on in-memory storage with the default configuration; each gets the
+    /// state machine `make_state_machine` builds for it (again at every restart).
+    ///
+    /// # Errors
+    ///
+    /// An invalid size, or a node that cannot start.
+    pub fn start(
+        nodes: usize,
+        make_state_machine: impl FnMut(NodeId) -> M + Send + 'static,
+    ) -> Result<Self, ClusterError> {
+        Self::with_storage(
+            ClusterOptions::new(nodes),
+            MemStorageFactory::new(),
+            make_state_machine,
+        )
+    }
+
+    /// Node `id`'s in-memory disk.
+    #[must_use]
+    pub fn disk(&self, id: NodeId) -> Option<MemDisk> {
+        self.storage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .disk(id)
+            .cloned()
+    }
+}
+
+impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
+    /// Starts a cluster with these options on storage from `storage`.
+    ///
+    /// # Errors
+    ///
+    /// An invalid size, storage that cannot be opened, or a node that cannot start.
+    pub fn with_storage(
+        options: ClusterOptions,
+        storage: F,
+        make_state_machine: impl FnMut(NodeId) -> M + Send + 'static,
+    ) -> Result<Self, ClusterError> {
+        let ids: Vec<NodeId> = (1..=options.nodes as u64).filter_map(NodeId::new).collect();
+        let membership = Membership::new(&ids).map_err(ClusterError::Membership)?;
+        let mut cluster = Self {
+            ids,
+            membership,
+            network: ChannelNetwork::new(),
+            storage: Mutex::new(storage),
+            make_state_machine: Mutex::new(Box::new(make_state_machine)),
+            runtime: options.runtime,
+            timeout: options.timeout,
+            nodes: BTreeMap::new(),
+            hint: Mutex::new(None),
+        };
+        for id in cluster.ids.clone() {
+            cluster.restart(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Every node's id, running or not.
+    #[must_use]
+    pub fn ids(&self) -> &[NodeId] {
+        &self.ids
+    }
+
+    /// The running node `id`.
+    #[must_use]
+    pub fn node(&self, id: NodeId) -> Option<&RaftNode<M>> {
+        self.nodes.get(&id)
+    }
+
+    /// The ids of the running nodes.
+    #[must_use]
+    pub fn running(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// The network, to cut links finer than [`Cluster::partition`] does.
+    #[must_use]
+    pub fn network(&self) -> &ChannelNetwork {
+        &self.network
+    }
+
+    /// Runs `f` on the storage factory.
+    pub fn with_storage_factory<R>(&self, f: impl FnOnce(&mut F) -> R) -> R {
+        f(&mut self.storage.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The running leader of the highest term, if any.
+    #[must_use]
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.status().ok())
+            .filter(|s| s.role == Role::Leader)
+            .max_by_key(|s| s.term)
+            .map(|s| s.id)
+    }
+
+    /// Waits until `done` holds, checking every tick.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Timeout`] naming `what` if it does not hold within `timeout`.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Timeout {
+                    what: what.to_owned(),
+                });
+            }
+            thread::sleep(self.runtime.tick);
+        }
+    }
+
+    /// Waits until a running node leads; returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Timeout`] if none does within `timeout`.
+    pub fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
+        let mut leader = None;
+        self.wait_for(timeout, "a leader", |c| {
+            leader = c.leader();
+            leader.is_some()
+        })?;
+        leader.ok_or_else(|| ClusterError::Timeout {
+            what: "a leader".to_owned(),
+        })
+    }
+
+    /// The node to try first, and the one after `after` in turn.
+    fn target(&self, after: Option<NodeId>) -> Option<NodeId> {
+        if after.is_none() {
+            let hint = *self.hint.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(h) = hint.filter(|h| self.nodes.contains_key(h)) {
+                return Some(h);
+            }
+        }
+        let mut running = self.nodes.keys().copied();
+        match after {
+            None => running.next(),
+            Some(a) => self
+                .nodes
+                .keys()
+                .copied()
+                .find(|&id| id > a)
+                .or_else(|| running.next()),
+        }
+    }
+
+    fn set_hint(&self, id: Option<NodeId>) {
+        *self.hint.lock().unwrap_or_else(PoisonError::into_inner) = id;
+    }
+
+    /// Proposes `command` at the leader (found by asking around, redirected on
+    /// [`ProposeError::NotLeader`]) and returns the state machine's response. A proposal
+    /// dropped by a change of leader is retried: it was not applied.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Timeout`] after the cluster's timeout; [`ClusterError::Propose`] for an
+    /// outcome a retry cannot fix or that is unknown (a timeout at the node, a node that
+    /// stopped).
+    pub fn propose(&self, command: Vec<u8>) -> Result<M::Response, ClusterError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut target = self.target(None);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ClusterError::Timeout {
+                    what: "a proposal to commit".to_owned(),
+                });
+            }
+            let Some(node) = target.and_then(|t| self.nodes.get(&t)) else {
+                thread::sleep(self.runtime.tick);
+                target = self.target(None);
+                continue;
+            };
+            match node.propose_timeout(command.clone(), deadline - now) {
+                Ok(response) => {
+                    self.set_hint(Some(node.id()));
+                    return Ok(response);
+                }
+                Err(ProposeError::NotLeader { leader }) => {
+                    target = self.redirect(node.id(), leader);
+                }
+                Err(ProposeError::Dropped | ProposeError::Refused(Refusal::TransferInProgress)) => {
+                    thread::sleep(self.runtime.tick)
+                }
+                Err(ProposeError::Timeout) => {
+                    return Err(ClusterError::Timeout {
+                        what: "a proposal to commit".to_owned(),
+                    });
+                }
+                Err(e) => return Err(ClusterError::Propose(e)),
+            }
+        }
+    }
+
+    /// Where to go after `from` said it does not lead and named `leader`.
+    fn redirect(&self, from: NodeId, leader: Option<NodeId>) -> Option<NodeId> {
+        match leader {
+            Some(l) if l != from && self.nodes.contains_key(&l) => Some(l),
+            _ => {
+                // No leader known (an election is on): wait a tick, then ask the next node.
+                thread::sleep(self.runtime.tick);
+                self.target(Some(from))
+            }
+        }
+    }
+
+    /// A linearizable read at the leader (found as for [`Cluster::propose`]), retried when a
+    /// change of leader aborts it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Timeout`] after the cluster's timeout; [`ClusterError::Read`] for a
+    /// failure a retry cannot fix.
+    pub fn read(&self, query: M::Query) -> Result<M::QueryResponse, ClusterError>
+    where
+        M::Query: Clone,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut target = self.target(None);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ClusterError::Timeout {
+                    what: "a read".to_owned(),
+                });
+            }
+            let Some(node) = target.and_then(|t| self.nodes.get(&t)) else {
+                thread::sleep(self.runtime.tick);
+                target = self.target(None);
+                continue;
+            };
+            match node.read_timeout(query.clone(), deadline - now) {
+                Ok(response) => {
+                    self.set_hint(Some(node.id()));
+                    return Ok(response);
+                }
+                Err(ReadError::NotLeader { leader }) => {
+                    target = self.redirect(node.id(), leader);
+                }
+                Err(ReadError::Aborted | ReadError::Refused(Refusal::TooManyReads)) => {
+                    thread::sleep(self.runtime.tick);
+                }
+                Err(ReadError::Timeout) => {
+                    return Err(ClusterError::Timeout {
+                        what: "a read".to_owned(),
+                    });
+                }
+                Err(e) => return Err(ClusterError::Read(e)),
+            }
+        }
+    }
+
+    /// Crashes node `id`: its thread stops at once and storage keeps only what it synced.
+    /// Messages to it are lost until it restarts.
+    pub fn crash(&mut self, id: NodeId) {
+        self.storage
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .crash(id);
+        self.network.unregister(id);
+        if let Some(node) = self.nodes.remove(&id) {
+            // The error, if any, is the crash itself (storage refusing a write after it).
+            let _ = node.shutdown();
+        }
+    }
+
+    /// Starts node `id` again from its storage (or for the first time).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchNode`] if `id` is not a member; storage that cannot be opened; a
+    /// node that cannot start.
+    pub fn restart(&mut self, id: NodeId) -> Result<(), ClusterError> {
+        if !self.ids.contains(&id) {
+            return Err(ClusterError::NoSuchNode(id));
+        }
+        if self.nodes.contains_key(&id) {
+            return Ok(());
+        }
+        let (storage, recovered) = self
+            .storage
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .open(id, &self.membership)
+            .map_err(|e| ClusterError::Storage(id, e))?;
+        let (transport, inbox) = self.network.register(id);
+        let mut config = self.runtime.clone();
+        config.raft.id = id;
+        let state_machine = (self
+            .make_state_machine
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner))(id);
+        let node = RaftNode::start(config, storage, recovered, state_machine, transport, inbox)
+            .map_err(|e| ClusterError::Node(id, Arc::new(e)))?;
+        self.nodes.insert(id, node);
+        Ok(())
+    }
+
+    /// Cuts every link between the nodes in `a` and those in `b`, both ways.
+    pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
+        self.network.partition(a, b);
+    }
+
+    /// Cuts node `id` off from every other node, both ways.
+    pub fn isolate(&self, id: NodeId) {
+        let others: Vec<NodeId> = self.ids.iter().copied().filter(|&o| o != id).collect();
+        self.network.partition(&[id], &others);
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        self.network.heal();
+    }
+
+    /// Shuts every node down.
+    ///
+    /// # Errors
+    ///
+    /// The first error that had stopped a node.
+    pub fn shutdown(mut self) -> Result<(), ClusterError> {
+        self.stop_all()
+    }
+
+    fn stop_all(&mut self) -> Result<(), ClusterError> {
+        let mut first = Ok(());
+        for (id, node) in std::mem::take(&mut self.nodes) {
+            if let Err(e) = node.shutdown() {
+                if first.is_ok() {
+                    first = Err(ClusterError::Node(id, e));
+                }
+            }
+        }
+        first
+    }
+}
+
+impl<M: StateMachine, F: StorageFactory> Drop for Cluster<M, F> {
+    fn drop(&mut self) {
+        let _ = self.stop_all();
+    }
+}
