@@ -570,7 +570,8 @@ impl<F: FileSystem> FileStorage<F> {
             .iter()
             .filter_map(|n| parse_snapshot_name(n).map(|id| (id, n.clone())))
             .collect();
-        snaps.sort();
+        // The latest snapshot has the highest index (`LogId` orders by term first).
+        snaps.sort_by_key(|(id, _)| (id.index, id.term));
 
         if has(IDENTITY) {
             check_identity(&fs, &dir, identity)?;
@@ -719,13 +720,22 @@ impl<F: FileSystem> FileStorage<F> {
             buf: Vec::new(),
             dir_dirty,
             hard_state: replay.hard_state,
-            last_index,
+            // Raised to the snapshot's index below, once the log says so.
+            last_index: replay.last,
             snapshot,
             snap_file,
             incoming: None,
             chunk_reader: None,
             truncated_tail,
         };
+        if replay.cur_snap < snap_index {
+            // The snapshot reached the disk but its marker in the log did not: write it again, so
+            // that entries appended from here on (after the snapshot) replay as contiguous.
+            let meta = storage.snapshot.clone();
+            storage.push_record(&RecordOut::Snapshot { meta: &meta })?;
+            storage.dir_dirty = true;
+        }
+        storage.last_index = last_index;
         storage.compact()?;
         if storage.dir_dirty {
             storage.sync()?;
@@ -961,6 +971,12 @@ impl<F: FileSystem> FileStorage<F> {
     /// Deletes the segments whose every live entry is in the snapshot.
     fn compact(&mut self) -> Result<(), StorageError> {
         let snap = self.snapshot.last.index;
+        if !(self.segments.len() >= 2 && self.segments.get(1).is_some_and(|s| s.start <= snap)) {
+            return Ok(());
+        }
+        // The segments that stay must be durable (header and directory entry) before the ones
+        // they replace go: a crash must never leave no segment, or one that starts mid-log.
+        self.sync_inner()?;
         while self.segments.len() >= 2 && self.segments.get(1).is_some_and(|s| s.start <= snap) {
             if let Some(seg) = self.segments.pop_front() {
                 self.fs
