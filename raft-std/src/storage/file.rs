@@ -16,7 +16,7 @@
 //! - `snap-<index>-<term>.snap`: the latest snapshot: a header (magic, length and CRC32C of the
 //!   postcard [`SnapshotMeta`]), the payload the state machine wrote, and a trailer (payload
 //!   length, payload CRC32C, magic). Chunk offsets ([`Storage::read_snapshot_chunk`], received
-//!   [`SnapshotPart`]s) count payload bytes only.
+//!   [`SnapshotPart`](raft_core::SnapshotPart)s) count payload bytes only.
 //! - `*.tmp`: snapshots being written or received; deleted on open.
 //!
 //! # Durability
