@@ -14,6 +14,10 @@ use std::path::PathBuf;
 
 use raft_core::{Entry, HardState, LogId, SnapshotMeta, Write};
 
+pub mod faulty;
+pub mod file;
+pub mod fs;
+
 /// What a node persisted, read back at start: the core's [`Restored`](raft_core::Restored)
 /// without the applied index (the state machine restarts from the snapshot).
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -141,6 +145,13 @@ pub enum StorageError {
         /// The snapshot asked for.
         asked: LogId,
     },
+    /// The caller broke the contract of [`Storage`] or [`Write`]: entries not contiguous with the
+    /// log, a snapshot chunk out of order, a snapshot older than the latest one. Nothing was
+    /// written.
+    Misuse {
+        /// What was wrong.
+        reason: &'static str,
+    },
     /// An earlier error was fatal; the storage refuses everything.
     Poisoned,
 }
@@ -176,6 +187,7 @@ impl fmt::Display for StorageError {
                 "snapshot at index {} term {} is no longer the latest",
                 asked.index, asked.term
             ),
+            Self::Misuse { reason } => write!(f, "storage misused: {reason}"),
             Self::Poisoned => f.write_str("storage stopped after an earlier fatal error"),
         }
     }
