@@ -13,8 +13,9 @@
 //! pre-vote (§9.6), CheckQuorum (§6.2), the election restriction (§5.4.1), log replication with
 //! batching, pipelining, per-follower flow control (messages and bytes in flight) and fast
 //! backtracking by conflict term (§5.3), commitment of current-term entries only (§5.4.2),
-//! linearizable reads by ReadIndex (§6.4), leadership transfer (§3.10), and log compaction with
-//! snapshots sent to lagging followers in chunks (§7; the node never holds a snapshot's bytes).
+//! linearizable reads by ReadIndex (§6.4), leadership transfer (§3.10), membership changes by
+//! joint consensus with learners (§4.3), and log compaction with snapshots sent to lagging
+//! followers in chunks (§7; the node never holds a snapshot's bytes).
 //!
 //! # Run loop
 //!
@@ -56,6 +57,35 @@
 //! disk holds, though it replicates to followers before its own write completes (thesis
 //! §10.2.1). Entries reach the apply lane only when committed and durable locally. Write ids are
 //! minted by the node; acknowledging an id it never issued is [`Misuse::UnknownWrite`].
+//!
+//! # Membership changes
+//!
+//! [`Node::change_membership`] (or [`Input::ChangeMembership`]) asks the leader for a new
+//! configuration, built with [`Membership::with_changes`]: add and remove voters and learners,
+//! several at once, promote a learner, demote a voter. When the voters change, the leader first
+//! appends a joint configuration (the new voters, with the old ones as outgoing voters: every
+//! election and every commit then needs a majority of both), and once that entry is committed it
+//! appends the new configuration by itself. Learners receive the log but neither vote nor count
+//! towards a commit. A leader that is not a voter of the new configuration keeps leading, without
+//! counting itself, until the new configuration is committed, then hands over to a caught-up voter
+//! (TimeoutNow) and steps down. A second change while one is in progress is refused with
+//! [`Refusal::ChangePending`].
+//!
+//! **A configuration takes effect on each node when it is appended to that node's log, not when it
+//! is committed or applied** (thesis §4.1), and a node falls back to the previous one if the entry
+//! is truncated. The leader must count votes and matches by the configuration it is replicating:
+//! counting by the old one until the joint entry commits would let the old majority alone commit
+//! the joint entry, which is exactly the split joint consensus exists to prevent; and the state
+//! machine may lag the log by any amount. Configuration entries reach the apply lane with
+//! [`EntryKind::Config`]; the state machine skips them.
+//!
+//! The configuration is part of every snapshot's metadata ([`SnapshotMeta::membership`]), so it
+//! survives log compaction and restarts. A node that joins a running cluster starts from
+//! [`Restored::initial`] with a membership naming the current voters and itself as a learner; it
+//! adopts the cluster's real configuration as soon as the leader's log reaches it. Requests
+//! (appends, heartbeats, snapshots, vote requests) are heard from nodes outside the
+//! configuration, since a leader of a configuration this node has not yet received must be heard;
+//! responses from non-members are rejected with [`Reject::UnknownSender`].
 //!
 //! # Errors
 //!
