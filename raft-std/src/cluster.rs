@@ -518,21 +518,24 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
         })
     }
 
-    /// The node to try first, and the one after `after` in turn.
+    /// The node to try first, and the one after `after` in turn. Nodes whose thread stopped
+    /// (on a storage error, say) are skipped.
     fn target(&self, after: Option<NodeId>) -> Option<NodeId> {
+        let alive = |id: &NodeId| self.nodes.get(id).is_some_and(RaftNode::is_running);
         if after.is_none() {
             let hint = *self.hint.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(h) = hint.filter(|h| self.nodes.contains_key(h)) {
+            if let Some(h) = hint.filter(alive) {
                 return Some(h);
             }
         }
-        let mut running = self.nodes.keys().copied();
+        let mut running = self.nodes.keys().copied().filter(alive);
         match after {
             None => running.next(),
             Some(a) => self
                 .nodes
                 .keys()
                 .copied()
+                .filter(alive)
                 .find(|&id| id > a)
                 .or_else(|| running.next()),
         }
@@ -550,7 +553,7 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     ///
     /// [`ClusterError::Timeout`] after the cluster's timeout; [`ClusterError::Propose`] for an
     /// outcome a retry cannot fix or that is unknown (a timeout at the node, a node that
-    /// stopped).
+    /// stopped: the next call goes to another node).
     pub fn propose(&self, command: Vec<u8>) -> Result<M::Response, ClusterError> {
         let deadline = Instant::now() + self.timeout;
         let mut target = self.target(None);
@@ -582,7 +585,13 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
                         what: "a proposal to commit".to_owned(),
                     });
                 }
-                Err(e) => return Err(ClusterError::Propose(e)),
+                Err(e) => {
+                    if matches!(e, ProposeError::NodeStopped(_)) {
+                        // Its outcome is unknown, but the next request goes elsewhere.
+                        self.set_hint(None);
+                    }
+                    return Err(ClusterError::Propose(e));
+                }
             }
         }
     }
@@ -590,7 +599,7 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     /// Where to go after `from` said it does not lead and named `leader`.
     fn redirect(&self, from: NodeId, leader: Option<NodeId>) -> Option<NodeId> {
         match leader {
-            Some(l) if l != from && self.nodes.contains_key(&l) => Some(l),
+            Some(l) if l != from && self.nodes.get(&l).is_some_and(RaftNode::is_running) => Some(l),
             _ => {
                 // No leader known (an election is on): wait a tick, then ask the next node.
                 thread::sleep(self.runtime.tick);
@@ -634,6 +643,12 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
                 }
                 Err(ReadError::Aborted | ReadError::Refused(Refusal::TooManyReads)) => {
                     thread::sleep(self.runtime.tick);
+                }
+                Err(ReadError::NodeStopped(_)) => {
+                    // A read changes nothing: ask the next running node.
+                    self.set_hint(None);
+                    thread::sleep(self.runtime.tick);
+                    target = self.target(Some(node.id()));
                 }
                 Err(ReadError::Timeout) => {
                     return Err(ClusterError::Timeout {
