@@ -10,6 +10,8 @@
 //! - [`runtime`]: [`RaftNode`](runtime::RaftNode), a node on its own thread.
 //! - [`cluster`]: [`Cluster`](cluster::Cluster), an in-process cluster for tests and examples.
 
+#![deny(missing_docs)]
+
 pub mod cluster;
 pub mod kv;
 pub mod runtime;
