@@ -64,15 +64,7 @@ impl<R: Rng> Node<R> {
         target: &Membership,
         out: &mut Outputs,
     ) -> Result<LogId, StepError> {
-        if self.role != Role::Leader {
-            return Err(Refusal::NotLeader {
-                leader: self.leader,
-            }
-            .into());
-        }
-        if self.transfer.is_some() {
-            return Err(Refusal::TransferInProgress.into());
-        }
+        self.check_can_append()?;
         if self.membership.is_joint()
             || self.config_index > self.commit
             || self.log.term_at(self.commit) != Some(self.term)

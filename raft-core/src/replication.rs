@@ -31,15 +31,7 @@ impl<R: Rng> Node<R> {
         commands: &[Payload],
         out: &mut Outputs,
     ) -> Result<Option<LogId>, StepError> {
-        if self.role != Role::Leader {
-            return Err(Refusal::NotLeader {
-                leader: self.leader,
-            }
-            .into());
-        }
-        if self.transfer.is_some() {
-            return Err(Refusal::TransferInProgress.into());
-        }
+        self.check_can_append()?;
         if commands
             .iter()
             .any(|c| c.len() as u64 > self.config.max_entry_bytes)
@@ -76,6 +68,19 @@ impl<R: Rng> Node<R> {
             term,
             index: Index(last),
         }))
+    }
+
+    /// Refuses a new entry unless this node leads and is not handing leadership over.
+    pub(crate) fn check_can_append(&self) -> Result<(), Refusal> {
+        if self.role != Role::Leader {
+            return Err(Refusal::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(Refusal::TransferInProgress);
+        }
+        Ok(())
     }
 
     /// Appends an entry of the current term to the leader's log and to the step's write.

@@ -555,42 +555,63 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     /// outcome a retry cannot fix or that is unknown (a timeout at the node, a node that
     /// stopped: the next call goes to another node).
     pub fn propose(&self, command: Vec<u8>) -> Result<M::Response, ClusterError> {
+        self.at_leader("a proposal to commit", |node, remaining| {
+            match node.propose_timeout(command.clone(), remaining) {
+                Ok(response) => Attempt::Done(response),
+                Err(ProposeError::NotLeader { leader }) => Attempt::Redirect(leader),
+                Err(ProposeError::Dropped | ProposeError::Refused(Refusal::TransferInProgress)) => {
+                    Attempt::Again
+                }
+                Err(ProposeError::Timeout) => Attempt::TimedOut,
+                Err(e) => {
+                    // A stopped node's outcome is unknown, but the next request goes elsewhere.
+                    let next_elsewhere = matches!(e, ProposeError::NodeStopped(_));
+                    Attempt::Failed(ClusterError::Propose(e), next_elsewhere)
+                }
+            }
+        })
+    }
+
+    /// Runs `attempt` at the node believed to lead, following redirects and retrying until it
+    /// is done, fails, or the cluster's timeout passes.
+    fn at_leader<T>(
+        &self,
+        what: &str,
+        mut attempt: impl FnMut(&RaftNode<M>, Duration) -> Attempt<T>,
+    ) -> Result<T, ClusterError> {
         let deadline = Instant::now() + self.timeout;
+        let timed_out = || ClusterError::Timeout {
+            what: what.to_owned(),
+        };
         let mut target = self.target(None);
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(ClusterError::Timeout {
-                    what: "a proposal to commit".to_owned(),
-                });
+                return Err(timed_out());
             }
             let Some(node) = target.and_then(|t| self.nodes.get(&t)) else {
                 thread::sleep(self.runtime.tick);
                 target = self.target(None);
                 continue;
             };
-            match node.propose_timeout(command.clone(), deadline - now) {
-                Ok(response) => {
+            match attempt(node, deadline - now) {
+                Attempt::Done(value) => {
                     self.set_hint(Some(node.id()));
-                    return Ok(response);
+                    return Ok(value);
                 }
-                Err(ProposeError::NotLeader { leader }) => {
-                    target = self.redirect(node.id(), leader);
+                Attempt::Redirect(leader) => target = self.redirect(node.id(), leader),
+                Attempt::Again => thread::sleep(self.runtime.tick),
+                Attempt::Elsewhere => {
+                    self.set_hint(None);
+                    thread::sleep(self.runtime.tick);
+                    target = self.target(Some(node.id()));
                 }
-                Err(ProposeError::Dropped | ProposeError::Refused(Refusal::TransferInProgress)) => {
-                    thread::sleep(self.runtime.tick)
-                }
-                Err(ProposeError::Timeout) => {
-                    return Err(ClusterError::Timeout {
-                        what: "a proposal to commit".to_owned(),
-                    });
-                }
-                Err(e) => {
-                    if matches!(e, ProposeError::NodeStopped(_)) {
-                        // Its outcome is unknown, but the next request goes elsewhere.
+                Attempt::TimedOut => return Err(timed_out()),
+                Attempt::Failed(e, next_elsewhere) => {
+                    if next_elsewhere {
                         self.set_hint(None);
                     }
-                    return Err(ClusterError::Propose(e));
+                    return Err(e);
                 }
             }
         }
@@ -619,45 +640,19 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     where
         M::Query: Clone,
     {
-        let deadline = Instant::now() + self.timeout;
-        let mut target = self.target(None);
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(ClusterError::Timeout {
-                    what: "a read".to_owned(),
-                });
-            }
-            let Some(node) = target.and_then(|t| self.nodes.get(&t)) else {
-                thread::sleep(self.runtime.tick);
-                target = self.target(None);
-                continue;
-            };
-            match node.read_timeout(query.clone(), deadline - now) {
-                Ok(response) => {
-                    self.set_hint(Some(node.id()));
-                    return Ok(response);
-                }
-                Err(ReadError::NotLeader { leader }) => {
-                    target = self.redirect(node.id(), leader);
-                }
+        self.at_leader("a read", |node, remaining| {
+            match node.read_timeout(query.clone(), remaining) {
+                Ok(response) => Attempt::Done(response),
+                Err(ReadError::NotLeader { leader }) => Attempt::Redirect(leader),
                 Err(ReadError::Aborted | ReadError::Refused(Refusal::TooManyReads)) => {
-                    thread::sleep(self.runtime.tick);
+                    Attempt::Again
                 }
-                Err(ReadError::NodeStopped(_)) => {
-                    // A read changes nothing: ask the next running node.
-                    self.set_hint(None);
-                    thread::sleep(self.runtime.tick);
-                    target = self.target(Some(node.id()));
-                }
-                Err(ReadError::Timeout) => {
-                    return Err(ClusterError::Timeout {
-                        what: "a read".to_owned(),
-                    });
-                }
-                Err(e) => return Err(ClusterError::Read(e)),
+                // A read changes nothing: ask the next running node.
+                Err(ReadError::NodeStopped(_)) => Attempt::Elsewhere,
+                Err(ReadError::Timeout) => Attempt::TimedOut,
+                Err(e) => Attempt::Failed(ClusterError::Read(e), false),
             }
-        }
+        })
     }
 
     /// Crashes node `id`: its thread stops at once and storage keeps only what it synced.
@@ -748,4 +743,20 @@ impl<M: StateMachine, F: StorageFactory> Drop for Cluster<M, F> {
     fn drop(&mut self) {
         let _ = self.stop_all();
     }
+}
+
+/// What one try of a request at a node came to (see `Cluster::at_leader`).
+enum Attempt<T> {
+    /// The answer.
+    Done(T),
+    /// Not the leader; this one is, if known.
+    Redirect(Option<NodeId>),
+    /// Try the same node again after a tick.
+    Again,
+    /// Try another node after a tick.
+    Elsewhere,
+    /// The node's own timeout passed.
+    TimedOut,
+    /// A failure a retry cannot fix; with `true`, the next request goes to another node.
+    Failed(ClusterError, bool),
 }
