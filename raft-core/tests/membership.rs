@@ -98,8 +98,8 @@ fn add_a_voter() {
     assert!(leader_membership(&sim).is_joint());
     settle(&mut sim, &target);
     assert_eq!(leader_membership(&sim).voters(), &voters(&[1, 2, 3, 4])[..]);
-    // The new voter has the whole log and counts: with two of the old voters down, the
-    // remaining old voter and the new one are not a majority of four, but with one down they are.
+    // The new voter counts: with node 1 down, a majority of the four voters is nodes 2, 3 and
+    // 4, so nothing commits (nor, if node 1 led, is anyone elected) without node 4.
     sim.crash_node(ix(1)).expect("crash");
     commit_one(&mut sim);
     assert_eq!(

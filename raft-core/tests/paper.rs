@@ -104,16 +104,16 @@ fn follower_rejects_append_from_older_term_and_stale_leader_steps_down() {
 }
 
 /// Raft §5.1, Figure 2 RequestVote receiver rule 1: a vote request from an older term is not
-/// granted, and changes neither the receiver's term nor its vote.
+/// granted, and changes neither the receiver's term nor its vote. The refusal carries the current
+/// term, so a candidate that fell behind learns the term it must beat.
 #[test]
 fn stale_term_vote_request_is_not_granted() {
     let mut h = Harness::restored(1, restored(THREE, 3, None, &[1, 2], 0));
     let out = h.recv(vote_request(2, 1, 2, LogId::new(2, 9)));
-    assert!(
-        !out.vote_responses()
-            .iter()
-            .any(|&(_, _, granted, _)| granted),
-        "granted a vote in an older term"
+    assert_eq!(
+        out.vote_responses(),
+        [(2, 3, false, false)],
+        "a stale vote request is refused with the current term"
     );
     assert!(out.writes.is_empty());
     assert_eq!(h.node.term(), Term(3));
@@ -1311,6 +1311,42 @@ fn duplicate_persisted_is_harmless() {
 }
 
 // ---- untrusted input -------------------------------------------------------------------------
+
+/// Raft thesis §4.1: requests are processed whatever the receiver's configuration says about the
+/// sender. A node that has not yet received the configuration that added its new leader must
+/// still follow that leader, or it could never catch up with the log that would tell it.
+#[test]
+fn requests_from_a_leader_outside_the_configuration_are_heard() {
+    let mut h = Harness::restored(2, restored(THREE, 2, None, &[1, 2], 0));
+    // Node 9 is not in node 2's configuration {1, 2, 3}, but leads term 3.
+    let out = h.recv(append(9, 2, 3, LogId::new(2, 2), &[3], 0));
+    assert_eq!(h.node.term(), Term(3));
+    assert_eq!(h.node.leader(), Some(id(9)));
+    assert!(
+        out.append_responses().is_empty(),
+        "acknowledged before durable"
+    );
+    let out = h.persist();
+    assert_eq!(
+        out.append_responses(),
+        [(
+            9,
+            3,
+            AppendOutcome::Accepted {
+                match_index: Index(3)
+            }
+        )]
+    );
+    // Its answers are not: a response from a non-member is rejected and changes nothing.
+    let before = h.node.status();
+    let (result, out) = h.try_recv(heartbeat_response(9, 2, 3, 0));
+    assert_eq!(
+        result,
+        Err(StepError::Rejected(Reject::UnknownSender { from: id(9) }))
+    );
+    assert!(out.is_empty());
+    assert_eq!(h.node.status(), before);
+}
 
 /// Messages that cannot come from a correct peer are rejected with a typed error, counted, and
 /// change nothing.

@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use raft_core::NodeId;
+use raft_core::sim::SimRng;
 use raft_std::cluster::{Cluster, ClusterError, ClusterOptions, FileStorageFactory};
 use raft_std::kv::{ClientId, KvCommand, KvConfig, KvQuery, KvRequest, KvResponse, KvStore};
 use raft_std::runtime::{NodeError, Proposal, ProposeError};
@@ -27,27 +28,6 @@ type KvCluster = Cluster<KvStore, FileStorageFactory<FaultyFs>>;
 
 const WAIT: Duration = Duration::from_secs(10);
 const CLIENTS: u64 = 4;
-
-/// SplitMix64, for the test's own choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -95,12 +75,12 @@ struct Op {
 }
 
 impl Client {
-    fn next_op(&mut self, index: usize, rng: &mut Rng) -> Op {
+    fn next_op(&mut self, index: usize, rng: &mut SimRng) -> Op {
         self.seq += 1;
         let c = self.id.0;
-        let (command, expect, key, value) = if rng.chance(50) {
+        let (command, expect, key, value) = if rng.chance(500000) {
             let key = format!("k-{c}-{}", self.seq).into_bytes();
-            let value = format!("v-{c}-{}-{}", self.seq, rng.next()).into_bytes();
+            let value = format!("v-{c}-{}-{}", self.seq, rng.next_u64()).into_bytes();
             (
                 KvCommand::set(key.clone(), value.clone()),
                 KvResponse::Ok,
@@ -165,7 +145,7 @@ fn acked(model: &mut Model, op: &Op, response: &KvResponse) {
 }
 
 /// One write per client, retried until acknowledged.
-fn write_all(cluster: &KvCluster, clients: &mut [Client], model: &mut Model, rng: &mut Rng) {
+fn write_all(cluster: &KvCluster, clients: &mut [Client], model: &mut Model, rng: &mut SimRng) {
     for (i, client) in clients.iter_mut().enumerate() {
         let op = client.next_op(i, rng);
         let response = retry(cluster, &op);
@@ -191,8 +171,8 @@ fn verify(cluster: &KvCluster, model: &Model) {
     );
 }
 
-fn random_mode(rng: &mut Rng) -> CrashMode {
-    if rng.chance(30) {
+fn random_mode(rng: &mut SimRng) -> CrashMode {
+    if rng.chance(300000) {
         CrashMode::Tear
     } else {
         CrashMode::LoseUnsynced
@@ -219,7 +199,7 @@ struct Outcome {
 }
 
 fn run(seed: u64, rounds: u64) -> Outcome {
-    let mut rng = Rng(seed);
+    let mut rng = SimRng::new(seed);
     let mut cluster = start(seed);
     let mut clients = clients();
     let mut model = Model::default();
@@ -243,7 +223,7 @@ fn run(seed: u64, rounds: u64) -> Outcome {
             inflight.push((op, proposal));
         }
         thread::sleep(Duration::from_millis(rng.below(6)));
-        let victim = if rng.chance(40) {
+        let victim = if rng.chance(400000) {
             leader
         } else {
             let others: Vec<NodeId> = cluster
@@ -358,7 +338,7 @@ fn stopped_cause(cluster: &KvCluster, id: NodeId) -> String {
 fn eio_on_fsync_stops_that_node_and_the_others_keep_serving() {
     // Once at a follower, once at the leader.
     for (seed, at_leader) in [(11, false), (12, true)] {
-        let mut rng = Rng(seed);
+        let mut rng = SimRng::new(seed);
         let mut cluster = start(seed);
         let mut clients = clients();
         let mut model = Model::default();
@@ -428,7 +408,7 @@ fn eio_on_fsync_stops_that_node_and_the_others_keep_serving() {
 
 #[test]
 fn damaged_storage_fails_the_restart_with_an_error() {
-    let mut rng = Rng(21);
+    let mut rng = SimRng::new(21);
     let mut cluster = start(21);
     let mut clients = clients();
     let mut model = Model::default();

@@ -2,28 +2,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 
 use raft_core::Index;
+use raft_core::sim::SimRng;
 
 use super::*;
 
-/// SplitMix64: a local deterministic RNG for property tests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
+/// One of `items`, chosen by `rng`.
+fn pick<'a, T>(rng: &mut SimRng, items: &'a [T]) -> &'a T {
+    &items[rng.below(items.len() as u64) as usize]
 }
 
 /// A store and the next log index to apply at.
@@ -438,32 +423,32 @@ fn zero_session_cap_counts_as_one() {
 
 /// A random log of requests from `clients` clients, with retries, stale and seq-0 writes,
 /// and now and then garbage.
-fn random_log(rng: &mut Rng, len: usize, clients: u64) -> Vec<Vec<u8>> {
+fn random_log(rng: &mut SimRng, len: usize, clients: u64) -> Vec<Vec<u8>> {
     let key_pool = ["a", "b", "c", "counter", "long-key", ""];
     let value_pool = ["", "1", "-7", "x", "007", "9223372036854775807", "hello"];
     let mut next_seq: HashMap<u64, u64> = HashMap::new();
     let mut log = Vec::with_capacity(len);
     for _ in 0..len {
-        let key = rng.pick(&key_pool).as_bytes().to_vec();
-        let val = rng.pick(&value_pool).as_bytes().to_vec();
+        let key = pick(rng, &key_pool).as_bytes().to_vec();
+        let val = pick(rng, &value_pool).as_bytes().to_vec();
         let command = match rng.below(9) {
             0 => KvCommand::Set { key, value: val },
             1 => KvCommand::Del {
-                keys: vec![key, rng.pick(&key_pool).as_bytes().to_vec()],
+                keys: vec![key, pick(rng, &key_pool).as_bytes().to_vec()],
             },
             2 | 3 => KvCommand::IncrBy {
                 key,
-                delta: *rng.pick(&[1, -1, 5, i64::MAX, i64::MIN]),
+                delta: *pick(rng, &[1, -1, 5, i64::MAX, i64::MIN]),
             },
             4 => KvCommand::Append { key, value: val },
             5 => KvCommand::MSet {
                 pairs: vec![
                     (key, val),
-                    (rng.pick(&key_pool).as_bytes().to_vec(), b"2".to_vec()),
+                    (pick(rng, &key_pool).as_bytes().to_vec(), b"2".to_vec()),
                 ],
             },
             6 => KvCommand::Read(KvQuery::MGet {
-                keys: vec![key, rng.pick(&key_pool).as_bytes().to_vec()],
+                keys: vec![key, pick(rng, &key_pool).as_bytes().to_vec()],
             }),
             7 => KvCommand::Read(KvQuery::Exists { keys: vec![key] }),
             _ => KvCommand::Read(KvQuery::DbSize),
@@ -497,7 +482,7 @@ fn replicas_applying_the_same_log_end_byte_identical() {
         max_sessions: 5,
     };
     for seed in 0..20 {
-        let mut rng = Rng(seed);
+        let mut rng = SimRng::new(seed);
         let log = random_log(&mut rng, 2_000, 12);
         let mut a = Node::new(config);
         let mut b = Node::new(config);
@@ -647,7 +632,7 @@ fn store_matches_the_model_on_random_logs() {
         max_sessions: 1_000,
     };
     for seed in 100..150 {
-        let mut rng = Rng(seed);
+        let mut rng = SimRng::new(seed);
         let log = random_log(&mut rng, 1_500, 6);
         let mut node = Node::new(config);
         let mut model = Model {
@@ -717,10 +702,10 @@ fn malformed_command_bytes_answer_an_error_and_change_nothing() {
     huge.pop();
     huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
     assert_eq!(n.apply_bytes(&huge), malformed);
-    let mut rng = Rng(7);
+    let mut rng = SimRng::new(7);
     for _ in 0..20_000 {
         let len = rng.below(40) as usize;
-        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         if let Ok(request) = decode_request(&bytes) {
             // Whatever decodes must also re-encode to the same bytes (the format is canonical
             // up to varint encodings, which postcard reads strictly).
@@ -864,12 +849,12 @@ impl Read for Trickle<'_> {
 #[test]
 fn large_state_streams_in_bounded_writes_and_reads_back_in_trickles() {
     let mut n = node();
-    let mut rng = Rng(42);
+    let mut rng = SimRng::new(42);
     let mut expected_bytes = 0;
     for i in 0..30_000_u32 {
         let key = format!("key:{i:08}").into_bytes();
         let len = rng.below(400) as usize;
-        let value: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let value: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         expected_bytes += key.len() + value.len();
         n.run(KvCommand::Set { key, value });
     }
@@ -1074,19 +1059,19 @@ fn restore_passes_io_errors_through() {
 #[test]
 fn restore_survives_random_garbage() {
     let snap = snapshot_of(&sample_store());
-    let mut rng = Rng(3);
+    let mut rng = SimRng::new(3);
     for _ in 0..2_000 {
         let mut bad = snap.clone();
         for _ in 0..=rng.below(4) {
             let i = rng.below(bad.len() as u64) as usize;
-            bad[i] = rng.next() as u8;
+            bad[i] = rng.next_u64() as u8;
         }
         if bad != snap {
             let mut store = KvStore::default();
             assert!(store.restore(&mut &bad[..]).is_err());
         }
         let len = rng.below(200) as usize;
-        let junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         assert!(KvStore::default().restore(&mut &junk[..]).is_err());
     }
 }

@@ -386,26 +386,8 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raft_core::sim::SimRng;
     use raft_core::{Config, Index, Input, Node, NodeId, Outputs, Payload, Restored};
-
-    struct Rng(u64);
-
-    impl rand_core::TryRng for Rng {
-        type Error = std::convert::Infallible;
-        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-            self.try_next_u64().map(|v| (v >> 32) as u32)
-        }
-        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            Ok(self.0)
-        }
-        fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Self::Error> {
-            Ok(())
-        }
-    }
 
     fn membership() -> Membership {
         Membership::new(&[NodeId::MIN]).unwrap()
@@ -413,7 +395,7 @@ mod tests {
 
     /// A single-node cluster's leader, on `disk`, with its first writes (the vote, the no-op)
     /// appended and synced.
-    fn leader_on(disk: &MemDisk) -> (Node<Rng>, Outputs, MemStorage) {
+    fn leader_on(disk: &MemDisk) -> (Node<SimRng>, Outputs, MemStorage) {
         let (mut storage, r) = MemStorage::open(disk).unwrap();
         let restored = Restored {
             hard_state: r.hard_state,
@@ -421,14 +403,14 @@ mod tests {
             entries: r.entries,
             applied: Index::ZERO,
         };
-        let mut node = Node::restore(Config::new(NodeId::MIN), Rng(1), restored).unwrap();
+        let mut node = Node::restore(Config::new(NodeId::MIN), SimRng::new(1), restored).unwrap();
         let mut out = Outputs::new();
         node.step(Input::Campaign, &mut out).unwrap();
         sync_all(&mut node, &mut out, &mut storage);
         (node, out, storage)
     }
 
-    fn sync_all(node: &mut Node<Rng>, out: &mut Outputs, storage: &mut MemStorage) {
+    fn sync_all(node: &mut Node<SimRng>, out: &mut Outputs, storage: &mut MemStorage) {
         loop {
             let writes: Vec<Write> = out.drain_writes().collect();
             let Some(last) = writes.last().map(|w| w.id) else {
