@@ -64,9 +64,7 @@ impl<R: Rng> Node<R> {
         }
         let (in_log, index) = self.membership_as_of(last.index);
         check(
-            in_log == self.membership
-                && (index == self.config_index
-                    || (index == self.snapshot.last.index && self.config_index <= index)),
+            in_log == self.membership && index == self.config_index,
             "configuration in force is not the latest in the log",
         )?;
         check(

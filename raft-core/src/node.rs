@@ -45,8 +45,9 @@ pub struct Node<R> {
     pub(crate) leader: Option<NodeId>,
     pub(crate) log: RaftLog,
     pub(crate) membership: Membership,
-    /// The index of the log entry holding `membership` (the snapshot's index if it came from
-    /// the snapshot): the configuration in force is the latest in the log (Raft thesis §4.1).
+    /// The index of the log entry holding `membership`, or the snapshot's index if the
+    /// configuration comes from the snapshot (no configuration entry after it): the
+    /// configuration in force is the latest in the log (Raft thesis §4.1).
     pub(crate) config_index: Index,
     /// This node voted in the configuration before `membership` but not in `membership`: until
     /// `membership` is committed it may still be needed to elect a leader (thesis §4.2.2).

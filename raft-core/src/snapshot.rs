@@ -40,10 +40,10 @@ impl<R: Rng> Node<R> {
         if index == self.snapshot.last.index {
             return Some(self.snapshot.clone());
         }
-        let term = self.log.entry(index)?.id.term;
         if index < self.snapshot.last.index {
             return None;
         }
+        let term = self.log.entry(index)?.id.term;
         Some(SnapshotMeta {
             last: LogId { term, index },
             membership: self.membership_as_of(index).0,
@@ -69,6 +69,8 @@ impl<R: Rng> Node<R> {
             return Err(Misuse::SnapshotMismatch.into());
         }
         self.snapshot = meta;
+        // A configuration entry now inside the snapshot is the snapshot's configuration.
+        self.config_index = self.config_index.max(self.snapshot.last.index);
         let keep_from = self
             .snapshot
             .last
