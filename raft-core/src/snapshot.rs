@@ -281,6 +281,9 @@ impl<R: Rng> Node<R> {
             self.refresh_membership();
             self.commit = self.commit.max(id.index);
             self.incoming = None;
+            // A pending suggestion is answered by this snapshot: suggest again when the log
+            // outgrows the limit, as after one the application took.
+            self.snapshot_suggested = false;
         } else {
             self.durability
                 .write_snapshot(out, self.log.last_index(), part, None);

@@ -1455,3 +1455,50 @@ fn proposal_on_follower_is_refused_with_not_leader() {
     assert!(out.is_empty());
     assert_eq!(h.node.last_log(), LogId::ZERO);
 }
+
+// ---- §7 log compaction -----------------------------------------------------------------------
+
+/// Raft §7: the node suggests a snapshot whenever its log outgrows the configured size, also
+/// after it installed a snapshot from its leader (which replaces any snapshot the application was
+/// about to take): otherwise a follower that once installed one while a suggestion was pending
+/// would never be told again, and its log would grow without bound.
+#[test]
+fn snapshot_is_suggested_again_after_installing_one_from_the_leader() {
+    let suggested = |out: &common::Out| {
+        out.events
+            .iter()
+            .any(|e| matches!(e, raft_core::Event::SnapshotSuggested { .. }))
+    };
+    let mut h = Harness::with_config(2, THREE, |c| c.snapshot_log_entries = 4);
+    h.recv(append(1, 2, 1, LogId::ZERO, &[1; 6], 6));
+    h.persist();
+    let out = h.step(Input::Applied(Index(6)));
+    assert!(suggested(&out), "log of 6 entries past the limit of 4");
+    // Before the application takes it, a snapshot arrives from the leader.
+    let meta = raft_core::SnapshotMeta {
+        last: LogId::new(1, 10),
+        membership: common::membership(THREE),
+    };
+    let install = msg(
+        1,
+        2,
+        1,
+        MessageBody::InstallSnapshot {
+            meta: Box::new(meta),
+            offset: 0,
+            data: Payload::new(b"state"),
+            done: true,
+        },
+    );
+    h.recv(install);
+    h.persist();
+    h.step(Input::Applied(Index(10)));
+    // The log grows past the limit again: a new suggestion.
+    h.recv(append(1, 2, 1, LogId::new(1, 10), &[1; 6], 16));
+    h.persist();
+    let out = h.step(Input::Applied(Index(16)));
+    assert!(
+        suggested(&out),
+        "no suggestion after the installed snapshot"
+    );
+}
