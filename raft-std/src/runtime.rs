@@ -386,19 +386,7 @@ impl<M: StateMachine> RaftNode<M> {
             entries,
         } = recovered;
         if snapshot.last.index > Index::ZERO {
-            if storage.snapshot_meta().last != snapshot.last {
-                return Err(NodeError::SnapshotMissing {
-                    expected: snapshot.last,
-                });
-            }
-            let Some(mut reader) = storage.open_snapshot()? else {
-                return Err(NodeError::SnapshotMissing {
-                    expected: snapshot.last,
-                });
-            };
-            state_machine
-                .restore(&mut reader)
-                .map_err(NodeError::StateMachine)?;
+            load_snapshot(&mut storage, &mut state_machine, snapshot.last)?;
         }
         let applied = snapshot.last.index;
         let restored = Restored {
@@ -897,21 +885,13 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                     self.applied = entry.id.index;
                 }
                 Apply::Snapshot(meta) => {
-                    if self.storage.snapshot_meta().last != meta.last {
-                        return Err(NodeError::SnapshotMissing {
-                            expected: meta.last,
-                        });
-                    }
-                    let Some(mut reader) = self.storage.open_snapshot()? else {
-                        return Err(NodeError::SnapshotMissing {
-                            expected: meta.last,
-                        });
+                    load_snapshot(&mut self.storage, &mut self.sm, meta.last)?;
+                    // Proposals the snapshot covers: whether they made it is unknown here. (A
+                    // snapshot at the last possible index covers them all.)
+                    let later = match meta.last.index.next() {
+                        Some(next) => self.proposals.split_off(&next),
+                        None => BTreeMap::new(),
                     };
-                    self.sm
-                        .restore(&mut reader)
-                        .map_err(NodeError::StateMachine)?;
-                    // Proposals the snapshot covers: whether they made it is unknown here.
-                    let later = self.proposals.split_off(&Index(meta.last.index.0 + 1));
                     for (_, (_, reply)) in std::mem::replace(&mut self.proposals, later) {
                         let _ = reply.send(Err(ProposeError::Unknown));
                     }
@@ -1017,6 +997,21 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         self.storage.finish_snapshot(writer)?;
         self.step(Input::SnapshotTaken(Box::new(meta)))
     }
+}
+
+/// Restores `sm` from the snapshot `storage` holds, which must be `expected`.
+fn load_snapshot<M: StateMachine, St: Storage>(
+    storage: &mut St,
+    sm: &mut M,
+    expected: LogId,
+) -> Result<(), NodeError> {
+    if storage.snapshot_meta().last != expected {
+        return Err(NodeError::SnapshotMissing { expected });
+    }
+    let Some(mut reader) = storage.open_snapshot()? else {
+        return Err(NodeError::SnapshotMissing { expected });
+    };
+    sm.restore(&mut reader).map_err(NodeError::StateMachine)
 }
 
 /// SplitMix64 seeded from the node id, the clock and the process's random hasher keys. It only
