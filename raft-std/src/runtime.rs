@@ -26,7 +26,7 @@
 //! [`NodeStopped`] naming the cause, and every later call gets it too. Nonsense from the network
 //! is rejected by the core and counted; the node carries on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -411,10 +411,9 @@ impl<M: StateMachine> RaftNode<M> {
             shared: Arc::clone(&shared),
             tick: config.tick.max(Duration::from_micros(100)),
             last_tick: Instant::now(),
-            applied,
             proposals: BTreeMap::new(),
             reads_waiting: HashMap::new(),
-            reads_ready: Vec::new(),
+            reads_ready: VecDeque::new(),
             next_read: 0,
             chunk: Vec::new(),
             unreachable: Vec::new(),
@@ -647,14 +646,15 @@ struct Driver<M: StateMachine, St, T> {
     tick: Duration,
     /// When the last tick was stepped.
     last_tick: Instant,
-    /// The last index applied to the state machine (and reported to the core).
-    applied: Index,
     /// Proposals waiting to be applied, by log index, with the term of their entry.
     proposals: BTreeMap<Index, (Term, ProposeReply<M>)>,
     /// Reads waiting for the core to confirm leadership.
     reads_waiting: HashMap<u64, (M::Query, ReadReply<M>)>,
-    /// Confirmed reads waiting for the state machine to apply their index.
-    reads_ready: Vec<(Index, M::Query, ReadReply<M>)>,
+    /// Confirmed reads waiting for the state machine to apply their index, by index. The core
+    /// releases a node's reads with non-decreasing indexes (each is the commit index when the
+    /// read arrived, released in arrival order, and the commit index never decreases), so they
+    /// are appended at the back and served from the front.
+    reads_ready: VecDeque<(Index, M::Query, ReadReply<M>)>,
     next_read: u64,
     /// A reusable buffer for snapshot chunks.
     chunk: Vec<u8>,
@@ -824,27 +824,23 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         if self.out.sends().is_empty() {
             return Ok(());
         }
+        // Report each peer once per round of outputs: a probe to a peer that is down fails
+        // again, and reporting that at once would never let the round end.
         for msg in self.out.drain_sends() {
             if let Err(e) = self.transport.send(msg) {
-                if !self.unreachable.contains(&e.peer) {
+                if !self.unreachable.contains(&e.peer) && !self.reported.contains(&e.peer) {
                     self.unreachable.push(e.peer);
                 }
             }
         }
         self.transport.flush();
-        // Report each peer once per round of outputs: a probe to a peer that is down fails
-        // again, and reporting that at once would never let the round end.
-        let report: Vec<NodeId> = self
-            .unreachable
-            .iter()
-            .copied()
-            .filter(|p| !self.reported.contains(p))
-            .collect();
-        self.unreachable.clear();
-        for peer in report {
+        let mut report = std::mem::take(&mut self.unreachable);
+        for peer in report.drain(..) {
             self.reported.push(peer);
             self.step(Input::Unreachable(peer))?;
         }
+        // Keep the buffer's capacity for the next round.
+        self.unreachable = report;
         Ok(())
     }
 
@@ -866,8 +862,8 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         if self.out.apply().is_empty() {
             return Ok(());
         }
-        let items: Vec<Apply> = self.out.drain_apply().collect();
-        for item in items {
+        let mut applied = None;
+        for item in self.out.drain_apply() {
             match item {
                 Apply::Entry(entry) => {
                     let response = if entry.kind == EntryKind::Normal {
@@ -882,7 +878,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                         };
                         let _ = reply.send(result);
                     }
-                    self.applied = entry.id.index;
+                    applied = Some(entry.id.index);
                 }
                 Apply::Snapshot(meta) => {
                     load_snapshot(&mut self.storage, &mut self.sm, meta.last)?;
@@ -895,11 +891,13 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                     for (_, (_, reply)) in std::mem::replace(&mut self.proposals, later) {
                         let _ = reply.send(Err(ProposeError::Unknown));
                     }
-                    self.applied = meta.last.index;
+                    applied = Some(meta.last.index);
                 }
             }
         }
-        self.step(Input::Applied(self.applied))?;
+        if let Some(index) = applied {
+            self.step(Input::Applied(index))?;
+        }
         self.serve_ready_reads();
         Ok(())
     }
@@ -908,12 +906,14 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         if self.out.reads().is_empty() {
             return;
         }
-        let results: Vec<ReadResult> = self.out.drain_reads().collect();
-        for r in results {
+        for r in self.out.drain_reads() {
             match r {
                 ReadResult::Ready { id, index } => {
                     if let Some((query, reply)) = self.reads_waiting.remove(&id.0) {
-                        self.reads_ready.push((index, query, reply));
+                        // At the back, as the core promises (see `reads_ready`); were it ever
+                        // not so, the read still goes in its place in index order.
+                        let at = self.reads_ready.partition_point(|r| r.0 <= index);
+                        self.reads_ready.insert(at, (index, query, reply));
                     }
                 }
                 ReadResult::Aborted { id } => {
@@ -928,14 +928,10 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
 
     /// Answers the confirmed reads whose index the state machine has applied.
     fn serve_ready_reads(&mut self) {
-        let applied = self.applied;
-        let mut i = 0;
-        while i < self.reads_ready.len() {
-            if self.reads_ready.get(i).is_some_and(|r| r.0 <= applied) {
-                let (_, query, reply) = self.reads_ready.swap_remove(i);
+        let applied = self.node.applied_index();
+        while self.reads_ready.front().is_some_and(|r| r.0 <= applied) {
+            if let Some((_, query, reply)) = self.reads_ready.pop_front() {
                 let _ = reply.send(Ok(self.sm.query(&query)));
-            } else {
-                i += 1;
             }
         }
     }
@@ -972,11 +968,13 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         if self.out.events().is_empty() {
             return Ok(());
         }
-        let events: Vec<Event> = self.out.drain_events().collect();
-        for event in events {
-            if let Event::SnapshotSuggested { .. } = event {
-                self.snapshot()?;
-            }
+        // Dropping the drain early (once a suggestion is found) still removes every event.
+        let suggested = self
+            .out
+            .drain_events()
+            .any(|e| matches!(e, Event::SnapshotSuggested { .. }));
+        if suggested {
+            self.snapshot()?;
         }
         Ok(())
     }
