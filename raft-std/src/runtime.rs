@@ -153,6 +153,35 @@ impl std::error::Error for NodeStopped {
     }
 }
 
+/// Why the node thread did not answer a call.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No answer in time. The node may only be busy (a slow disk, a large snapshot) and may
+    /// still act on the request.
+    Timeout,
+    /// The node is not running.
+    NodeStopped(NodeStopped),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("the node did not answer in time"),
+            Self::NodeStopped(s) => s.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Timeout => None,
+            Self::NodeStopped(s) => Some(s),
+        }
+    }
+}
+
 /// Why a proposal was not applied (or its outcome is not known).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -193,6 +222,15 @@ impl fmt::Display for ProposeError {
 
 impl std::error::Error for ProposeError {}
 
+impl From<CallError> for ProposeError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::NodeStopped(s) => Self::NodeStopped(s),
+        }
+    }
+}
+
 /// Why a read was not served.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -227,12 +265,23 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+impl From<CallError> for ReadError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::NodeStopped(s) => Self::NodeStopped(s),
+        }
+    }
+}
+
 /// Why a leadership transfer was not started.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum TransferError {
     /// The core refused it (not the leader, the target is not a voter).
     Refused(Refusal),
+    /// No answer in time. The transfer may still start.
+    Timeout,
     /// The node is not running.
     NodeStopped(NodeStopped),
 }
@@ -241,12 +290,22 @@ impl fmt::Display for TransferError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Refused(r) => write!(f, "transfer refused: {r:?}"),
+            Self::Timeout => f.write_str("transfer request timed out"),
             Self::NodeStopped(s) => s.fmt(f),
         }
     }
 }
 
 impl std::error::Error for TransferError {}
+
+impl From<CallError> for TransferError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::NodeStopped(s) => Self::NodeStopped(s),
+        }
+    }
+}
 
 type ProposeReply<M> = Sender<Result<<M as StateMachine>::Response, ProposeError>>;
 type ReadReply<M> = Sender<Result<<M as StateMachine>::QueryResponse, ReadError>>;
@@ -334,13 +393,7 @@ impl<M: StateMachine> Proposal<M> {
     ///
     /// See [`ProposeError`]; [`ProposeError::Timeout`] if `timeout` passed first.
     pub fn wait(self, timeout: Duration) -> Result<M::Response, ProposeError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(ProposeError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(ProposeError::NodeStopped(self.shared.stopped()))
-            }
-        }
+        recv(&self.rx, timeout, &self.shared)?
     }
 
     /// The outcome, if it is known already.
@@ -357,6 +410,14 @@ impl<M: StateMachine> Proposal<M> {
             }
         }
     }
+}
+
+/// Waits up to `timeout` for the node thread's answer on `rx`.
+fn recv<T>(rx: &Receiver<T>, timeout: Duration, shared: &Shared) -> Result<T, CallError> {
+    rx.recv_timeout(timeout).map_err(|e| match e {
+        RecvTimeoutError::Timeout => CallError::Timeout,
+        RecvTimeoutError::Disconnected => CallError::NodeStopped(shared.stopped()),
+    })
 }
 
 impl<M: StateMachine> RaftNode<M> {
@@ -451,6 +512,18 @@ impl<M: StateMachine> RaftNode<M> {
         }
     }
 
+    /// Sends the request `make` builds around a reply channel and waits up to `timeout` for
+    /// the answer.
+    fn call<T>(
+        &self,
+        make: impl FnOnce(Sender<T>) -> Request<M>,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
+        let (reply, rx) = mpsc::channel();
+        self.send(make(reply)).map_err(CallError::NodeStopped)?;
+        recv(&rx, timeout, &self.shared)
+    }
+
     /// Proposes `command` and returns at once; [`Proposal::wait`] for the outcome.
     ///
     /// # Errors
@@ -511,40 +584,26 @@ impl<M: StateMachine> RaftNode<M> {
         query: M::Query,
         timeout: Duration,
     ) -> Result<M::QueryResponse, ReadError> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Request::Read { query, reply })
-            .map_err(ReadError::NodeStopped)?;
-        match rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(ReadError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(ReadError::NodeStopped(self.shared.stopped()))
-            }
-        }
+        self.call(|reply| Request::Read { query, reply }, timeout)?
     }
 
     /// The node's current state: role, term, leader, indexes, per-peer progress.
     ///
     /// # Errors
     ///
-    /// [`NodeStopped`] if the node is not running.
-    pub fn status(&self) -> Result<Status, NodeStopped> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Request::Status { reply })?;
-        rx.recv_timeout(self.timeout)
-            .map_err(|_| self.shared.stopped())
+    /// [`CallError::NodeStopped`] if the node is not running; [`CallError::Timeout`] if it did
+    /// not answer within the configured request timeout.
+    pub fn status(&self) -> Result<Status, CallError> {
+        self.call(|reply| Request::Status { reply }, self.timeout)
     }
 
     /// The core's counters: elections, rejected network input, refusals, aborted reads.
     ///
     /// # Errors
     ///
-    /// [`NodeStopped`] if the node is not running.
-    pub fn stats(&self) -> Result<Stats, NodeStopped> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Request::Stats { reply })?;
-        rx.recv_timeout(self.timeout)
-            .map_err(|_| self.shared.stopped())
+    /// As for [`RaftNode::status`].
+    pub fn stats(&self) -> Result<Stats, CallError> {
+        self.call(|reply| Request::Stats { reply }, self.timeout)
     }
 
     /// Asks this node, the leader, to hand leadership to `to`. Returns once the transfer has
@@ -554,13 +613,7 @@ impl<M: StateMachine> RaftNode<M> {
     ///
     /// See [`TransferError`].
     pub fn transfer_leader(&self, to: NodeId) -> Result<(), TransferError> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Request::Transfer { to, reply })
-            .map_err(TransferError::NodeStopped)?;
-        match rx.recv_timeout(self.timeout) {
-            Ok(result) => result,
-            Err(_) => Err(TransferError::NodeStopped(self.shared.stopped())),
-        }
+        self.call(|reply| Request::Transfer { to, reply }, self.timeout)?
     }
 
     /// Whether the node thread is still running.

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Answer, Query, WAIT, cluster, wait_converged};
-use raft_std::runtime::{ProposeError, ReadError};
+use raft_std::runtime::{CallError, ProposeError, ReadError};
 use raft_std::storage::StorageError;
 
 #[test]
@@ -130,7 +130,9 @@ fn a_failed_sync_stops_the_node_and_names_the_cause() {
     cluster
         .wait_for(WAIT, "the follower to stop", |_| !node.is_running())
         .unwrap();
-    let stopped = node.status().unwrap_err();
+    let Err(CallError::NodeStopped(stopped)) = node.status() else {
+        panic!("a stopped node answers NodeStopped");
+    };
     let cause = stopped.cause.expect("a cause");
     assert!(
         matches!(
@@ -164,7 +166,9 @@ fn shutdown_is_clean() {
     assert!(started.elapsed() < Duration::from_secs(5));
     for h in handles {
         assert!(!h.is_running());
-        let stopped = h.status().unwrap_err();
+        let Err(CallError::NodeStopped(stopped)) = h.status() else {
+            panic!("a shut down node answers NodeStopped");
+        };
         assert!(stopped.cause.is_none(), "a clean shutdown has no cause");
         assert!(h.shutdown().is_ok(), "shutting down twice is harmless");
     }
