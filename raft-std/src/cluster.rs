@@ -51,7 +51,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use raft_core::{Membership, NodeId, Refusal, Role};
+use raft_core::{Membership, NodeId, Payload, Refusal, Role};
 
 use crate::runtime::{NodeError, ProposeError, RaftNode, ReadError, RuntimeConfig};
 use crate::state_machine::StateMachine;
@@ -554,7 +554,9 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     /// [`ClusterError::Timeout`] after the cluster's timeout; [`ClusterError::Propose`] for an
     /// outcome a retry cannot fix or that is unknown (a timeout at the node, a node that
     /// stopped: the next call goes to another node).
-    pub fn propose(&self, command: Vec<u8>) -> Result<M::Response, ClusterError> {
+    pub fn propose(&self, command: impl Into<Payload>) -> Result<M::Response, ClusterError> {
+        // Converted once; each retry shares the bytes.
+        let command = command.into();
         self.at_leader("a proposal to commit", |node, remaining| {
             match node.propose_timeout(command.clone(), remaining) {
                 Ok(response) => Attempt::Done(response),

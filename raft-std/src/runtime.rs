@@ -313,7 +313,7 @@ type ReadReply<M> = Sender<Result<<M as StateMachine>::QueryResponse, ReadError>
 /// What a client asks of the node thread.
 enum Request<M: StateMachine> {
     Propose {
-        command: Vec<u8>,
+        command: Payload,
         reply: ProposeReply<M>,
     },
     Read {
@@ -526,12 +526,18 @@ impl<M: StateMachine> RaftNode<M> {
 
     /// Proposes `command` and returns at once; [`Proposal::wait`] for the outcome.
     ///
+    /// `command` is anything that converts into a [`Payload`]: a `Vec<u8>` or a
+    /// [`Payload`] is moved in without copying the bytes, a `&[u8]` is copied once.
+    ///
     /// # Errors
     ///
     /// [`NodeStopped`] if the node is not running.
-    pub fn propose_async(&self, command: Vec<u8>) -> Result<Proposal<M>, NodeStopped> {
+    pub fn propose_async(&self, command: impl Into<Payload>) -> Result<Proposal<M>, NodeStopped> {
         let (reply, rx) = mpsc::channel();
-        self.send(Request::Propose { command, reply })?;
+        self.send(Request::Propose {
+            command: command.into(),
+            reply,
+        })?;
         Ok(Proposal {
             rx,
             shared: Arc::clone(&self.shared),
@@ -544,7 +550,7 @@ impl<M: StateMachine> RaftNode<M> {
     /// # Errors
     ///
     /// See [`ProposeError`]. [`ProposeError::NotLeader`] names the leader to retry at.
-    pub fn propose(&self, command: Vec<u8>) -> Result<M::Response, ProposeError> {
+    pub fn propose(&self, command: impl Into<Payload>) -> Result<M::Response, ProposeError> {
         self.propose_timeout(command, self.timeout)
     }
 
@@ -555,7 +561,7 @@ impl<M: StateMachine> RaftNode<M> {
     /// See [`ProposeError`].
     pub fn propose_timeout(
         &self,
-        command: Vec<u8>,
+        command: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<M::Response, ProposeError> {
         self.propose_async(command)
@@ -821,8 +827,8 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         }
     }
 
-    fn propose(&mut self, command: Vec<u8>, reply: ProposeReply<M>) -> Result<(), NodeError> {
-        match self.node.propose(Payload::from(command), &mut self.out) {
+    fn propose(&mut self, command: Payload, reply: ProposeReply<M>) -> Result<(), NodeError> {
+        match self.node.propose(command, &mut self.out) {
             Ok(id) => {
                 if let Some((_, earlier)) = self.proposals.insert(id.index, (id.term, reply)) {
                     // A proposal from an earlier term at the same index: its entry is gone
