@@ -46,6 +46,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::ops::Bound::{Excluded, Unbounded};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -488,10 +489,20 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
         what: &str,
         mut done: impl FnMut(&Self) -> bool,
     ) -> Result<(), ClusterError> {
+        self.poll(timeout, what, |c| done(c).then_some(()))
+    }
+
+    /// Waits until `found` finds something, checking every tick; returns it.
+    fn poll<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut found: impl FnMut(&Self) -> Option<T>,
+    ) -> Result<T, ClusterError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if done(self) {
-                return Ok(());
+            if let Some(value) = found(self) {
+                return Ok(value);
             }
             if Instant::now() >= deadline {
                 return Err(ClusterError::Timeout {
@@ -508,37 +519,25 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     ///
     /// [`ClusterError::Timeout`] if none does within `timeout`.
     pub fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
-        let mut leader = None;
-        self.wait_for(timeout, "a leader", |c| {
-            leader = c.leader();
-            leader.is_some()
-        })?;
-        leader.ok_or_else(|| ClusterError::Timeout {
-            what: "a leader".to_owned(),
-        })
+        self.poll(timeout, "a leader", Self::leader)
     }
 
     /// The node to try first, and the one after `after` in turn. Nodes whose thread stopped
     /// (on a storage error, say) are skipped.
     fn target(&self, after: Option<NodeId>) -> Option<NodeId> {
         let alive = |id: &NodeId| self.nodes.get(id).is_some_and(RaftNode::is_running);
-        if after.is_none() {
+        let Some(a) = after else {
             let hint = *self.hint.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(h) = hint.filter(alive) {
-                return Some(h);
-            }
-        }
-        let mut running = self.nodes.keys().copied().filter(alive);
-        match after {
-            None => running.next(),
-            Some(a) => self
-                .nodes
-                .keys()
-                .copied()
+            return hint
                 .filter(alive)
-                .find(|&id| id > a)
-                .or_else(|| running.next()),
-        }
+                .or_else(|| self.nodes.keys().copied().find(alive));
+        };
+        // The nodes after `a`, then from the first one round to `a`: each looked at once.
+        self.nodes
+            .range((Excluded(a), Unbounded))
+            .chain(self.nodes.range(..=a))
+            .map(|(&id, _)| id)
+            .find(alive)
     }
 
     fn set_hint(&self, id: Option<NodeId>) {
