@@ -43,6 +43,7 @@ use raft_core::{
 };
 
 use crate::state_machine::StateMachine;
+use crate::storage::faulty::splitmix;
 use crate::storage::{Recovered, Storage, StorageError};
 use crate::transport::{Inbound, Inbox, InboxSender, Transport};
 
@@ -1095,11 +1096,7 @@ impl rand_core::TryRng for SeedRng {
     }
 
     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Ok(z ^ (z >> 31))
+        Ok(splitmix(&mut self.0))
     }
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
