@@ -49,6 +49,13 @@ use crate::transport::{Inbound, Inbox, InboxSender, Transport};
 
 /// How a node runs: the core's [`Config`], the length of a tick and the default time callers
 /// wait.
+///
+/// Snapshots are taken synchronously on the node thread: when the core suggests one, the
+/// thread streams the whole state machine into storage before it steps anything else. While it
+/// does, no ticks, messages or requests are handled, so a large state can hold up heartbeats
+/// long enough for followers to elect another leader (and callers may see timeouts). Size the
+/// election timeout (and [`Config::snapshot_log_entries`], how often snapshots come) with the
+/// time a snapshot takes.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RuntimeConfig {
