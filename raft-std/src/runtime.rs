@@ -38,8 +38,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use raft_core::{
-    Apply, Config, EntryKind, Event, Index, Input, LogId, Node, NodeId, Outputs, Payload, ReadId,
-    ReadResult, Refusal, RestoreError, Restored, SnapshotChunk, Stats, Status, StepError, Term,
+    Apply, Config, EntryKind, Event, Index, Input, LogId, Membership, Node, NodeId, Outputs,
+    Payload, ReadId, ReadResult, Refusal, RestoreError, Restored, SnapshotChunk, Stats, Status,
+    StepError, Term,
 };
 
 use crate::state_machine::StateMachine;
@@ -315,6 +316,48 @@ impl From<CallError> for TransferError {
     }
 }
 
+/// Why a membership change was not started.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum MembershipChangeError {
+    /// This node is not the leader; `leader` is the one it knows of, to redirect to.
+    NotLeader {
+        /// The leader this node believes in.
+        leader: Option<NodeId>,
+    },
+    /// The core refused it: [`Refusal::ChangePending`] (an earlier change is not finished:
+    /// retry later), [`Refusal::TransferInProgress`], [`Refusal::InvalidMembership`],
+    /// [`Refusal::Exhausted`].
+    Refused(Refusal),
+    /// No answer in time. The change may still have started.
+    Timeout,
+    /// The node is not running.
+    NodeStopped(NodeStopped),
+}
+
+impl fmt::Display for MembershipChangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLeader { leader: Some(l) } => write!(f, "not the leader; node {l} is"),
+            Self::NotLeader { leader: None } => f.write_str("not the leader; no leader known"),
+            Self::Refused(r) => write!(f, "membership change refused: {r:?}"),
+            Self::Timeout => f.write_str("membership change timed out (it may have started)"),
+            Self::NodeStopped(s) => s.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for MembershipChangeError {}
+
+impl From<CallError> for MembershipChangeError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::NodeStopped(s) => Self::NodeStopped(s),
+        }
+    }
+}
+
 type ProposeReply<M> = Sender<Result<<M as StateMachine>::Response, ProposeError>>;
 type ReadReply<M> = Sender<Result<<M as StateMachine>::QueryResponse, ReadError>>;
 
@@ -337,6 +380,11 @@ enum Request<M: StateMachine> {
     Transfer {
         to: NodeId,
         reply: Sender<Result<(), TransferError>>,
+    },
+    ChangeMembership {
+        // Boxed: a membership is large (inline arrays) and requests are small.
+        target: Box<Membership>,
+        reply: Sender<Result<LogId, MembershipChangeError>>,
     },
 }
 
@@ -630,6 +678,38 @@ impl<M: StateMachine> RaftNode<M> {
         self.call(|reply| Request::Transfer { to, reply }, self.timeout)?
     }
 
+    /// Asks this node, the leader, to change the cluster's membership to `target` (build it
+    /// with [`Membership::with_changes`] from the current one, [`Status::membership`]), and
+    /// waits up to the configured request timeout for the change to start. Returns the id of
+    /// the configuration entry appended: the joint configuration when the voters change (the
+    /// leader appends `target` itself once that commits), or `target` when only learners do.
+    ///
+    /// The change is finished when the leader has committed `target`; until then another change
+    /// is refused with [`Refusal::ChangePending`]. A node joining the cluster must be running
+    /// first, started on storage whose membership names the current voters and itself as a
+    /// learner (see [`Cluster::add_node`](crate::cluster::Cluster::add_node)).
+    ///
+    /// # Errors
+    ///
+    /// See [`MembershipChangeError`].
+    pub fn change_membership(&self, target: Membership) -> Result<LogId, MembershipChangeError> {
+        self.change_membership_timeout(target, self.timeout)
+    }
+
+    /// [`RaftNode::change_membership`] with its own timeout.
+    ///
+    /// # Errors
+    ///
+    /// See [`MembershipChangeError`].
+    pub fn change_membership_timeout(
+        &self,
+        target: Membership,
+        timeout: Duration,
+    ) -> Result<LogId, MembershipChangeError> {
+        let target = Box::new(target);
+        self.call(|reply| Request::ChangeMembership { target, reply }, timeout)?
+    }
+
     /// Whether the node thread is still running.
     #[must_use]
     pub fn is_running(&self) -> bool {
@@ -827,6 +907,17 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                     let result = match self.node.step(Input::TransferLeader(to), &mut self.out) {
                         Ok(()) => Ok(()),
                         Err(StepError::Refused(r)) => Err(TransferError::Refused(r)),
+                        Err(e) => return Err(NodeError::Core(e)),
+                    };
+                    let _ = reply.send(result);
+                }
+                Request::ChangeMembership { target, reply } => {
+                    let result = match self.node.change_membership(&target, &mut self.out) {
+                        Ok(id) => Ok(id),
+                        Err(StepError::Refused(Refusal::NotLeader { leader })) => {
+                            Err(MembershipChangeError::NotLeader { leader })
+                        }
+                        Err(StepError::Refused(r)) => Err(MembershipChangeError::Refused(r)),
                         Err(e) => return Err(NodeError::Core(e)),
                     };
                     let _ = reply.send(result);
