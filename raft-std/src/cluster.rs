@@ -46,14 +46,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::ops::Bound::{Excluded, Unbounded};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use raft_core::{Membership, NodeId, Refusal, Role};
+use raft_core::{LogId, Membership, NodeId, Payload, Refusal, Role};
 
-use crate::runtime::{NodeError, ProposeError, RaftNode, ReadError, RuntimeConfig};
+use crate::runtime::{
+    MembershipChangeError, NodeError, ProposeError, RaftNode, ReadError, RuntimeConfig,
+};
 use crate::state_machine::StateMachine;
 use crate::storage::faulty::{CrashMode, FaultyFs};
 use crate::storage::file::{FileStorage, Identity, Options};
@@ -324,6 +327,8 @@ pub enum ClusterError {
     Node(NodeId, Arc<NodeError>),
     /// There is no such node, or it is not running.
     NoSuchNode(NodeId),
+    /// The node is already part of the cluster (see [`Cluster::add_node`]).
+    NodeExists(NodeId),
     /// Waiting for `what` took longer than the timeout.
     Timeout {
         /// What was waited for.
@@ -333,6 +338,8 @@ pub enum ClusterError {
     Propose(ProposeError),
     /// A read failed in a way a retry cannot fix.
     Read(ReadError),
+    /// A membership change failed in a way a retry cannot fix (or its outcome is unknown).
+    MembershipChange(MembershipChangeError),
 }
 
 impl fmt::Display for ClusterError {
@@ -342,9 +349,11 @@ impl fmt::Display for ClusterError {
             Self::Storage(id, e) => write!(f, "node {id}: cannot open storage: {e}"),
             Self::Node(id, e) => write!(f, "node {id}: {e}"),
             Self::NoSuchNode(id) => write!(f, "node {id} is not running"),
+            Self::NodeExists(id) => write!(f, "node {id} is already in the cluster"),
             Self::Timeout { what } => write!(f, "timed out waiting for {what}"),
             Self::Propose(e) => write!(f, "proposal failed: {e}"),
             Self::Read(e) => write!(f, "read failed: {e}"),
+            Self::MembershipChange(e) => write!(f, "membership change failed: {e}"),
         }
     }
 }
@@ -488,10 +497,20 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
         what: &str,
         mut done: impl FnMut(&Self) -> bool,
     ) -> Result<(), ClusterError> {
+        self.poll(timeout, what, |c| done(c).then_some(()))
+    }
+
+    /// Waits until `found` finds something, checking every tick; returns it.
+    fn poll<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut found: impl FnMut(&Self) -> Option<T>,
+    ) -> Result<T, ClusterError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if done(self) {
-                return Ok(());
+            if let Some(value) = found(self) {
+                return Ok(value);
             }
             if Instant::now() >= deadline {
                 return Err(ClusterError::Timeout {
@@ -508,37 +527,25 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     ///
     /// [`ClusterError::Timeout`] if none does within `timeout`.
     pub fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
-        let mut leader = None;
-        self.wait_for(timeout, "a leader", |c| {
-            leader = c.leader();
-            leader.is_some()
-        })?;
-        leader.ok_or_else(|| ClusterError::Timeout {
-            what: "a leader".to_owned(),
-        })
+        self.poll(timeout, "a leader", Self::leader)
     }
 
     /// The node to try first, and the one after `after` in turn. Nodes whose thread stopped
     /// (on a storage error, say) are skipped.
     fn target(&self, after: Option<NodeId>) -> Option<NodeId> {
         let alive = |id: &NodeId| self.nodes.get(id).is_some_and(RaftNode::is_running);
-        if after.is_none() {
+        let Some(a) = after else {
             let hint = *self.hint.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(h) = hint.filter(alive) {
-                return Some(h);
-            }
-        }
-        let mut running = self.nodes.keys().copied().filter(alive);
-        match after {
-            None => running.next(),
-            Some(a) => self
-                .nodes
-                .keys()
-                .copied()
+            return hint
                 .filter(alive)
-                .find(|&id| id > a)
-                .or_else(|| running.next()),
-        }
+                .or_else(|| self.nodes.keys().copied().find(alive));
+        };
+        // The nodes after `a`, then from the first one round to `a`: each looked at once.
+        self.nodes
+            .range((Excluded(a), Unbounded))
+            .chain(self.nodes.range(..=a))
+            .map(|(&id, _)| id)
+            .find(alive)
     }
 
     fn set_hint(&self, id: Option<NodeId>) {
@@ -554,7 +561,9 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     /// [`ClusterError::Timeout`] after the cluster's timeout; [`ClusterError::Propose`] for an
     /// outcome a retry cannot fix or that is unknown (a timeout at the node, a node that
     /// stopped: the next call goes to another node).
-    pub fn propose(&self, command: Vec<u8>) -> Result<M::Response, ClusterError> {
+    pub fn propose(&self, command: impl Into<Payload>) -> Result<M::Response, ClusterError> {
+        // Converted once; each retry shares the bytes.
+        let command = command.into();
         self.at_leader("a proposal to commit", |node, remaining| {
             match node.propose_timeout(command.clone(), remaining) {
                 Ok(response) => Attempt::Done(response),
@@ -568,6 +577,33 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
                     let next_elsewhere = matches!(e, ProposeError::NodeStopped(_));
                     Attempt::Failed(ClusterError::Propose(e), next_elsewhere)
                 }
+            }
+        })
+    }
+
+    /// Starts a membership change towards `target` at the leader (found as for
+    /// [`Cluster::propose`]); returns the id of the configuration entry appended (see
+    /// [`RaftNode::change_membership`]). A change refused because an earlier one is not finished
+    /// ([`Refusal::ChangePending`]) or during a leadership transfer is retried, so consecutive
+    /// calls run one after the other.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Timeout`] after the cluster's timeout; [`ClusterError::MembershipChange`]
+    /// for a refusal a retry cannot fix (an invalid target) or an unknown outcome.
+    pub fn change_membership(&self, target: &Membership) -> Result<LogId, ClusterError> {
+        self.at_leader("a membership change to start", |node, remaining| match node
+            .change_membership_timeout(target.clone(), remaining)
+        {
+            Ok(id) => Attempt::Done(id),
+            Err(MembershipChangeError::NotLeader { leader }) => Attempt::Redirect(leader),
+            Err(MembershipChangeError::Refused(
+                Refusal::ChangePending | Refusal::TransferInProgress,
+            )) => Attempt::Again,
+            Err(MembershipChangeError::Timeout) => Attempt::TimedOut,
+            Err(e) => {
+                let next_elsewhere = matches!(e, MembershipChangeError::NodeStopped(_));
+                Attempt::Failed(ClusterError::MembershipChange(e), next_elsewhere)
             }
         })
     }
@@ -682,11 +718,42 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
         if self.nodes.contains_key(&id) {
             return Ok(());
         }
+        let membership = self.membership.clone();
+        self.start_node(id, &membership)
+    }
+
+    /// Starts a new node `id` that can join the running cluster: its storage is created with
+    /// the current voters (the leader's configuration) and itself as a learner, as a joining
+    /// node must be. It is not a member until a [`Cluster::change_membership`] adds it (as a
+    /// learner, then a voter); from then on [`Cluster::restart`] restarts it like any other.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NodeExists`] if `id` is already known; [`ClusterError::Timeout`] if no
+    /// leader is found within the cluster's timeout; storage that cannot be opened; a node that
+    /// cannot start.
+    pub fn add_node(&mut self, id: NodeId) -> Result<(), ClusterError> {
+        if self.ids.contains(&id) {
+            return Err(ClusterError::NodeExists(id));
+        }
+        let current = self.poll(self.timeout, "the leader's membership", |c| {
+            let leader = c.leader()?;
+            c.nodes.get(&leader)?.status().ok().map(|s| s.membership)
+        })?;
+        let membership =
+            Membership::with_learners(current.voters(), &[id]).map_err(ClusterError::Membership)?;
+        self.start_node(id, &membership)?;
+        self.ids.push(id);
+        Ok(())
+    }
+
+    /// Opens node `id`'s storage (created for `membership` if new) and starts the node.
+    fn start_node(&mut self, id: NodeId, membership: &Membership) -> Result<(), ClusterError> {
         let (storage, recovered) = self
             .storage
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
-            .open(id, &self.membership)
+            .open(id, membership)
             .map_err(|e| ClusterError::Storage(id, e))?;
         let (transport, inbox) = self.network.register(id);
         let mut config = self.runtime.clone();

@@ -26,7 +26,7 @@
 //! [`NodeStopped`] naming the cause, and every later call gets it too. Nonsense from the network
 //! is rejected by the core and counted; the node carries on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -38,16 +38,25 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use raft_core::{
-    Apply, Config, EntryKind, Event, Index, Input, LogId, Node, NodeId, Outputs, Payload, ReadId,
-    ReadResult, Refusal, RestoreError, Restored, SnapshotChunk, Stats, Status, StepError, Term,
+    Apply, Config, EntryKind, Event, Index, Input, LogId, Membership, Node, NodeId, Outputs,
+    Payload, ReadId, ReadResult, Refusal, RestoreError, Restored, SnapshotChunk, Stats, Status,
+    StepError, Term,
 };
 
 use crate::state_machine::StateMachine;
+use crate::storage::faulty::splitmix;
 use crate::storage::{Recovered, Storage, StorageError};
 use crate::transport::{Inbound, Inbox, InboxSender, Transport};
 
 /// How a node runs: the core's [`Config`], the length of a tick and the default time callers
 /// wait.
+///
+/// Snapshots are taken synchronously on the node thread: when the core suggests one, the
+/// thread streams the whole state machine into storage before it steps anything else. While it
+/// does, no ticks, messages or requests are handled, so a large state can hold up heartbeats
+/// long enough for followers to elect another leader (and callers may see timeouts). Size the
+/// election timeout (and [`Config::snapshot_log_entries`], how often snapshots come) with the
+/// time a snapshot takes.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RuntimeConfig {
@@ -153,6 +162,35 @@ impl std::error::Error for NodeStopped {
     }
 }
 
+/// Why the node thread did not answer a call.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No answer in time. The node may only be busy (a slow disk, a large snapshot) and may
+    /// still act on the request.
+    Timeout,
+    /// The node is not running.
+    NodeStopped(NodeStopped),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("the node did not answer in time"),
+            Self::NodeStopped(s) => s.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Timeout => None,
+            Self::NodeStopped(s) => Some(s),
+        }
+    }
+}
+
 /// Why a proposal was not applied (or its outcome is not known).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -193,6 +231,15 @@ impl fmt::Display for ProposeError {
 
 impl std::error::Error for ProposeError {}
 
+impl From<CallError> for ProposeError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::NodeStopped(s) => Self::NodeStopped(s),
+        }
+    }
+}
+
 /// Why a read was not served.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -227,12 +274,23 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+impl From<CallError> for ReadError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::NodeStopped(s) => Self::NodeStopped(s),
+        }
+    }
+}
+
 /// Why a leadership transfer was not started.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum TransferError {
     /// The core refused it (not the leader, the target is not a voter).
     Refused(Refusal),
+    /// No answer in time. The transfer may still start.
+    Timeout,
     /// The node is not running.
     NodeStopped(NodeStopped),
 }
@@ -241,6 +299,7 @@ impl fmt::Display for TransferError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Refused(r) => write!(f, "transfer refused: {r:?}"),
+            Self::Timeout => f.write_str("transfer request timed out"),
             Self::NodeStopped(s) => s.fmt(f),
         }
     }
@@ -248,13 +307,64 @@ impl fmt::Display for TransferError {
 
 impl std::error::Error for TransferError {}
 
+impl From<CallError> for TransferError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::NodeStopped(s) => Self::NodeStopped(s),
+        }
+    }
+}
+
+/// Why a membership change was not started.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum MembershipChangeError {
+    /// This node is not the leader; `leader` is the one it knows of, to redirect to.
+    NotLeader {
+        /// The leader this node believes in.
+        leader: Option<NodeId>,
+    },
+    /// The core refused it: [`Refusal::ChangePending`] (an earlier change is not finished:
+    /// retry later), [`Refusal::TransferInProgress`], [`Refusal::InvalidMembership`],
+    /// [`Refusal::Exhausted`].
+    Refused(Refusal),
+    /// No answer in time. The change may still have started.
+    Timeout,
+    /// The node is not running.
+    NodeStopped(NodeStopped),
+}
+
+impl fmt::Display for MembershipChangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLeader { leader: Some(l) } => write!(f, "not the leader; node {l} is"),
+            Self::NotLeader { leader: None } => f.write_str("not the leader; no leader known"),
+            Self::Refused(r) => write!(f, "membership change refused: {r:?}"),
+            Self::Timeout => f.write_str("membership change timed out (it may have started)"),
+            Self::NodeStopped(s) => s.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for MembershipChangeError {}
+
+impl From<CallError> for MembershipChangeError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::NodeStopped(s) => Self::NodeStopped(s),
+        }
+    }
+}
+
 type ProposeReply<M> = Sender<Result<<M as StateMachine>::Response, ProposeError>>;
 type ReadReply<M> = Sender<Result<<M as StateMachine>::QueryResponse, ReadError>>;
 
 /// What a client asks of the node thread.
 enum Request<M: StateMachine> {
     Propose {
-        command: Vec<u8>,
+        command: Payload,
         reply: ProposeReply<M>,
     },
     Read {
@@ -270,6 +380,11 @@ enum Request<M: StateMachine> {
     Transfer {
         to: NodeId,
         reply: Sender<Result<(), TransferError>>,
+    },
+    ChangeMembership {
+        // Boxed: a membership is large (inline arrays) and requests are small.
+        target: Box<Membership>,
+        reply: Sender<Result<LogId, MembershipChangeError>>,
     },
 }
 
@@ -334,13 +449,7 @@ impl<M: StateMachine> Proposal<M> {
     ///
     /// See [`ProposeError`]; [`ProposeError::Timeout`] if `timeout` passed first.
     pub fn wait(self, timeout: Duration) -> Result<M::Response, ProposeError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(ProposeError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(ProposeError::NodeStopped(self.shared.stopped()))
-            }
-        }
+        recv(&self.rx, timeout, &self.shared)?
     }
 
     /// The outcome, if it is known already.
@@ -357,6 +466,14 @@ impl<M: StateMachine> Proposal<M> {
             }
         }
     }
+}
+
+/// Waits up to `timeout` for the node thread's answer on `rx`.
+fn recv<T>(rx: &Receiver<T>, timeout: Duration, shared: &Shared) -> Result<T, CallError> {
+    rx.recv_timeout(timeout).map_err(|e| match e {
+        RecvTimeoutError::Timeout => CallError::Timeout,
+        RecvTimeoutError::Disconnected => CallError::NodeStopped(shared.stopped()),
+    })
 }
 
 impl<M: StateMachine> RaftNode<M> {
@@ -386,19 +503,7 @@ impl<M: StateMachine> RaftNode<M> {
             entries,
         } = recovered;
         if snapshot.last.index > Index::ZERO {
-            if storage.snapshot_meta().last != snapshot.last {
-                return Err(NodeError::SnapshotMissing {
-                    expected: snapshot.last,
-                });
-            }
-            let Some(mut reader) = storage.open_snapshot()? else {
-                return Err(NodeError::SnapshotMissing {
-                    expected: snapshot.last,
-                });
-            };
-            state_machine
-                .restore(&mut reader)
-                .map_err(NodeError::StateMachine)?;
+            load_snapshot(&mut storage, &mut state_machine, snapshot.last)?;
         }
         let applied = snapshot.last.index;
         let restored = Restored {
@@ -423,10 +528,9 @@ impl<M: StateMachine> RaftNode<M> {
             shared: Arc::clone(&shared),
             tick: config.tick.max(Duration::from_micros(100)),
             last_tick: Instant::now(),
-            applied,
             proposals: BTreeMap::new(),
             reads_waiting: HashMap::new(),
-            reads_ready: Vec::new(),
+            reads_ready: VecDeque::new(),
             next_read: 0,
             chunk: Vec::new(),
             unreachable: Vec::new(),
@@ -464,14 +568,32 @@ impl<M: StateMachine> RaftNode<M> {
         }
     }
 
+    /// Sends the request `make` builds around a reply channel and waits up to `timeout` for
+    /// the answer.
+    fn call<T>(
+        &self,
+        make: impl FnOnce(Sender<T>) -> Request<M>,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
+        let (reply, rx) = mpsc::channel();
+        self.send(make(reply)).map_err(CallError::NodeStopped)?;
+        recv(&rx, timeout, &self.shared)
+    }
+
     /// Proposes `command` and returns at once; [`Proposal::wait`] for the outcome.
+    ///
+    /// `command` is anything that converts into a [`Payload`]: a `Vec<u8>` or a
+    /// [`Payload`] is moved in without copying the bytes, a `&[u8]` is copied once.
     ///
     /// # Errors
     ///
     /// [`NodeStopped`] if the node is not running.
-    pub fn propose_async(&self, command: Vec<u8>) -> Result<Proposal<M>, NodeStopped> {
+    pub fn propose_async(&self, command: impl Into<Payload>) -> Result<Proposal<M>, NodeStopped> {
         let (reply, rx) = mpsc::channel();
-        self.send(Request::Propose { command, reply })?;
+        self.send(Request::Propose {
+            command: command.into(),
+            reply,
+        })?;
         Ok(Proposal {
             rx,
             shared: Arc::clone(&self.shared),
@@ -484,7 +606,7 @@ impl<M: StateMachine> RaftNode<M> {
     /// # Errors
     ///
     /// See [`ProposeError`]. [`ProposeError::NotLeader`] names the leader to retry at.
-    pub fn propose(&self, command: Vec<u8>) -> Result<M::Response, ProposeError> {
+    pub fn propose(&self, command: impl Into<Payload>) -> Result<M::Response, ProposeError> {
         self.propose_timeout(command, self.timeout)
     }
 
@@ -495,7 +617,7 @@ impl<M: StateMachine> RaftNode<M> {
     /// See [`ProposeError`].
     pub fn propose_timeout(
         &self,
-        command: Vec<u8>,
+        command: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<M::Response, ProposeError> {
         self.propose_async(command)
@@ -524,40 +646,26 @@ impl<M: StateMachine> RaftNode<M> {
         query: M::Query,
         timeout: Duration,
     ) -> Result<M::QueryResponse, ReadError> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Request::Read { query, reply })
-            .map_err(ReadError::NodeStopped)?;
-        match rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(ReadError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(ReadError::NodeStopped(self.shared.stopped()))
-            }
-        }
+        self.call(|reply| Request::Read { query, reply }, timeout)?
     }
 
     /// The node's current state: role, term, leader, indexes, per-peer progress.
     ///
     /// # Errors
     ///
-    /// [`NodeStopped`] if the node is not running.
-    pub fn status(&self) -> Result<Status, NodeStopped> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Request::Status { reply })?;
-        rx.recv_timeout(self.timeout)
-            .map_err(|_| self.shared.stopped())
+    /// [`CallError::NodeStopped`] if the node is not running; [`CallError::Timeout`] if it did
+    /// not answer within the configured request timeout.
+    pub fn status(&self) -> Result<Status, CallError> {
+        self.call(|reply| Request::Status { reply }, self.timeout)
     }
 
     /// The core's counters: elections, rejected network input, refusals, aborted reads.
     ///
     /// # Errors
     ///
-    /// [`NodeStopped`] if the node is not running.
-    pub fn stats(&self) -> Result<Stats, NodeStopped> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Request::Stats { reply })?;
-        rx.recv_timeout(self.timeout)
-            .map_err(|_| self.shared.stopped())
+    /// As for [`RaftNode::status`].
+    pub fn stats(&self) -> Result<Stats, CallError> {
+        self.call(|reply| Request::Stats { reply }, self.timeout)
     }
 
     /// Asks this node, the leader, to hand leadership to `to`. Returns once the transfer has
@@ -567,13 +675,39 @@ impl<M: StateMachine> RaftNode<M> {
     ///
     /// See [`TransferError`].
     pub fn transfer_leader(&self, to: NodeId) -> Result<(), TransferError> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Request::Transfer { to, reply })
-            .map_err(TransferError::NodeStopped)?;
-        match rx.recv_timeout(self.timeout) {
-            Ok(result) => result,
-            Err(_) => Err(TransferError::NodeStopped(self.shared.stopped())),
-        }
+        self.call(|reply| Request::Transfer { to, reply }, self.timeout)?
+    }
+
+    /// Asks this node, the leader, to change the cluster's membership to `target` (build it
+    /// with [`Membership::with_changes`] from the current one, [`Status::membership`]), and
+    /// waits up to the configured request timeout for the change to start. Returns the id of
+    /// the configuration entry appended: the joint configuration when the voters change (the
+    /// leader appends `target` itself once that commits), or `target` when only learners do.
+    ///
+    /// The change is finished when the leader has committed `target`; until then another change
+    /// is refused with [`Refusal::ChangePending`]. A node joining the cluster must be running
+    /// first, started on storage whose membership names the current voters and itself as a
+    /// learner (see [`Cluster::add_node`](crate::cluster::Cluster::add_node)).
+    ///
+    /// # Errors
+    ///
+    /// See [`MembershipChangeError`].
+    pub fn change_membership(&self, target: Membership) -> Result<LogId, MembershipChangeError> {
+        self.change_membership_timeout(target, self.timeout)
+    }
+
+    /// [`RaftNode::change_membership`] with its own timeout.
+    ///
+    /// # Errors
+    ///
+    /// See [`MembershipChangeError`].
+    pub fn change_membership_timeout(
+        &self,
+        target: Membership,
+        timeout: Duration,
+    ) -> Result<LogId, MembershipChangeError> {
+        let target = Box::new(target);
+        self.call(|reply| Request::ChangeMembership { target, reply }, timeout)?
     }
 
     /// Whether the node thread is still running.
@@ -659,14 +793,15 @@ struct Driver<M: StateMachine, St, T> {
     tick: Duration,
     /// When the last tick was stepped.
     last_tick: Instant,
-    /// The last index applied to the state machine (and reported to the core).
-    applied: Index,
     /// Proposals waiting to be applied, by log index, with the term of their entry.
     proposals: BTreeMap<Index, (Term, ProposeReply<M>)>,
     /// Reads waiting for the core to confirm leadership.
     reads_waiting: HashMap<u64, (M::Query, ReadReply<M>)>,
-    /// Confirmed reads waiting for the state machine to apply their index.
-    reads_ready: Vec<(Index, M::Query, ReadReply<M>)>,
+    /// Confirmed reads waiting for the state machine to apply their index, by index. The core
+    /// releases a node's reads with non-decreasing indexes (each is the commit index when the
+    /// read arrived, released in arrival order, and the commit index never decreases), so they
+    /// are appended at the back and served from the front.
+    reads_ready: VecDeque<(Index, M::Query, ReadReply<M>)>,
     next_read: u64,
     /// A reusable buffer for snapshot chunks.
     chunk: Vec<u8>,
@@ -776,12 +911,23 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                     };
                     let _ = reply.send(result);
                 }
+                Request::ChangeMembership { target, reply } => {
+                    let result = match self.node.change_membership(&target, &mut self.out) {
+                        Ok(id) => Ok(id),
+                        Err(StepError::Refused(Refusal::NotLeader { leader })) => {
+                            Err(MembershipChangeError::NotLeader { leader })
+                        }
+                        Err(StepError::Refused(r)) => Err(MembershipChangeError::Refused(r)),
+                        Err(e) => return Err(NodeError::Core(e)),
+                    };
+                    let _ = reply.send(result);
+                }
             }
         }
     }
 
-    fn propose(&mut self, command: Vec<u8>, reply: ProposeReply<M>) -> Result<(), NodeError> {
-        match self.node.propose(Payload::from(command), &mut self.out) {
+    fn propose(&mut self, command: Payload, reply: ProposeReply<M>) -> Result<(), NodeError> {
+        match self.node.propose(command, &mut self.out) {
             Ok(id) => {
                 if let Some((_, earlier)) = self.proposals.insert(id.index, (id.term, reply)) {
                     // A proposal from an earlier term at the same index: its entry is gone
@@ -836,27 +982,23 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         if self.out.sends().is_empty() {
             return Ok(());
         }
+        // Report each peer once per round of outputs: a probe to a peer that is down fails
+        // again, and reporting that at once would never let the round end.
         for msg in self.out.drain_sends() {
             if let Err(e) = self.transport.send(msg) {
-                if !self.unreachable.contains(&e.peer) {
+                if !self.unreachable.contains(&e.peer) && !self.reported.contains(&e.peer) {
                     self.unreachable.push(e.peer);
                 }
             }
         }
         self.transport.flush();
-        // Report each peer once per round of outputs: a probe to a peer that is down fails
-        // again, and reporting that at once would never let the round end.
-        let report: Vec<NodeId> = self
-            .unreachable
-            .iter()
-            .copied()
-            .filter(|p| !self.reported.contains(p))
-            .collect();
-        self.unreachable.clear();
-        for peer in report {
+        let mut report = std::mem::take(&mut self.unreachable);
+        for peer in report.drain(..) {
             self.reported.push(peer);
             self.step(Input::Unreachable(peer))?;
         }
+        // Keep the buffer's capacity for the next round.
+        self.unreachable = report;
         Ok(())
     }
 
@@ -878,8 +1020,8 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         if self.out.apply().is_empty() {
             return Ok(());
         }
-        let items: Vec<Apply> = self.out.drain_apply().collect();
-        for item in items {
+        let mut applied = None;
+        for item in self.out.drain_apply() {
             match item {
                 Apply::Entry(entry) => {
                     let response = if entry.kind == EntryKind::Normal {
@@ -894,32 +1036,26 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                         };
                         let _ = reply.send(result);
                     }
-                    self.applied = entry.id.index;
+                    applied = Some(entry.id.index);
                 }
                 Apply::Snapshot(meta) => {
-                    if self.storage.snapshot_meta().last != meta.last {
-                        return Err(NodeError::SnapshotMissing {
-                            expected: meta.last,
-                        });
-                    }
-                    let Some(mut reader) = self.storage.open_snapshot()? else {
-                        return Err(NodeError::SnapshotMissing {
-                            expected: meta.last,
-                        });
+                    load_snapshot(&mut self.storage, &mut self.sm, meta.last)?;
+                    // Proposals the snapshot covers: whether they made it is unknown here. (A
+                    // snapshot at the last possible index covers them all.)
+                    let later = match meta.last.index.next() {
+                        Some(next) => self.proposals.split_off(&next),
+                        None => BTreeMap::new(),
                     };
-                    self.sm
-                        .restore(&mut reader)
-                        .map_err(NodeError::StateMachine)?;
-                    // Proposals the snapshot covers: whether they made it is unknown here.
-                    let later = self.proposals.split_off(&Index(meta.last.index.0 + 1));
                     for (_, (_, reply)) in std::mem::replace(&mut self.proposals, later) {
                         let _ = reply.send(Err(ProposeError::Unknown));
                     }
-                    self.applied = meta.last.index;
+                    applied = Some(meta.last.index);
                 }
             }
         }
-        self.step(Input::Applied(self.applied))?;
+        if let Some(index) = applied {
+            self.step(Input::Applied(index))?;
+        }
         self.serve_ready_reads();
         Ok(())
     }
@@ -928,12 +1064,14 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         if self.out.reads().is_empty() {
             return;
         }
-        let results: Vec<ReadResult> = self.out.drain_reads().collect();
-        for r in results {
+        for r in self.out.drain_reads() {
             match r {
                 ReadResult::Ready { id, index } => {
                     if let Some((query, reply)) = self.reads_waiting.remove(&id.0) {
-                        self.reads_ready.push((index, query, reply));
+                        // At the back, as the core promises (see `reads_ready`); were it ever
+                        // not so, the read still goes in its place in index order.
+                        let at = self.reads_ready.partition_point(|r| r.0 <= index);
+                        self.reads_ready.insert(at, (index, query, reply));
                     }
                 }
                 ReadResult::Aborted { id } => {
@@ -948,14 +1086,10 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
 
     /// Answers the confirmed reads whose index the state machine has applied.
     fn serve_ready_reads(&mut self) {
-        let applied = self.applied;
-        let mut i = 0;
-        while i < self.reads_ready.len() {
-            if self.reads_ready.get(i).is_some_and(|r| r.0 <= applied) {
-                let (_, query, reply) = self.reads_ready.swap_remove(i);
+        let applied = self.node.applied_index();
+        while self.reads_ready.front().is_some_and(|r| r.0 <= applied) {
+            if let Some((_, query, reply)) = self.reads_ready.pop_front() {
                 let _ = reply.send(Ok(self.sm.query(&query)));
-            } else {
-                i += 1;
             }
         }
     }
@@ -992,11 +1126,13 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         if self.out.events().is_empty() {
             return Ok(());
         }
-        let events: Vec<Event> = self.out.drain_events().collect();
-        for event in events {
-            if let Event::SnapshotSuggested { .. } = event {
-                self.snapshot()?;
-            }
+        // Dropping the drain early (once a suggestion is found) still removes every event.
+        let suggested = self
+            .out
+            .drain_events()
+            .any(|e| matches!(e, Event::SnapshotSuggested { .. }));
+        if suggested {
+            self.snapshot()?;
         }
         Ok(())
     }
@@ -1017,6 +1153,21 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         self.storage.finish_snapshot(writer)?;
         self.step(Input::SnapshotTaken(Box::new(meta)))
     }
+}
+
+/// Restores `sm` from the snapshot `storage` holds, which must be `expected`.
+fn load_snapshot<M: StateMachine, St: Storage>(
+    storage: &mut St,
+    sm: &mut M,
+    expected: LogId,
+) -> Result<(), NodeError> {
+    if storage.snapshot_meta().last != expected {
+        return Err(NodeError::SnapshotMissing { expected });
+    }
+    let Some(mut reader) = storage.open_snapshot()? else {
+        return Err(NodeError::SnapshotMissing { expected });
+    };
+    sm.restore(&mut reader).map_err(NodeError::StateMachine)
 }
 
 /// SplitMix64 seeded from the node id, the clock and the process's random hasher keys. It only
@@ -1043,11 +1194,7 @@ impl rand_core::TryRng for SeedRng {
     }
 
     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Ok(z ^ (z >> 31))
+        Ok(splitmix(&mut self.0))
     }
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {

@@ -18,7 +18,7 @@ use raft_core::NodeId;
 use raft_core::sim::SimRng;
 use raft_std::cluster::{Cluster, ClusterError, ClusterOptions, FileStorageFactory};
 use raft_std::kv::{ClientId, KvCommand, KvConfig, KvQuery, KvRequest, KvResponse, KvStore};
-use raft_std::runtime::{NodeError, Proposal, ProposeError};
+use raft_std::runtime::{CallError, NodeError, Proposal, ProposeError};
 use raft_std::storage::StorageError;
 use raft_std::storage::faulty::{CrashMode, FaultPlan, FaultyFs};
 use raft_std::storage::file::Options;
@@ -318,11 +318,10 @@ fn stopped_cause(cluster: &KvCluster, id: NodeId) -> String {
             c.node(id).is_some_and(|n| !n.is_running())
         })
         .expect("the node stops");
-    let err = cluster
-        .node(id)
-        .expect("still registered")
-        .status()
-        .expect_err("a stopped node has no status");
+    let Err(CallError::NodeStopped(err)) = cluster.node(id).expect("still registered").status()
+    else {
+        panic!("a stopped node has no status");
+    };
     let cause = err.cause.as_deref().expect("stopped by an error");
     assert!(
         matches!(

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Answer, Query, WAIT, cluster, wait_converged};
-use raft_std::runtime::{ProposeError, ReadError};
+use raft_std::runtime::{CallError, ProposeError, ReadError};
 use raft_std::storage::StorageError;
 
 #[test]
@@ -130,7 +130,9 @@ fn a_failed_sync_stops_the_node_and_names_the_cause() {
     cluster
         .wait_for(WAIT, "the follower to stop", |_| !node.is_running())
         .unwrap();
-    let stopped = node.status().unwrap_err();
+    let Err(CallError::NodeStopped(stopped)) = node.status() else {
+        panic!("a stopped node answers NodeStopped");
+    };
     let cause = stopped.cause.expect("a cause");
     assert!(
         matches!(
@@ -164,7 +166,9 @@ fn shutdown_is_clean() {
     assert!(started.elapsed() < Duration::from_secs(5));
     for h in handles {
         assert!(!h.is_running());
-        let stopped = h.status().unwrap_err();
+        let Err(CallError::NodeStopped(stopped)) = h.status() else {
+            panic!("a shut down node answers NodeStopped");
+        };
         assert!(stopped.cause.is_none(), "a clean shutdown has no cause");
         assert!(h.shutdown().is_ok(), "shutting down twice is harmless");
     }
@@ -213,4 +217,63 @@ fn nonsense_from_the_network_is_rejected_and_the_node_carries_on() {
     assert!(node.is_running());
     assert_eq!(cluster.propose(b"b".to_vec()).unwrap(), 2);
     wait_converged(&cluster, &lists, 2);
+}
+
+#[test]
+fn membership_change_adds_a_node_promotes_it_and_removes_a_voter() {
+    use raft_core::{Change, NodeId};
+
+    let (mut cluster, lists) = cluster(3, |_| {});
+    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    assert_eq!(cluster.propose(b"a".to_vec()).unwrap(), 1);
+    let membership = |c: &raft_std::cluster::Cluster<_, _>| {
+        let leader = c.wait_for_leader(WAIT).unwrap();
+        c.node(leader).unwrap().status().unwrap().membership
+    };
+
+    // A fourth node joins as a learner and catches up.
+    let four = NodeId::new(4).unwrap();
+    cluster.add_node(four).unwrap();
+    let with_learner = membership(&cluster)
+        .with_changes(&[Change::AddLearner(four)])
+        .unwrap();
+    cluster.change_membership(&with_learner).unwrap();
+    assert_eq!(cluster.propose(b"b".to_vec()).unwrap(), 2);
+    cluster
+        .wait_for(WAIT, "the learner to catch up", |_| lists.len(four) == 2)
+        .unwrap();
+
+    // Promoted to voter; then an original voter (not the leader) is removed. The second change
+    // is retried by the cluster until the first has finished.
+    let promoted = with_learner
+        .with_changes(&[Change::AddVoter(four)])
+        .unwrap();
+    cluster.change_membership(&promoted).unwrap();
+    let removed = *cluster
+        .running()
+        .iter()
+        .find(|&&n| n != leader && n != four)
+        .unwrap();
+    let target = promoted.with_changes(&[Change::Remove(removed)]).unwrap();
+    cluster.change_membership(&target).unwrap();
+    cluster
+        .wait_for(WAIT, "the leader to reach the target", |c| {
+            membership(c) == target
+        })
+        .unwrap();
+    assert!(!target.is_voter(removed) && target.is_voter(four));
+
+    // Proposals keep committing without the removed node and with the new voter needed for a
+    // majority: of the voters {leader, other, 4}, only the leader and node 4 stay up.
+    let other = *target
+        .voters()
+        .iter()
+        .find(|&&n| n != leader && n != four)
+        .unwrap();
+    cluster.crash(removed);
+    cluster.crash(other);
+    for i in 3..=5 {
+        assert_eq!(cluster.propose(vec![i as u8]).unwrap(), i);
+    }
+    wait_converged(&cluster, &lists, 5);
 }

@@ -72,21 +72,35 @@ enum Saved {
 }
 
 impl Saved {
-    fn from_response(response: &KvResponse) -> Option<Self> {
-        match *response {
-            KvResponse::Ok => Some(Self::Ok),
-            KvResponse::Integer(n) => Some(Self::Integer(n)),
-            KvResponse::Error(e) => Some(Self::Error(e)),
-            KvResponse::Value(_) | KvResponse::Values(_) => None,
-        }
-    }
-
     const fn to_response(self) -> KvResponse {
         match self {
             Self::Ok => KvResponse::Ok,
             Self::Integer(n) => KvResponse::Integer(n),
             Self::Error(e) => KvResponse::Error(e),
         }
+    }
+}
+
+/// A write: a [`KvCommand`] other than [`KvCommand::Read`].
+enum Write {
+    Set { key: Vec<u8>, value: Vec<u8> },
+    Del { keys: Vec<Vec<u8>> },
+    IncrBy { key: Vec<u8>, delta: i64 },
+    Append { key: Vec<u8>, value: Vec<u8> },
+    MSet { pairs: Vec<(Vec<u8>, Vec<u8>)> },
+}
+
+impl Write {
+    /// The write `command` is, or the query of a read through the log.
+    fn from_command(command: KvCommand) -> Result<Self, KvQuery> {
+        Ok(match command {
+            KvCommand::Set { key, value } => Self::Set { key, value },
+            KvCommand::Del { keys } => Self::Del { keys },
+            KvCommand::IncrBy { key, delta } => Self::IncrBy { key, delta },
+            KvCommand::Append { key, value } => Self::Append { key, value },
+            KvCommand::MSet { pairs } => Self::MSet { pairs },
+            KvCommand::Read(query) => return Err(query),
+        })
     }
 }
 
@@ -215,11 +229,12 @@ impl KvStore {
             seq,
             command,
         } = request;
-        if let KvCommand::Read(query) = &command {
-            return self.query(query);
-        }
+        let write = match Write::from_command(command) {
+            Ok(write) => write,
+            Err(query) => return self.query(&query),
+        };
         if seq == 0 {
-            return self.execute(command);
+            return self.execute(write).to_response();
         }
         match self.sessions.get(&client).copied() {
             Some(session) if seq == session.seq => {
@@ -228,15 +243,15 @@ impl KvStore {
             }
             Some(session) if seq < session.seq => KvResponse::Error(KvError::StaleSequence),
             Some(session) => {
-                let response = self.execute(command);
-                self.save(client, Some(session.last_used), seq, &response, index.0);
-                response
+                let response = self.execute(write);
+                self.save(client, Some(session.last_used), seq, response, index.0);
+                response.to_response()
             }
             None if seq == 1 => {
-                let response = self.execute(command);
-                self.save(client, None, seq, &response, index.0);
+                let response = self.execute(write);
+                self.save(client, None, seq, response, index.0);
                 self.evict();
-                response
+                response.to_response()
             }
             None => KvResponse::Error(KvError::SessionExpired),
         }
@@ -252,35 +267,19 @@ impl KvStore {
     }
 
     /// Records `response` as the answer to the client's write `seq` at `index`.
-    fn save(
-        &mut self,
-        client: ClientId,
-        old: Option<u64>,
-        seq: u64,
-        response: &KvResponse,
-        index: u64,
-    ) {
-        // A write only answers Ok, Integer or Error; anything else would be a bug here, and
-        // dropping the session (a later retry gets SessionExpired) is the safe fallback.
+    fn save(&mut self, client: ClientId, old: Option<u64>, seq: u64, response: Saved, index: u64) {
         if let Some(old) = old {
             self.lru.remove(&(old, client));
         }
-        match Saved::from_response(response) {
-            Some(response) => {
-                self.sessions.insert(
-                    client,
-                    Session {
-                        seq,
-                        response,
-                        last_used: index,
-                    },
-                );
-                self.lru.insert((index, client));
-            }
-            None => {
-                self.sessions.remove(&client);
-            }
-        }
+        self.sessions.insert(
+            client,
+            Session {
+                seq,
+                response,
+                last_used: index,
+            },
+        );
+        self.lru.insert((index, client));
     }
 
     /// Evicts least recently used sessions down to the cap.
@@ -295,16 +294,16 @@ impl KvStore {
     }
 
     /// Applies a write without looking at sessions.
-    fn execute(&mut self, command: KvCommand) -> KvResponse {
-        match command {
-            KvCommand::Set { key, value } => match self.check(&key, value.len()) {
-                Err(e) => KvResponse::Error(e),
+    fn execute(&mut self, write: Write) -> Saved {
+        match write {
+            Write::Set { key, value } => match self.check(&key, value.len()) {
+                Err(e) => Saved::Error(e),
                 Ok(()) => {
                     self.insert(key, value);
-                    KvResponse::Ok
+                    Saved::Ok
                 }
             },
-            KvCommand::Del { keys } => {
+            Write::Del { keys } => {
                 let mut removed = 0_i64;
                 for key in &keys {
                     if let Some(value) = self.data.remove(key.as_slice()) {
@@ -312,22 +311,21 @@ impl KvStore {
                         removed = removed.saturating_add(1);
                     }
                 }
-                KvResponse::Integer(removed)
+                Saved::Integer(removed)
             }
-            KvCommand::IncrBy { key, delta } => self.incr_by(key, delta),
-            KvCommand::Append { key, value } => self.append(key, &value),
-            KvCommand::MSet { pairs } => {
+            Write::IncrBy { key, delta } => self.incr_by(key, delta),
+            Write::Append { key, value } => self.append(key, &value),
+            Write::MSet { pairs } => {
                 for (key, value) in &pairs {
                     if let Err(e) = self.check(key, value.len()) {
-                        return KvResponse::Error(e);
+                        return Saved::Error(e);
                     }
                 }
                 for (key, value) in pairs {
                     self.insert(key, value);
                 }
-                KvResponse::Ok
+                Saved::Ok
             }
-            KvCommand::Read(query) => self.query(&query),
         }
     }
 
@@ -354,33 +352,34 @@ impl KvStore {
         };
     }
 
-    fn incr_by(&mut self, key: Vec<u8>, delta: i64) -> KvResponse {
-        if key.len() > self.config.max_key_len {
-            return KvResponse::Error(KvError::KeyTooLarge);
+    fn incr_by(&mut self, key: Vec<u8>, delta: i64) -> Saved {
+        // The key is checked first (with an empty value), as before any parsing.
+        if let Err(e) = self.check(&key, 0) {
+            return Saved::Error(e);
         }
         let current = match self.data.get(&key) {
             None => 0,
             Some(value) => match parse_i64(value) {
                 Some(n) => n,
-                None => return KvResponse::Error(KvError::NotAnInteger),
+                None => return Saved::Error(KvError::NotAnInteger),
             },
         };
         let Some(new) = current.checked_add(delta) else {
-            return KvResponse::Error(KvError::Overflow);
+            return Saved::Error(KvError::Overflow);
         };
         let value = new.to_string().into_bytes();
-        if value.len() > self.config.max_value_len {
-            return KvResponse::Error(KvError::ValueTooLarge);
+        if let Err(e) = self.check(&key, value.len()) {
+            return Saved::Error(e);
         }
         self.insert(key, value);
-        KvResponse::Integer(new)
+        Saved::Integer(new)
     }
 
-    fn append(&mut self, key: Vec<u8>, suffix: &[u8]) -> KvResponse {
+    fn append(&mut self, key: Vec<u8>, suffix: &[u8]) -> Saved {
         let old_len = self.data.get(&key).map_or(0, Vec::len);
         let new_len = old_len.saturating_add(suffix.len());
         if let Err(e) = self.check(&key, new_len) {
-            return KvResponse::Error(e);
+            return Saved::Error(e);
         }
         if let Some(value) = self.data.get_mut(&key) {
             value.extend_from_slice(suffix);
@@ -388,7 +387,7 @@ impl KvStore {
         } else {
             self.insert(key, suffix.to_vec());
         }
-        KvResponse::Integer(i64::try_from(new_len).unwrap_or(i64::MAX))
+        Saved::Integer(i64::try_from(new_len).unwrap_or(i64::MAX))
     }
 }
 
