@@ -226,3 +226,40 @@ fn data_without_identity_is_refused() {
     let err = FileStorage::open(StdFs, tmp.path(), identity(), membership()).unwrap_err();
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
 }
+
+#[test]
+fn own_snapshot_finished_after_a_newer_received_one_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut s, _) = open(tmp.path());
+    s.append(&w(1).hs(1, Some(1)).entries(1, 1, 10, 8).0)
+        .unwrap();
+    s.sync().unwrap();
+    let mut wr = s.begin_snapshot(&meta(1, 5)).unwrap();
+    wr.write_all(b"own state at five").unwrap();
+    // The leader's snapshot at 15 arrives and is installed while ours is being written.
+    let m = meta(1, 15);
+    s.append(&w(2).chunk(&m, 0, b"leader state", true).0)
+        .unwrap();
+    s.sync().unwrap();
+    s.finish_snapshot(wr).unwrap();
+    assert_eq!(s.snapshot_meta(), &m, "the newer snapshot stays the latest");
+    let mut buf = Vec::new();
+    assert!(s.read_snapshot_chunk(m.last, 0, 100, &mut buf).unwrap());
+    assert_eq!(buf, b"leader state");
+    s.append(&w(3).entries(1, 16, 17, 8).0).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let names = StdFs.list_dir(tmp.path()).unwrap();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    let (mut s, r) = open(tmp.path());
+    assert_eq!(r.snapshot, m);
+    assert_eq!(r.entries.first().unwrap().id.index, Index(16));
+    assert_eq!(r.entries.last().unwrap().id.index, Index(17));
+    let mut all = Vec::new();
+    s.open_snapshot()
+        .unwrap()
+        .unwrap()
+        .read_to_end(&mut all)
+        .unwrap();
+    assert_eq!(all, b"leader state");
+}

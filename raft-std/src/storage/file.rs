@@ -1409,6 +1409,15 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     fn finish_snapshot(&mut self, writer: Self::SnapshotWriter) -> Result<(), StorageError> {
         self.check()?;
         let tmp = writer.tmp.clone();
+        if writer.meta.last.index <= self.snapshot.last.index {
+            // A newer snapshot (received from the leader) was installed since this one began:
+            // keep that one. Sealing this one would take the latest snapshot back and delete the
+            // newer file the log already records.
+            // The temporary file is garbage (deleted on open if this fails).
+            drop(writer);
+            let _ = self.fs.remove(&tmp);
+            return Ok(());
+        }
         match self.seal(writer) {
             Ok((meta, sf)) => {
                 // Renamed into place: from here on a failure leaves the directory between two
