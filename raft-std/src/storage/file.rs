@@ -142,30 +142,41 @@ fn record_crc(len: [u8; 4], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&len), payload)
 }
 
-/// Appends `rec` to `buf`, framed and padded.
+/// Extends a borrowed buffer, so that a failed encoding leaves it in the caller's hands.
+struct Extender<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Extender<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+/// Appends `rec` to `buf`, framed and padded. On an error `buf` holds what it held before.
 fn encode_record(buf: &mut Vec<u8>, rec: &RecordOut<'_>) -> Result<(), StorageError> {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER]);
-    let mut out =
-        postcard::to_extend(rec, std::mem::take(buf)).map_err(|_| StorageError::Misuse {
+    if postcard::to_extend(rec, Extender(buf)).is_err() {
+        // Not reachable with today's types (every sequence has a known length), but the records
+        // buffered before this one must not be lost with it.
+        buf.truncate(start);
+        return Err(StorageError::Misuse {
             reason: "a record that cannot be encoded",
-        })?;
-    let payload_len = out.len() - start - RECORD_HEADER;
+        });
+    }
+    let payload_len = buf.len() - start - RECORD_HEADER;
     let Ok(len) = u32::try_from(payload_len) else {
-        out.truncate(start);
-        *buf = out;
+        buf.truncate(start);
         return Err(StorageError::Misuse {
             reason: "a write larger than 4 GiB",
         });
     };
     let len = len.to_le_bytes();
-    let crc = record_crc(len, out.get(start + RECORD_HEADER..).unwrap_or_default());
-    if let Some(h) = out.get_mut(start..start + RECORD_HEADER) {
+    let crc = record_crc(len, buf.get(start + RECORD_HEADER..).unwrap_or_default());
+    if let Some(h) = buf.get_mut(start..start + RECORD_HEADER) {
         h[..4].copy_from_slice(&len);
         h[4..].copy_from_slice(&crc.to_le_bytes());
     }
-    out.resize(align8(out.len()), 0);
-    *buf = out;
+    buf.resize(align8(buf.len()), 0);
     Ok(())
 }
 
