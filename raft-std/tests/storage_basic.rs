@@ -74,10 +74,20 @@ fn misuse_is_refused_without_poisoning() {
         .unwrap_err();
     assert!(matches!(err, StorageError::Misuse { .. }), "{err}");
     s.append(&w(4).entries(1, 4, 4, 1).0).unwrap();
+    s.append(&w(5).hs(1, Some(2)).0).unwrap();
+    for bad in [w(6).hs(1, Some(3)), w(7).hs(1, None), w(8).hs(0, Some(2))] {
+        let err = s.append(&bad.0).unwrap_err();
+        assert!(matches!(err, StorageError::Misuse { .. }), "{err}");
+    }
+    // The same vote again, and a new term with another vote, are fine.
+    s.append(&w(9).hs(1, Some(2)).0).unwrap();
+    s.append(&w(10).hs(2, Some(3)).0).unwrap();
     s.sync().unwrap();
     drop(s);
     let (_, r) = open(tmp.path());
     assert_eq!(r.entries.len(), 4);
+    assert_eq!(r.hard_state.term.0, 2);
+    assert_eq!(r.hard_state.vote, Some(node(3)));
 }
 
 #[test]

@@ -1020,10 +1020,16 @@ impl<F: FileSystem> FileStorage<F> {
     /// Checks `w` against the log without changing anything.
     fn validate(&self, w: &Write) -> Result<(), StorageError> {
         let misuse = |reason| Err(StorageError::Misuse { reason });
-        if let Some(hs) = w.hard_state
-            && hs.term < self.hard_state.term
-        {
-            return misuse("hard state term goes backwards");
+        if let Some(hs) = w.hard_state {
+            if hs.term < self.hard_state.term {
+                return misuse("hard state term goes backwards");
+            }
+            if hs.term == self.hard_state.term
+                && self.hard_state.vote.is_some()
+                && hs.vote != self.hard_state.vote
+            {
+                return misuse("vote changed within a term");
+            }
         }
         let mut last = self.last_index;
         if let Some(from) = w.truncate_from {
