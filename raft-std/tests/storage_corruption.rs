@@ -208,3 +208,71 @@ fn damaged_identity_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_refused_directory_is_left_as_it_was_found() {
+    let fs = FaultyFs::new(4);
+    let dir = PathBuf::from("/d");
+    fill(fs.clone(), &dir);
+    let snap_at = |index: u64| {
+        fs.list_dir(&dir)
+            .unwrap()
+            .into_iter()
+            .find(|n| n.starts_with(&format!("snap-{index:020}-")))
+            .map(|n| dir.join(n))
+    };
+    {
+        let (mut s, _) = open(fs.clone(), &dir).unwrap();
+        for index in [10, 50] {
+            let mut wr = s.begin_snapshot(&meta(1, index)).unwrap();
+            std::io::Write::write_all(&mut wr, &[index as u8; 100]).unwrap();
+            s.finish_snapshot(wr).unwrap();
+            if index == 10 {
+                // Kept aside: it comes back below as the latest snapshot file.
+                let p = snap_at(10).unwrap();
+                fs.put(&dir.join("saved"), &fs.contents(&p).unwrap());
+            }
+        }
+    }
+    // The log records the snapshot at 50, whose file is lost; an older one at 10 and a leftover
+    // at 5 are there, and the last segment has a torn tail.
+    let snap10 = fs.contents(&dir.join("saved")).unwrap();
+    fs.remove(&dir.join("saved")).unwrap();
+    fs.remove(&snap_at(50).unwrap()).unwrap();
+    let name10 = dir.join(format!("snap-{:020}-{:020}.snap", 10, 1));
+    let name5 = dir.join(format!("snap-{:020}-{:020}.snap", 5, 1));
+    fs.put(&name10, &snap10);
+    fs.put(&name5, b"an older snapshot left by a crash");
+    let last = segments(fs.list_dir(&dir).unwrap(), &dir).pop().unwrap();
+    let mut torn = fs.contents(&last).unwrap();
+    torn.extend_from_slice(&[0xAB; 20]);
+    fs.put(&last, &torn);
+    let before: Vec<(String, Vec<u8>)> = fs
+        .list_dir(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let bytes = fs.contents(&dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    let err = open(fs.clone(), &dir).unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+    let mut after: Vec<(String, Vec<u8>)> = fs
+        .list_dir(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let bytes = fs.contents(&dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    let mut before = before;
+    before.sort();
+    after.sort();
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&after), names(&before), "nothing deleted");
+    for ((name, a), (_, b)) in after.iter().zip(&before) {
+        assert!(a == b, "{name} changed: {} bytes, was {}", a.len(), b.len());
+    }
+}

@@ -638,12 +638,10 @@ impl<F: FileSystem> FileStorage<F> {
             }
             snapshot = meta;
             snap_file = Some(sf);
-            for (_, old) in snaps {
-                let p = dir.join(old);
-                fs.remove(&p).map_err(|e| io_err("remove", &p, e))?;
-                dir_dirty = true;
-            }
         }
+        // Deleted, like a torn tail is cut, only once every check below has passed: a directory
+        // refused as corrupt is left as it was found.
+        let stale_snaps: Vec<PathBuf> = snaps.into_iter().map(|(_, n)| dir.join(n)).collect();
 
         if seg_names.is_empty() {
             if has(IDENTITY) || snap_file.is_some() {
@@ -655,6 +653,8 @@ impl<F: FileSystem> FileStorage<F> {
         let mut segments: VecDeque<Segment> = VecDeque::new();
         let mut replay: Option<Replay> = None;
         let mut truncated_tail = None;
+        let mut torn_segment = None;
+        let mut current_len = 0;
         let count = seg_names.len();
         for (i, (seq, name)) in seg_names.into_iter().enumerate() {
             let path = dir.join(&name);
@@ -667,21 +667,17 @@ impl<F: FileSystem> FileStorage<F> {
             let bytes = fs.read_all(&path).map_err(|e| io_err("read", &path, e))?;
             match replay_segment(&bytes, &path, seq, last_segment, &mut replay, &snapshot)? {
                 SegmentOutcome::Replayed { start, cut } => {
+                    current_len = bytes.len() as u64;
                     if let Some(at) = cut {
-                        let mut f = fs
-                            .open_append(&path)
-                            .map_err(|e| io_err("open", &path, e))?;
-                        f.set_len(at).map_err(|e| io_err("truncate", &path, e))?;
-                        sync_file(&mut f, &path)?;
+                        current_len = at;
                         truncated_tail = Some((path.clone(), at));
                     }
                     segments.push_back(Segment { seq, path, start });
                 }
                 SegmentOutcome::Torn => {
                     // A segment created just before a crash whose header never reached the disk.
-                    fs.remove(&path).map_err(|e| io_err("remove", &path, e))?;
-                    dir_dirty = true;
-                    truncated_tail = Some((path, 0));
+                    truncated_tail = Some((path.clone(), 0));
+                    torn_segment = Some(path);
                 }
             }
         }
@@ -689,6 +685,9 @@ impl<F: FileSystem> FileStorage<F> {
             // Only a torn, empty first segment: the directory was never fully created.
             if has(IDENTITY) || snap_file.is_some() {
                 return Err(corrupt(&dir, 0, "no log segments: the hard state is lost"));
+            }
+            for p in torn_segment.iter().chain(&stale_snaps) {
+                fs.remove(p).map_err(|e| io_err("remove", p, e))?;
             }
             return Self::create_fresh(fs, dir, identity, snapshot, options);
         };
@@ -712,14 +711,23 @@ impl<F: FileSystem> FileStorage<F> {
                 "entries between the snapshot and the oldest segment are missing",
             ));
         }
+        // Every check passed: now cut the torn tail and delete the leftovers.
         let path = current.path.clone();
-        let file = fs
+        let mut file = fs
             .open_append(&path)
             .map_err(|e| io_err("open", &path, e))?;
-        let file_len = fs
-            .open_read(&path)
-            .and_then(|mut r| r.seek(SeekFrom::End(0)))
-            .map_err(|e| io_err("open", &path, e))?;
+        if let Some((cut, at)) = &truncated_tail
+            && *cut == path
+        {
+            file.set_len(*at)
+                .map_err(|e| io_err("truncate", &path, e))?;
+            sync_file(&mut file, &path)?;
+        }
+        for p in torn_segment.iter().chain(&stale_snaps) {
+            fs.remove(p).map_err(|e| io_err("remove", p, e))?;
+            dir_dirty = true;
+        }
+        let file_len = current_len;
         let mut storage = Self {
             fs,
             dir,
