@@ -205,3 +205,15 @@ fn eio_on_write_poisons() {
     let (_, r) = open(&fs, &dir);
     assert_eq!(r, expected(&disk));
 }
+
+#[test]
+fn every_directory_level_created_survives_a_crash() {
+    let fs = FaultyFs::new(11);
+    let dir = PathBuf::from("/srv/raft/data/n1");
+    let (mut s, _) = open(&fs, &dir);
+    let disk = acked_writes(&mut s);
+    drop(s);
+    fs.crash(CrashMode::LoseUnsynced, 1);
+    let (_, r) = open(&fs, &dir);
+    assert_eq!(r, expected(&disk));
+}

@@ -565,11 +565,14 @@ impl<F: FileSystem> FileStorage<F> {
         options: Options,
     ) -> Result<(Self, Recovered), StorageError> {
         let dir = dir.into();
-        fs.create_dir_all(&dir)
-            .map_err(|e| io_err("create directory", &dir, e))?;
-        let names = fs
-            .list_dir(&dir)
-            .map_err(|e| io_err("list directory", &dir, e))?;
+        let names = match fs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create_dir_durably(&fs, &dir)?;
+                Vec::new()
+            }
+            Err(e) => return Err(io_err("list directory", &dir, e)),
+        };
         let mut dir_dirty = false;
         let has = |n: &str| names.iter().any(|x| x == n);
         let mut seg_names: Vec<(u64, String)> = names
@@ -1326,6 +1329,35 @@ fn replay_segment(
         }
     }
     Ok(SegmentOutcome::Replayed { start, cut })
+}
+
+/// Creates `dir` and its missing parents, and syncs the parent of each level it created, so that
+/// none of them can vanish in a crash with the files written under them.
+fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> Result<(), StorageError> {
+    // The levels that do not exist yet, innermost first.
+    let mut missing = Vec::new();
+    for level in dir.ancestors() {
+        if level.as_os_str().is_empty() {
+            break;
+        }
+        match fs.list_dir(level) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(level),
+            // There but not listable (no read permission, say): not ours to create.
+            Err(_) => break,
+        }
+    }
+    fs.create_dir_all(dir)
+        .map_err(|e| io_err("create directory", dir, e))?;
+    for level in missing.iter().rev() {
+        let parent = super::fs::parent_dir(level);
+        fs.sync_dir(&parent)
+            .map_err(|source| StorageError::SyncFailed {
+                path: parent,
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 fn identity_bytes(identity: Identity) -> Vec<u8> {
