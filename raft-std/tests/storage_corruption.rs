@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use raft_core::Index;
 use raft_core::sim::SimDisk;
-use raft_std::storage::faulty::FaultyFs;
+use raft_std::storage::faulty::{CrashMode, FaultyFs};
 use raft_std::storage::file::{FileStorage, Options};
 use raft_std::storage::fs::{FileSystem, StdFs};
 use raft_std::storage::{Recovered, Storage, StorageError};
@@ -275,4 +275,49 @@ fn a_refused_directory_is_left_as_it_was_found() {
     for ((name, a), (_, b)) in after.iter().zip(&before) {
         assert!(a == b, "{name} changed: {} bytes, was {}", a.len(), b.len());
     }
+}
+
+#[test]
+fn a_lost_page_before_surviving_ones_is_a_torn_tail() {
+    let fs = FaultyFs::new(5);
+    let dir = PathBuf::from("/d");
+    let big = Options {
+        segment_size: 1 << 20,
+        write_buffer: 512,
+    };
+    let (mut s, _) =
+        FileStorage::open_with(fs.clone(), &dir, identity(), membership(), big).unwrap();
+    let first = w(1).hs(1, Some(1)).entries(1, 1, 5, 40);
+    s.append(&first.0).unwrap();
+    s.sync().unwrap();
+    let last = segments(fs.list_dir(&dir).unwrap(), &dir).pop().unwrap();
+    let synced = fs.contents(&last).unwrap().len();
+    // Never synced: written out as the buffer fills.
+    for i in 1..=12u64 {
+        s.append(&w(i + 1).entries(1, i * 5 + 1, i * 5 + 5, 40).0)
+            .unwrap();
+    }
+    drop(s);
+    fs.crash(CrashMode::KeepAll, 0);
+    let mut bytes = fs.contents(&last).unwrap();
+    let hole = synced.div_ceil(512) * 512 + 512;
+    assert!(bytes.len() >= hole + 1024, "{} bytes", bytes.len());
+    let (cut, _) = *frames(&bytes)
+        .iter()
+        .find(|(at, len)| at + len > hole)
+        .unwrap();
+    // The sector after the first unsynced one never reached the disk; later ones did.
+    bytes[hole..hole + 512].fill(0);
+    fs.put(&last, &bytes);
+    let (s, r) = open(fs.clone(), &dir).unwrap();
+    assert_eq!(s.truncated_tail(), Some((last.as_path(), cut as u64)));
+    let kept = r.entries.len() as u64;
+    assert!(kept >= 5, "the synced entries are there");
+    assert_eq!(r.entries.last().unwrap().id.index.0, kept);
+    assert_eq!(r.hard_state.vote, Some(node(1)));
+    drop(s);
+    // Cut for good.
+    let (s, r) = open(fs, &dir).unwrap();
+    assert!(s.truncated_tail().is_none());
+    assert_eq!(r.entries.len() as u64, kept);
 }

@@ -309,7 +309,9 @@ impl FaultyFs {
     }
 }
 
-/// Keeps the synced bytes and a random prefix of the rest, its end possibly garbage.
+/// Keeps the synced bytes and a random prefix of the rest, its end possibly garbage, and
+/// sometimes with holes: sectors written after the last sync that read back as zeros while later
+/// ones survived (writeback is not in order).
 fn tear(inode: &mut Inode, rng: &mut u64) {
     if inode.data == inode.durable {
         return;
@@ -334,7 +336,21 @@ fn tear(inode: &mut Inode, rng: &mut u64) {
             *b = if zero { 0 } else { splitmix(rng) as u8 };
         }
     }
+    // Only whole sectors past the synced bytes can be lost.
+    let first = synced.div_ceil(SECTOR);
+    let sectors = (inode.data.len() / SECTOR).saturating_sub(first) as u64;
+    if sectors > 0 && splitmix(rng).is_multiple_of(3) {
+        let at = first + usize::try_from(below(rng, sectors)).unwrap_or(0);
+        let run = 1 + usize::try_from(below(rng, 8)).unwrap_or(0);
+        let end = ((at + run) * SECTOR).min(inode.data.len() / SECTOR * SECTOR);
+        for b in inode.data.iter_mut().take(end).skip(at * SECTOR) {
+            *b = 0;
+        }
+    }
 }
+
+/// The unit a disk writes atomically (or loses whole).
+const SECTOR: usize = 512;
 
 /// A [`FaultyFs`] file opened for appending.
 #[derive(Debug)]

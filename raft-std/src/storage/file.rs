@@ -30,9 +30,11 @@
 //!
 //! # Recovery
 //!
-//! A record that fails its checks at the end of the last segment, with no valid record anywhere
-//! after it, is a torn write that was never acknowledged: the segment is cut there (see
-//! [`FileStorage::truncated_tail`]). Any other bad record, a missing segment, a log that does not
+//! A record that fails its checks in the last segment is a torn write that was never
+//! acknowledged if no valid record follows it anywhere, or if an all-zero 512-byte sector lies
+//! between it and the next valid record (a page lost while a later one reached the disk: page
+//! writeback is not in order). The segment is cut there (see [`FileStorage::truncated_tail`]).
+//! Any other bad record, a missing segment, a log that does not
 //! continue across segments, or a damaged snapshot stops the open with
 //! [`StorageError::Corrupt`] naming the file and byte offset: this storage never silently drops
 //! data that may have been acknowledged.
@@ -212,17 +214,45 @@ fn read_record(bytes: &[u8], off: usize) -> Result<(&[u8], usize), &'static str>
 
 /// Whether any valid record starts at an aligned offset after `off`.
 fn valid_record_after(bytes: &[u8], off: usize) -> bool {
+    next_valid_record(bytes, off).is_some()
+}
+
+/// Where the first valid record after `off` starts (at an aligned offset), if any does.
+fn next_valid_record(bytes: &[u8], off: usize) -> Option<usize> {
     let mut at = align8(off + 1);
     while at + RECORD_HEADER < bytes.len() {
         let plausible = bytes
             .get(at + RECORD_HEADER)
             .is_some_and(|&tag| tag < RECORD_KINDS);
         if plausible && read_record(bytes, at).is_ok() {
-            return true;
+            return Some(at);
         }
         at += 8;
     }
-    false
+    None
+}
+
+/// The sector size a torn write is detected at.
+const SECTOR: usize = 512;
+
+/// Whether the bad record at `off` in the last segment is a torn write: nothing valid follows
+/// it, or the bytes from it to the next valid record hold an all-zero, sector-aligned sector (a
+/// page that never reached the disk while a later one did: writeback is not in order).
+///
+/// Either way it was never synced, so neither was anything after it: an fsync makes every byte
+/// written before it durable, and a durable sector reads back as written. (A synced record can
+/// only look like this if the disk damaged it later and its own data held a zeroed sector: that
+/// is media corruption, which checksums catch everywhere else.)
+fn torn_at(bytes: &[u8], off: usize) -> bool {
+    let Some(next) = next_valid_record(bytes, off) else {
+        return true;
+    };
+    let first = off.div_ceil(SECTOR) * SECTOR;
+    bytes
+        .get(first..next)
+        .unwrap_or_default()
+        .chunks_exact(SECTOR)
+        .any(|sector| sector.iter().all(|&b| b == 0))
 }
 
 fn is_no_space(e: &io::Error) -> bool {
@@ -1220,7 +1250,7 @@ fn replay_segment(
     let (payload, mut off) = match read_record(bytes, 0) {
         Ok(r) => r,
         Err(reason) => {
-            if last_segment && !valid_record_after(bytes, 0) {
+            if last_segment && torn_at(bytes, 0) {
                 return Ok(SegmentOutcome::Torn);
             }
             return Err(corrupt(path, 0, reason));
@@ -1279,7 +1309,7 @@ fn replay_segment(
                 payload
             }
             Err(reason) => {
-                if last_segment && !valid_record_after(bytes, off) {
+                if last_segment && torn_at(bytes, off) {
                     cut = Some(record_at);
                     break;
                 }
