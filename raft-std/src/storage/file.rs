@@ -533,6 +533,8 @@ pub struct FileStorage<F: FileSystem = StdFs> {
     /// Encoded records not yet written.
     buf: Vec<u8>,
     dir_dirty: bool,
+    /// Bytes were written to the current segment since it was last synced.
+    unsynced: bool,
     hard_state: HardState,
     /// The last entry's index, or the snapshot's if the log is empty.
     last_index: Index,
@@ -771,6 +773,9 @@ impl<F: FileSystem> FileStorage<F> {
             file_len,
             buf: Vec::new(),
             dir_dirty,
+            // What replay read may be in the page cache only (the previous process died before
+            // its sync): the first sync makes it durable.
+            unsynced: true,
             hard_state: replay.hard_state,
             // Raised to the snapshot's index below, once the log says so.
             last_index: replay.last,
@@ -849,6 +854,7 @@ impl<F: FileSystem> FileStorage<F> {
             file_len: buf.len() as u64,
             buf: Vec::new(),
             dir_dirty: false,
+            unsynced: false,
             hard_state: HardState::default(),
             last_index: Index::ZERO,
             snapshot,
@@ -930,20 +936,22 @@ impl<F: FileSystem> FileStorage<F> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let path = match self.segments.back() {
-            Some(s) => s.path.clone(),
-            None => self.dir.clone(),
-        };
-        write_all(&mut self.file, &self.buf, &path)?;
+        let path = self.segments.back().map_or(&self.dir, |s| &s.path);
+        self.unsynced = true;
+        write_all(&mut self.file, &self.buf, path)?;
         self.file_len += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
     }
 
-    fn current_path(&self) -> PathBuf {
-        self.segments
-            .back()
-            .map_or_else(|| self.dir.clone(), |s| s.path.clone())
+    /// fdatasyncs the current segment, unless nothing was written to it since the last time.
+    fn sync_segment(&mut self) -> Result<(), StorageError> {
+        if self.unsynced {
+            let path = self.segments.back().map_or(&self.dir, |s| &s.path);
+            sync_file(&mut self.file, path)?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     fn sync_dir(&mut self) -> Result<(), StorageError> {
@@ -959,8 +967,7 @@ impl<F: FileSystem> FileStorage<F> {
 
     fn sync_inner(&mut self) -> Result<(), StorageError> {
         self.flush_buf()?;
-        let path = self.current_path();
-        sync_file(&mut self.file, &path)?;
+        self.sync_segment()?;
         if self.dir_dirty {
             self.sync_dir()?;
         }
@@ -991,8 +998,7 @@ impl<F: FileSystem> FileStorage<F> {
     /// Syncs the full segment and starts the next one with a header holding the current state.
     fn roll(&mut self) -> Result<(), StorageError> {
         self.flush_buf()?;
-        let old = self.current_path();
-        sync_file(&mut self.file, &old)?;
+        self.sync_segment()?;
         let seq = self.segments.back().map_or(1, |s| s.seq + 1);
         let path = self.dir.join(segment_name(
             seq,
