@@ -354,6 +354,7 @@ struct SnapFile {
     id: LogId,
     payload_start: u64,
     payload_len: u64,
+    payload_crc: u32,
 }
 
 /// Reads and checks the snapshot file `path` end to end.
@@ -418,6 +419,7 @@ fn check_snapshot<R: Read + Seek>(
             id,
             payload_start,
             payload_len,
+            payload_crc: crc,
         },
     ))
 }
@@ -469,9 +471,16 @@ impl<W: WriteFile> io::Write for FileSnapshotWriter<W> {
         if self.failed {
             return Err(io::Error::other("an earlier snapshot write failed"));
         }
-        self.buf.extend_from_slice(data);
         self.crc = crc32c::crc32c_append(self.crc, data);
         self.len += data.len() as u64;
+        if self.buf.is_empty() && data.len() >= IO_CHUNK {
+            // Large writes go straight through, not through the buffer.
+            let r = write_all(&mut self.file, data, &self.tmp);
+            self.failed = r.is_err();
+            r.map_err(io::Error::other)?;
+            return Ok(data.len());
+        }
+        self.buf.extend_from_slice(data);
         if self.buf.len() >= IO_CHUNK {
             self.flush_buf().map_err(io::Error::other)?;
         }
@@ -541,7 +550,8 @@ pub struct FileStorage<F: FileSystem = StdFs> {
     snapshot: SnapshotMeta,
     snap_file: Option<SnapFile>,
     incoming: Option<Incoming<F::WriteFile>>,
-    chunk_reader: Option<(LogId, F::ReadFile)>,
+    /// The latest snapshot's file open for [`Storage::read_snapshot_chunk`], and its position.
+    chunk_reader: Option<(LogId, F::ReadFile, u64)>,
     truncated_tail: Option<(PathBuf, u64)>,
 }
 
@@ -1199,6 +1209,7 @@ impl<F: FileSystem> FileStorage<F> {
             id: inc.meta.last,
             payload_start: inc.payload_start,
             payload_len: inc.len,
+            payload_crc: inc.crc,
         };
         self.adopt_snapshot(inc.meta, sf)
     }
@@ -1227,6 +1238,7 @@ impl<F: FileSystem> FileStorage<F> {
             id: w.meta.last,
             payload_start: w.payload_start,
             payload_len: w.len,
+            payload_crc: w.crc,
         };
         Ok((w.meta, sf))
     }
@@ -1540,22 +1552,17 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         let Some(sf) = &self.snap_file else {
             return Ok(None);
         };
-        let path = sf.path.clone();
         let mut file = self
             .fs
-            .open_read(&path)
-            .map_err(|e| io_err("open", &path, e))?;
-        let mut trailer = [0u8; 16];
-        file.seek(SeekFrom::Start(sf.payload_start + sf.payload_len))
-            .and_then(|_| file.read_exact(&mut trailer))
-            .and_then(|()| file.seek(SeekFrom::Start(sf.payload_start)))
-            .map_err(|e| io_err("read", &path, e))?;
-        let expected = u32::from_le_bytes(trailer[8..12].try_into().unwrap_or_default());
+            .open_read(&sf.path)
+            .map_err(|e| io_err("open", &sf.path, e))?;
+        file.seek(SeekFrom::Start(sf.payload_start))
+            .map_err(|e| io_err("read", &sf.path, e))?;
         Ok(Some(FileSnapshotReader {
             file,
             left: sf.payload_len,
             crc: 0,
-            expected,
+            expected: sf.payload_crc,
         }))
     }
 
@@ -1568,7 +1575,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     ) -> Result<bool, StorageError> {
         self.check()?;
         buf.clear();
-        let Some(sf) = self.snap_file.clone().filter(|sf| sf.id == snapshot) else {
+        let Some(sf) = self.snap_file.as_ref().filter(|sf| sf.id == snapshot) else {
             return Err(StorageError::SnapshotGone { asked: snapshot });
         };
         let Some(left) = sf.payload_len.checked_sub(offset) else {
@@ -1577,21 +1584,30 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             });
         };
         let n = left.min(u64::from(max_len));
-        let reader = match &mut self.chunk_reader {
-            Some((id, r)) if *id == snapshot => r,
+        let (reader, pos) = match &mut self.chunk_reader {
+            Some((id, r, pos)) if *id == snapshot => (r, pos),
             slot => {
                 let r = self
                     .fs
                     .open_read(&sf.path)
                     .map_err(|e| io_err("open", &sf.path, e))?;
-                &mut slot.insert((snapshot, r)).1
+                let (_, r, pos) = slot.insert((snapshot, r, 0));
+                (r, pos)
             }
         };
         buf.resize(usize::try_from(n).unwrap_or(0), 0);
-        reader
-            .seek(SeekFrom::Start(sf.payload_start + offset))
-            .and_then(|_| reader.read_exact(buf))
+        let at = sf.payload_start + offset;
+        // Followers read on from where the last chunk ended: seek only when they do not.
+        let read = if *pos == at {
+            Ok(())
+        } else {
+            reader.seek(SeekFrom::Start(at)).map(drop)
+        };
+        // Unknown after a failed read: seek next time.
+        *pos = u64::MAX;
+        read.and_then(|()| reader.read_exact(buf))
             .map_err(|e| io_err("read", &sf.path, e))?;
+        *pos = at + n;
         Ok(offset + n == sf.payload_len)
     }
 }
