@@ -351,7 +351,6 @@ fn snapshot_trailer(len: u64, crc: u32) -> [u8; 16] {
 #[derive(Clone, Debug)]
 struct SnapFile {
     path: PathBuf,
-    id: LogId,
     payload_start: u64,
     payload_len: u64,
     payload_crc: u32,
@@ -411,12 +410,10 @@ fn check_snapshot<R: Read + Seek>(
             "snapshot payload checksum or length mismatch",
         ));
     }
-    let id = meta.last;
     Ok((
         meta,
         SnapFile {
             path: path.to_path_buf(),
-            id,
             payload_start,
             payload_len,
             payload_crc: crc,
@@ -433,35 +430,39 @@ struct Segment {
     start: Index,
 }
 
-/// A snapshot being received from the leader.
-struct Incoming<W> {
+/// A snapshot file being written to its temporary name: the header, then the payload. Both a
+/// snapshot the node takes and one received from the leader are written through one.
+struct SnapWriter<W> {
     file: W,
+    tmp: PathBuf,
     meta: SnapshotMeta,
     payload_start: u64,
     len: u64,
     crc: u32,
+}
+
+impl<W: WriteFile> SnapWriter<W> {
+    fn write_payload(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        write_all(&mut self.file, data, &self.tmp)?;
+        self.len += data.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        Ok(())
+    }
 }
 
 /// Streams a snapshot the node takes into a temporary file; hand it back to
 /// [`Storage::finish_snapshot`] to make it the latest.
 pub struct FileSnapshotWriter<W> {
-    file: W,
-    tmp: PathBuf,
-    meta: SnapshotMeta,
+    inner: SnapWriter<W>,
     buf: Vec<u8>,
-    len: u64,
-    crc: u32,
-    payload_start: u64,
     failed: bool,
 }
 
 impl<W: WriteFile> FileSnapshotWriter<W> {
     fn flush_buf(&mut self) -> Result<(), StorageError> {
-        let r = write_all(&mut self.file, &self.buf, &self.tmp);
+        let r = self.inner.write_payload(&self.buf);
         self.buf.clear();
-        if r.is_err() {
-            self.failed = true;
-        }
+        self.failed |= r.is_err();
         r
     }
 }
@@ -471,18 +472,16 @@ impl<W: WriteFile> io::Write for FileSnapshotWriter<W> {
         if self.failed {
             return Err(io::Error::other("an earlier snapshot write failed"));
         }
-        self.crc = crc32c::crc32c_append(self.crc, data);
-        self.len += data.len() as u64;
         if self.buf.is_empty() && data.len() >= IO_CHUNK {
             // Large writes go straight through, not through the buffer.
-            let r = write_all(&mut self.file, data, &self.tmp);
+            let r = self.inner.write_payload(data);
             self.failed = r.is_err();
             r.map_err(io::Error::other)?;
-            return Ok(data.len());
-        }
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= IO_CHUNK {
-            self.flush_buf().map_err(io::Error::other)?;
+        } else {
+            self.buf.extend_from_slice(data);
+            if self.buf.len() >= IO_CHUNK {
+                self.flush_buf().map_err(io::Error::other)?;
+            }
         }
         Ok(data.len())
     }
@@ -549,7 +548,8 @@ pub struct FileStorage<F: FileSystem = StdFs> {
     last_index: Index,
     snapshot: SnapshotMeta,
     snap_file: Option<SnapFile>,
-    incoming: Option<Incoming<F::WriteFile>>,
+    /// A snapshot being received from the leader.
+    incoming: Option<SnapWriter<F::WriteFile>>,
     /// The latest snapshot's file open for [`Storage::read_snapshot_chunk`], and its position.
     chunk_reader: Option<(LogId, F::ReadFile, u64)>,
     truncated_tail: Option<(PathBuf, u64)>,
@@ -1164,69 +1164,56 @@ impl<F: FileSystem> FileStorage<F> {
     }
 
     fn receive_chunk(&mut self, part: &raft_core::SnapshotPart) -> Result<(), StorageError> {
-        let path = self.dir.join(INCOMING);
         if part.offset == 0 {
             self.incoming = None;
-            let mut file = self
-                .fs
-                .create(&path)
-                .map_err(|e| io_err("create", &path, e))?;
-            let header = snapshot_header(&part.meta)?;
-            write_all(&mut file, &header, &path)?;
-            self.incoming = Some(Incoming {
-                file,
-                meta: part.meta.clone(),
-                payload_start: header.len() as u64,
-                len: 0,
-                crc: 0,
-            });
+            self.incoming = Some(self.create_snapshot_file(self.dir.join(INCOMING), &part.meta)?);
         }
         let Some(inc) = self.incoming.as_mut() else {
             return Err(StorageError::Misuse {
                 reason: "snapshot chunk out of order",
             });
         };
-        write_all(&mut inc.file, &part.data, &path)?;
-        inc.len += part.data.len() as u64;
-        inc.crc = crc32c::crc32c_append(inc.crc, &part.data);
+        inc.write_payload(&part.data)?;
         if !part.done {
             return Ok(());
         }
-        let Some(mut inc) = self.incoming.take() else {
+        let Some(inc) = self.incoming.take() else {
             return Ok(());
         };
         // Everything appended before this snapshot must be durable before it is.
         self.sync_inner()?;
-        write_all(&mut inc.file, &snapshot_trailer(inc.len, inc.crc), &path)?;
-        sync_file(&mut inc.file, &path)?;
-        let final_path = self.dir.join(snapshot_name(inc.meta.last));
-        self.fs
-            .rename(&path, &final_path)
-            .map_err(|e| io_err("rename", &path, e))?;
-        self.sync_dir()?;
-        let sf = SnapFile {
-            path: final_path,
-            id: inc.meta.last,
-            payload_start: inc.payload_start,
-            payload_len: inc.len,
-            payload_crc: inc.crc,
-        };
-        self.adopt_snapshot(inc.meta, sf)
+        let (meta, sf) = self.seal(inc)?;
+        self.install(meta, sf)
     }
 
-    /// Completes the snapshot file and renames it into place (not yet adopted).
+    /// Creates the temporary file `tmp` for a snapshot and writes its header.
+    fn create_snapshot_file(
+        &self,
+        tmp: PathBuf,
+        meta: &SnapshotMeta,
+    ) -> Result<SnapWriter<F::WriteFile>, StorageError> {
+        let header = snapshot_header(meta)?;
+        let mut file = self
+            .fs
+            .create(&tmp)
+            .map_err(|e| io_err("create", &tmp, e))?;
+        write_all(&mut file, &header, &tmp)?;
+        Ok(SnapWriter {
+            file,
+            tmp,
+            meta: meta.clone(),
+            payload_start: header.len() as u64,
+            len: 0,
+            crc: 0,
+        })
+    }
+
+    /// Completes the snapshot file, syncs it and renames it into place (not yet durable in the
+    /// directory, not yet adopted).
     fn seal(
         &self,
-        mut w: FileSnapshotWriter<F::WriteFile>,
+        mut w: SnapWriter<F::WriteFile>,
     ) -> Result<(SnapshotMeta, SnapFile), StorageError> {
-        if w.failed {
-            return Err(io_err(
-                "write",
-                &w.tmp,
-                io::Error::other("an earlier snapshot write failed"),
-            ));
-        }
-        w.flush_buf()?;
         write_all(&mut w.file, &snapshot_trailer(w.len, w.crc), &w.tmp)?;
         sync_file(&mut w.file, &w.tmp)?;
         let final_path = self.dir.join(snapshot_name(w.meta.last));
@@ -1235,12 +1222,17 @@ impl<F: FileSystem> FileStorage<F> {
             .map_err(|e| io_err("rename", &w.tmp, e))?;
         let sf = SnapFile {
             path: final_path,
-            id: w.meta.last,
             payload_start: w.payload_start,
             payload_len: w.len,
             payload_crc: w.crc,
         };
         Ok((w.meta, sf))
+    }
+
+    /// Makes a sealed snapshot durable in the directory and the latest one.
+    fn install(&mut self, meta: SnapshotMeta, sf: SnapFile) -> Result<(), StorageError> {
+        self.sync_dir()?;
+        self.adopt_snapshot(meta, sf)
     }
 }
 
@@ -1493,44 +1485,39 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             });
         }
         let tmp = self.dir.join(format!("{}.tmp", snapshot_name(meta.last)));
-        let header = snapshot_header(meta)?;
-        let mut file = self
-            .fs
-            .create(&tmp)
-            .map_err(|e| io_err("create", &tmp, e))?;
-        write_all(&mut file, &header, &tmp)?;
         Ok(FileSnapshotWriter {
-            file,
-            tmp,
-            meta: meta.clone(),
+            inner: self.create_snapshot_file(tmp, meta)?,
             buf: Vec::with_capacity(IO_CHUNK),
-            len: 0,
-            crc: 0,
-            payload_start: header.len() as u64,
             failed: false,
         })
     }
 
-    fn finish_snapshot(&mut self, writer: Self::SnapshotWriter) -> Result<(), StorageError> {
+    fn finish_snapshot(&mut self, mut writer: Self::SnapshotWriter) -> Result<(), StorageError> {
         self.check()?;
-        let tmp = writer.tmp.clone();
-        if writer.meta.last.index <= self.snapshot.last.index {
+        let tmp = writer.inner.tmp.clone();
+        if writer.inner.meta.last.index <= self.snapshot.last.index {
             // A newer snapshot (received from the leader) was installed since this one began:
             // keep that one. Sealing this one would take the latest snapshot back and delete the
-            // newer file the log already records.
-            // The temporary file is garbage (deleted on open if this fails).
+            // newer file the log already records. The temporary file is garbage (deleted on open
+            // if this fails).
             drop(writer);
             let _ = self.fs.remove(&tmp);
             return Ok(());
         }
-        match self.seal(writer) {
+        let sealed = if writer.failed {
+            Err(io_err(
+                "write",
+                &tmp,
+                io::Error::other("an earlier snapshot write failed"),
+            ))
+        } else {
+            writer.flush_buf().and_then(|()| self.seal(writer.inner))
+        };
+        match sealed {
             Ok((meta, sf)) => {
                 // Renamed into place: from here on a failure leaves the directory between two
                 // states, so it is fatal.
-                self.guarded(|s| {
-                    s.sync_dir()?;
-                    s.adopt_snapshot(meta, sf)
-                })
+                self.guarded(|s| s.install(meta, sf))
             }
             Err(e) => {
                 // The previous snapshot stays the latest; the temporary file is garbage.
@@ -1575,7 +1562,11 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     ) -> Result<bool, StorageError> {
         self.check()?;
         buf.clear();
-        let Some(sf) = self.snap_file.as_ref().filter(|sf| sf.id == snapshot) else {
+        let Some(sf) = self
+            .snap_file
+            .as_ref()
+            .filter(|_| self.snapshot.last == snapshot)
+        else {
             return Err(StorageError::SnapshotGone { asked: snapshot });
         };
         let Some(left) = sf.payload_len.checked_sub(offset) else {
