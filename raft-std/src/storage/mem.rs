@@ -51,7 +51,8 @@ impl Durable {
         self.snapshot_meta.last.index.0
     }
 
-    fn apply(&mut self, w: &Write, staged: &mut Staged) -> Result<(), StorageError> {
+    /// Applies `w`; `staged` holds the bytes of a snapshot being received.
+    fn apply(&mut self, w: &Write, staged: &mut Vec<u8>) -> Result<(), StorageError> {
         if let Some(hs) = w.hard_state {
             if hs.term < self.hard_state.term {
                 return Err(corrupt("hard state term goes backwards"));
@@ -71,17 +72,17 @@ impl Durable {
         }
         if let Some(part) = &w.snapshot {
             if part.offset == 0 {
-                staged.bytes.clear();
+                staged.clear();
             }
-            if part.offset != staged.bytes.len() as u64 {
+            if part.offset != staged.len() as u64 {
                 return Err(corrupt("received snapshot chunk out of order"));
             }
-            staged.bytes.extend_from_slice(&part.data);
+            staged.extend_from_slice(&part.data);
             if part.done {
                 if part.meta.last.index < self.snapshot_meta.last.index {
                     return Err(corrupt("received snapshot older than the latest one"));
                 }
-                let bytes = std::mem::take(&mut staged.bytes);
+                let bytes = std::mem::take(staged);
                 self.install_snapshot(part.meta.clone(), Arc::from(bytes));
             }
         }
@@ -192,12 +193,6 @@ impl MemDisk {
     }
 }
 
-/// A snapshot being received from the leader: process memory, lost in a crash.
-#[derive(Debug, Default)]
-struct Staged {
-    bytes: Vec<u8>,
-}
-
 /// A [`Storage`] on a [`MemDisk`]: writes are buffered until [`Storage::sync`].
 #[derive(Debug)]
 pub struct MemStorage {
@@ -205,7 +200,8 @@ pub struct MemStorage {
     incarnation: u64,
     /// Appended, not yet synced.
     pending: Vec<Write>,
-    staged: Staged,
+    /// A snapshot being received from the leader: process memory, lost in a crash.
+    staged: Vec<u8>,
     /// A copy of the latest durable snapshot's metadata, for [`Storage::snapshot_meta`].
     snapshot_meta: SnapshotMeta,
     poisoned: bool,
@@ -228,7 +224,7 @@ impl MemStorage {
             disk: disk.clone(),
             incarnation: d.incarnation,
             pending: Vec::new(),
-            staged: Staged::default(),
+            staged: Vec::new(),
             snapshot_meta: d.snapshot_meta.clone(),
             poisoned: false,
         };
