@@ -303,6 +303,14 @@ fn sync_file<W: WriteFile>(file: &mut W, path: &Path) -> Result<(), StorageError
     })
 }
 
+/// Makes the entries of `dir` durable.
+fn sync_dir_at<F: FileSystem>(fs: &F, dir: &Path) -> Result<(), StorageError> {
+    fs.sync_dir(dir).map_err(|source| StorageError::SyncFailed {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
 fn segment_name(seq: u64, first: Index) -> String {
     format!("{seq:020}-{:020}.wal", first.0)
 }
@@ -824,11 +832,7 @@ impl<F: FileSystem> FileStorage<F> {
     ) -> Result<(Self, Recovered), StorageError> {
         // The first segment is durable before the identity file appears, so a directory with an
         // identity and no segment is damage, not a crash during creation.
-        fs.sync_dir(&super::fs::parent_dir(&dir))
-            .map_err(|source| StorageError::SyncFailed {
-                path: dir.clone(),
-                source,
-            })?;
+        sync_dir_at(&fs, &super::fs::parent_dir(&dir))?;
         let seq = 1;
         let path = dir.join(segment_name(seq, Index(1)));
         let mut file = fs.create(&path).map_err(|e| io_err("create", &path, e))?;
@@ -844,11 +848,7 @@ impl<F: FileSystem> FileStorage<F> {
         )?;
         write_all(&mut file, &buf, &path)?;
         sync_file(&mut file, &path)?;
-        fs.sync_dir(&dir)
-            .map_err(|source| StorageError::SyncFailed {
-                path: dir.clone(),
-                source,
-            })?;
+        sync_dir_at(&fs, &dir)?;
         write_identity(&fs, &dir, identity)?;
         let storage = Self {
             fs,
@@ -965,12 +965,7 @@ impl<F: FileSystem> FileStorage<F> {
     }
 
     fn sync_dir(&mut self) -> Result<(), StorageError> {
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(|source| StorageError::SyncFailed {
-                path: self.dir.clone(),
-                source,
-            })?;
+        sync_dir_at(&self.fs, &self.dir)?;
         self.dir_dirty = false;
         Ok(())
     }
@@ -1074,8 +1069,9 @@ impl<F: FileSystem> FileStorage<F> {
         self.compact()
     }
 
-    /// Checks `w` against the log without changing anything.
-    fn validate(&self, w: &Write) -> Result<(), StorageError> {
+    /// Checks `w` against the log without changing anything. Returns the log's last index after
+    /// its truncation, and after all of it.
+    fn validate(&self, w: &Write) -> Result<(Index, Index), StorageError> {
         let misuse = |reason| Err(StorageError::Misuse { reason });
         if let Some(hs) = w.hard_state {
             if hs.term < self.hard_state.term {
@@ -1092,6 +1088,7 @@ impl<F: FileSystem> FileStorage<F> {
         if let Some(from) = w.truncate_from {
             last = last.min(from.prev()).max(self.snapshot.last.index);
         }
+        let truncated = last;
         if let Some(part) = &w.snapshot {
             if part.offset != 0 {
                 match &self.incoming {
@@ -1112,11 +1109,13 @@ impl<F: FileSystem> FileStorage<F> {
             }
             last = e.id.index;
         }
-        Ok(())
+        Ok((truncated, last))
     }
 
     fn append_inner(&mut self, w: &Write) -> Result<(), StorageError> {
-        self.validate(w)?;
+        let (truncated, last) = self.validate(w)?;
+        // The state is updated after each record is pushed: a segment started for the next
+        // record holds the state before it.
         let Some(part) = &w.snapshot else {
             if w.hard_state.is_some() || w.truncate_from.is_some() || !w.entries.is_empty() {
                 self.push_record(&RecordOut::Write {
@@ -1124,7 +1123,8 @@ impl<F: FileSystem> FileStorage<F> {
                     truncate_from: w.truncate_from,
                     entries: &w.entries,
                 })?;
-                self.note_write(w.hard_state, w.truncate_from, &w.entries);
+                self.hard_state = w.hard_state.unwrap_or(self.hard_state);
+                self.last_index = last;
             }
             return Ok(());
         };
@@ -1134,7 +1134,8 @@ impl<F: FileSystem> FileStorage<F> {
                 truncate_from: w.truncate_from,
                 entries: &[],
             })?;
-            self.note_write(w.hard_state, w.truncate_from, &[]);
+            self.hard_state = w.hard_state.unwrap_or(self.hard_state);
+            self.last_index = truncated;
         }
         self.receive_chunk(part)?;
         if !w.entries.is_empty() {
@@ -1143,24 +1144,9 @@ impl<F: FileSystem> FileStorage<F> {
                 truncate_from: None,
                 entries: &w.entries,
             })?;
-            self.note_write(None, None, &w.entries);
         }
+        self.last_index = last;
         Ok(())
-    }
-
-    fn note_write(&mut self, hs: Option<HardState>, truncate: Option<Index>, entries: &[Entry]) {
-        if let Some(hs) = hs {
-            self.hard_state = hs;
-        }
-        if let Some(from) = truncate {
-            self.last_index = self
-                .last_index
-                .min(from.prev())
-                .max(self.snapshot.last.index);
-        }
-        if let Some(e) = entries.last() {
-            self.last_index = e.id.index;
-        }
     }
 
     fn receive_chunk(&mut self, part: &raft_core::SnapshotPart) -> Result<(), StorageError> {
@@ -1390,12 +1376,7 @@ fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> Result<(), StorageEr
     fs.create_dir_all(dir)
         .map_err(|e| io_err("create directory", dir, e))?;
     for level in missing.iter().rev() {
-        let parent = super::fs::parent_dir(level);
-        fs.sync_dir(&parent)
-            .map_err(|source| StorageError::SyncFailed {
-                path: parent,
-                source,
-            })?;
+        sync_dir_at(fs, &super::fs::parent_dir(level))?;
     }
     Ok(())
 }
@@ -1422,10 +1403,7 @@ fn write_identity<F: FileSystem>(
     sync_file(&mut f, &tmp)?;
     fs.rename(&tmp, &path)
         .map_err(|e| io_err("rename", &tmp, e))?;
-    fs.sync_dir(dir).map_err(|source| StorageError::SyncFailed {
-        path: dir.to_path_buf(),
-        source,
-    })
+    sync_dir_at(fs, dir)
 }
 
 fn check_identity<F: FileSystem>(
