@@ -74,10 +74,20 @@ fn misuse_is_refused_without_poisoning() {
         .unwrap_err();
     assert!(matches!(err, StorageError::Misuse { .. }), "{err}");
     s.append(&w(4).entries(1, 4, 4, 1).0).unwrap();
+    s.append(&w(5).hs(1, Some(2)).0).unwrap();
+    for bad in [w(6).hs(1, Some(3)), w(7).hs(1, None), w(8).hs(0, Some(2))] {
+        let err = s.append(&bad.0).unwrap_err();
+        assert!(matches!(err, StorageError::Misuse { .. }), "{err}");
+    }
+    // The same vote again, and a new term with another vote, are fine.
+    s.append(&w(9).hs(1, Some(2)).0).unwrap();
+    s.append(&w(10).hs(2, Some(3)).0).unwrap();
     s.sync().unwrap();
     drop(s);
     let (_, r) = open(tmp.path());
     assert_eq!(r.entries.len(), 4);
+    assert_eq!(r.hard_state.term.0, 2);
+    assert_eq!(r.hard_state.vote, Some(node(3)));
 }
 
 #[test]
@@ -225,4 +235,94 @@ fn data_without_identity_is_refused() {
     std::fs::remove_file(tmp.path().join("IDENTITY")).unwrap();
     let err = FileStorage::open(StdFs, tmp.path(), identity(), membership()).unwrap_err();
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn own_snapshot_finished_after_a_newer_received_one_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut s, _) = open(tmp.path());
+    s.append(&w(1).hs(1, Some(1)).entries(1, 1, 10, 8).0)
+        .unwrap();
+    s.sync().unwrap();
+    let mut wr = s.begin_snapshot(&meta(1, 5)).unwrap();
+    wr.write_all(b"own state at five").unwrap();
+    // The leader's snapshot at 15 arrives and is installed while ours is being written.
+    let m = meta(1, 15);
+    s.append(&w(2).chunk(&m, 0, b"leader state", true).0)
+        .unwrap();
+    s.sync().unwrap();
+    s.finish_snapshot(wr).unwrap();
+    assert_eq!(s.snapshot_meta(), &m, "the newer snapshot stays the latest");
+    let mut buf = Vec::new();
+    assert!(s.read_snapshot_chunk(m.last, 0, 100, &mut buf).unwrap());
+    assert_eq!(buf, b"leader state");
+    s.append(&w(3).entries(1, 16, 17, 8).0).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let names = StdFs.list_dir(tmp.path()).unwrap();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    let (mut s, r) = open(tmp.path());
+    assert_eq!(r.snapshot, m);
+    assert_eq!(r.entries.first().unwrap().id.index, Index(16));
+    assert_eq!(r.entries.last().unwrap().id.index, Index(17));
+    let mut all = Vec::new();
+    s.open_snapshot()
+        .unwrap()
+        .unwrap()
+        .read_to_end(&mut all)
+        .unwrap();
+    assert_eq!(all, b"leader state");
+}
+
+#[test]
+fn snapshot_written_in_large_and_small_pieces_reads_back_at_any_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut s, _) = open(tmp.path());
+    s.append(&w(1).hs(1, Some(1)).entries(1, 1, 10, 8).0)
+        .unwrap();
+    s.sync().unwrap();
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
+    let m = meta(1, 10);
+    let mut wr = s.begin_snapshot(&m).unwrap();
+    // Small, then large (buffered first), then large (straight through), then small.
+    for part in [
+        &payload[..100],
+        &payload[100..70_100],
+        &payload[70_100..299_990],
+        &payload[299_990..],
+    ] {
+        wr.write_all(part).unwrap();
+    }
+    s.finish_snapshot(wr).unwrap();
+    for reopen in [false, true] {
+        if reopen {
+            drop(s);
+            s = open(tmp.path()).0;
+        }
+        let mut buf = Vec::new();
+        // In order, then out of order, then in order again from a new place.
+        for (offset, len) in [
+            (0, 5000),
+            (5000, 5000),
+            (123, 10),
+            (10_000, 1),
+            (299_999, 10),
+            (200_000, 70_000),
+            (270_000, 30_000),
+        ] {
+            let done = s
+                .read_snapshot_chunk(m.last, offset as u64, len, &mut buf)
+                .unwrap();
+            let end = (offset + len as usize).min(payload.len());
+            assert_eq!(buf, &payload[offset..end], "at {offset}");
+            assert_eq!(done, end == payload.len());
+        }
+        let mut all = Vec::new();
+        s.open_snapshot()
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut all)
+            .unwrap();
+        assert!(all == payload);
+    }
 }

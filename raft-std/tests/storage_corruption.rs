@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use raft_core::Index;
 use raft_core::sim::SimDisk;
-use raft_std::storage::faulty::FaultyFs;
+use raft_std::storage::faulty::{CrashMode, FaultyFs};
 use raft_std::storage::file::{FileStorage, Options};
 use raft_std::storage::fs::{FileSystem, StdFs};
 use raft_std::storage::{Recovered, Storage, StorageError};
@@ -207,4 +207,117 @@ fn damaged_identity_is_refused() {
         matches!(err, StorageError::Corrupt { ref file, .. } if *file == id),
         "{err}"
     );
+}
+
+#[test]
+fn a_refused_directory_is_left_as_it_was_found() {
+    let fs = FaultyFs::new(4);
+    let dir = PathBuf::from("/d");
+    fill(fs.clone(), &dir);
+    let snap_at = |index: u64| {
+        fs.list_dir(&dir)
+            .unwrap()
+            .into_iter()
+            .find(|n| n.starts_with(&format!("snap-{index:020}-")))
+            .map(|n| dir.join(n))
+    };
+    {
+        let (mut s, _) = open(fs.clone(), &dir).unwrap();
+        for index in [10, 50] {
+            let mut wr = s.begin_snapshot(&meta(1, index)).unwrap();
+            std::io::Write::write_all(&mut wr, &[index as u8; 100]).unwrap();
+            s.finish_snapshot(wr).unwrap();
+            if index == 10 {
+                // Kept aside: it comes back below as the latest snapshot file.
+                let p = snap_at(10).unwrap();
+                fs.put(&dir.join("saved"), &fs.contents(&p).unwrap());
+            }
+        }
+    }
+    // The log records the snapshot at 50, whose file is lost; an older one at 10 and a leftover
+    // at 5 are there, and the last segment has a torn tail.
+    let snap10 = fs.contents(&dir.join("saved")).unwrap();
+    fs.remove(&dir.join("saved")).unwrap();
+    fs.remove(&snap_at(50).unwrap()).unwrap();
+    let name10 = dir.join(format!("snap-{:020}-{:020}.snap", 10, 1));
+    let name5 = dir.join(format!("snap-{:020}-{:020}.snap", 5, 1));
+    fs.put(&name10, &snap10);
+    fs.put(&name5, b"an older snapshot left by a crash");
+    let last = segments(fs.list_dir(&dir).unwrap(), &dir).pop().unwrap();
+    let mut torn = fs.contents(&last).unwrap();
+    torn.extend_from_slice(&[0xAB; 20]);
+    fs.put(&last, &torn);
+    let before: Vec<(String, Vec<u8>)> = fs
+        .list_dir(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let bytes = fs.contents(&dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    let err = open(fs.clone(), &dir).unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+    let mut after: Vec<(String, Vec<u8>)> = fs
+        .list_dir(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let bytes = fs.contents(&dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    let mut before = before;
+    before.sort();
+    after.sort();
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&after), names(&before), "nothing deleted");
+    for ((name, a), (_, b)) in after.iter().zip(&before) {
+        assert!(a == b, "{name} changed: {} bytes, was {}", a.len(), b.len());
+    }
+}
+
+#[test]
+fn a_lost_page_before_surviving_ones_is_a_torn_tail() {
+    let fs = FaultyFs::new(5);
+    let dir = PathBuf::from("/d");
+    let big = Options {
+        segment_size: 1 << 20,
+        write_buffer: 512,
+    };
+    let (mut s, _) =
+        FileStorage::open_with(fs.clone(), &dir, identity(), membership(), big).unwrap();
+    let first = w(1).hs(1, Some(1)).entries(1, 1, 5, 40);
+    s.append(&first.0).unwrap();
+    s.sync().unwrap();
+    let last = segments(fs.list_dir(&dir).unwrap(), &dir).pop().unwrap();
+    let synced = fs.contents(&last).unwrap().len();
+    // Never synced: written out as the buffer fills.
+    for i in 1..=12u64 {
+        s.append(&w(i + 1).entries(1, i * 5 + 1, i * 5 + 5, 40).0)
+            .unwrap();
+    }
+    drop(s);
+    fs.crash(CrashMode::KeepAll, 0);
+    let mut bytes = fs.contents(&last).unwrap();
+    let hole = synced.div_ceil(512) * 512 + 512;
+    assert!(bytes.len() >= hole + 1024, "{} bytes", bytes.len());
+    let (cut, _) = *frames(&bytes)
+        .iter()
+        .find(|(at, len)| at + len > hole)
+        .unwrap();
+    // The sector after the first unsynced one never reached the disk; later ones did.
+    bytes[hole..hole + 512].fill(0);
+    fs.put(&last, &bytes);
+    let (s, r) = open(fs.clone(), &dir).unwrap();
+    assert_eq!(s.truncated_tail(), Some((last.as_path(), cut as u64)));
+    let kept = r.entries.len() as u64;
+    assert!(kept >= 5, "the synced entries are there");
+    assert_eq!(r.entries.last().unwrap().id.index.0, kept);
+    assert_eq!(r.hard_state.vote, Some(node(1)));
+    drop(s);
+    // Cut for good.
+    let (s, r) = open(fs, &dir).unwrap();
+    assert!(s.truncated_tail().is_none());
+    assert_eq!(r.entries.len() as u64, kept);
 }

@@ -205,3 +205,37 @@ fn eio_on_write_poisons() {
     let (_, r) = open(&fs, &dir);
     assert_eq!(r, expected(&disk));
 }
+
+#[test]
+fn every_directory_level_created_survives_a_crash() {
+    let fs = FaultyFs::new(11);
+    let dir = PathBuf::from("/srv/raft/data/n1");
+    let (mut s, _) = open(&fs, &dir);
+    let disk = acked_writes(&mut s);
+    drop(s);
+    fs.crash(CrashMode::LoseUnsynced, 1);
+    let (_, r) = open(&fs, &dir);
+    assert_eq!(r, expected(&disk));
+}
+
+#[test]
+fn a_sync_with_nothing_new_written_does_not_fsync() {
+    let fs = FaultyFs::new(12);
+    let dir = PathBuf::from("/d");
+    let (mut s, _) = open(&fs, &dir);
+    acked_writes(&mut s);
+    fs.set_plan(FaultPlan::default());
+    s.sync().unwrap();
+    assert_eq!(fs.syncs(), 0);
+    // A received snapshot with entries after it, when the log before it is already durable: the
+    // snapshot file, its directory entry, then the segment with its marker and the entries.
+    let m = meta(1, 50);
+    s.append(&w(20).chunk(&m, 0, b"state", true).entries(1, 51, 52, 8).0)
+        .unwrap();
+    s.sync().unwrap();
+    let received = fs.syncs();
+    fs.set_plan(FaultPlan::default());
+    s.sync().unwrap();
+    assert_eq!(fs.syncs(), 0);
+    assert_eq!(received, 3);
+}

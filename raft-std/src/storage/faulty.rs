@@ -11,8 +11,8 @@
 //! - after a failed fsync the kernel has marked the pages clean: later fsyncs of that file
 //!   "succeed" without making anything durable (Rebello et al., ATC'20).
 //!
-//! Directories themselves are created durably at once (a simplification: storage creates its
-//! directory once). Everything is deterministic: short writes draw from a seeded generator, and a
+//! A directory's creation is a directory operation like the others: durable once its parent is
+//! synced. A crash that undoes it loses everything in it. Everything is deterministic: short writes draw from a seeded generator, and a
 //! crash takes its own seed.
 //!
 //! The handle is cheap to clone and every clone sees the same files, so a test keeps one clone,
@@ -65,6 +65,7 @@ struct Inode {
 
 #[derive(Clone, Debug)]
 enum DirOp {
+    Mkdir(PathBuf),
     Link(PathBuf, u64),
     Rename(PathBuf, PathBuf, u64),
     Unlink(PathBuf),
@@ -73,13 +74,16 @@ enum DirOp {
 impl DirOp {
     fn touches(&self, dir: &Path) -> bool {
         match self {
-            Self::Link(p, _) | Self::Unlink(p) => parent_dir(p) == dir,
+            Self::Mkdir(p) | Self::Link(p, _) | Self::Unlink(p) => parent_dir(p) == dir,
             Self::Rename(a, b, _) => parent_dir(a) == dir || parent_dir(b) == dir,
         }
     }
 
-    fn apply(&self, names: &mut BTreeMap<PathBuf, u64>) {
+    fn apply(&self, names: &mut BTreeMap<PathBuf, u64>, dirs: &mut BTreeSet<PathBuf>) {
         match self {
+            Self::Mkdir(p) => {
+                dirs.insert(p.clone());
+            }
             Self::Link(p, ino) => {
                 names.insert(p.clone(), *ino);
             }
@@ -102,6 +106,7 @@ struct State {
     durable_names: BTreeMap<PathBuf, u64>,
     pending: Vec<DirOp>,
     dirs: BTreeSet<PathBuf>,
+    durable_dirs: BTreeSet<PathBuf>,
     generation: u64,
     plan: FaultPlan,
     syncs: u64,
@@ -184,23 +189,37 @@ impl FaultyFs {
         let s = &mut *s;
         let mut rng = seed ^ 0x5DEE_CE66_D1CE_4E5B;
         s.generation += 1;
-        let names = match mode {
-            CrashMode::KeepAll => s.names.clone(),
-            CrashMode::LoseUnsynced => s.durable_names.clone(),
+        let (mut names, dirs) = match mode {
+            CrashMode::KeepAll => (s.names.clone(), s.dirs.clone()),
+            CrashMode::LoseUnsynced => (s.durable_names.clone(), s.durable_dirs.clone()),
             CrashMode::Tear => {
                 let mut names = s.durable_names.clone();
+                let mut dirs = s.durable_dirs.clone();
                 let keep = below(&mut rng, s.pending.len() as u64 + 1);
                 for op in s
                     .pending
                     .iter()
                     .take(usize::try_from(keep).unwrap_or(usize::MAX))
                 {
-                    op.apply(&mut names);
+                    op.apply(&mut names, &mut dirs);
                 }
-                names
+                (names, dirs)
             }
         };
         s.pending.clear();
+        // A directory whose creation was lost takes everything under it along.
+        let reachable = |p: &Path| {
+            p.ancestors()
+                .skip(1)
+                .all(|a| a.parent().is_none() || a.as_os_str().is_empty() || dirs.contains(a))
+        };
+        let dirs: BTreeSet<PathBuf> = dirs.iter().filter(|d| reachable(d)).cloned().collect();
+        names.retain(|p, _| {
+            p.parent()
+                .is_none_or(|d| d.as_os_str().is_empty() || dirs.contains(d))
+        });
+        s.dirs = dirs.clone();
+        s.durable_dirs = dirs;
         let live: BTreeSet<u64> = names.values().copied().collect();
         s.inodes.retain(|ino, _| live.contains(ino));
         for inode in s.inodes.values_mut() {
@@ -247,7 +266,12 @@ impl FaultyFs {
     pub fn put(&self, path: &Path, bytes: &[u8]) {
         let mut s = self.lock();
         let s = &mut *s;
-        s.dirs.insert(parent_dir(path));
+        for d in path.ancestors().skip(1) {
+            if !d.as_os_str().is_empty() {
+                s.dirs.insert(d.to_path_buf());
+                s.durable_dirs.insert(d.to_path_buf());
+            }
+        }
         let ino = s.next_inode;
         s.next_inode += 1;
         s.inodes.insert(
@@ -285,7 +309,9 @@ impl FaultyFs {
     }
 }
 
-/// Keeps the synced bytes and a random prefix of the rest, its end possibly garbage.
+/// Keeps the synced bytes and a random prefix of the rest, its end possibly garbage, and
+/// sometimes with holes: sectors written after the last sync that read back as zeros while later
+/// ones survived (writeback is not in order).
 fn tear(inode: &mut Inode, rng: &mut u64) {
     if inode.data == inode.durable {
         return;
@@ -310,7 +336,21 @@ fn tear(inode: &mut Inode, rng: &mut u64) {
             *b = if zero { 0 } else { splitmix(rng) as u8 };
         }
     }
+    // Only whole sectors past the synced bytes can be lost.
+    let first = synced.div_ceil(SECTOR);
+    let sectors = (inode.data.len() / SECTOR).saturating_sub(first) as u64;
+    if sectors > 0 && splitmix(rng).is_multiple_of(3) {
+        let at = first + usize::try_from(below(rng, sectors)).unwrap_or(0);
+        let run = 1 + usize::try_from(below(rng, 8)).unwrap_or(0);
+        let end = ((at + run) * SECTOR).min(inode.data.len() / SECTOR * SECTOR);
+        for b in inode.data.iter_mut().take(end).skip(at * SECTOR) {
+            *b = 0;
+        }
+    }
 }
+
+/// The unit a disk writes atomically (or loses whole).
+const SECTOR: usize = 512;
 
 /// A [`FaultyFs`] file opened for appending.
 #[derive(Debug)]
@@ -390,13 +430,21 @@ impl FileSystem for FaultyFs {
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.lock();
-        let mut d = Some(dir);
-        while let Some(p) = d {
-            if p.as_os_str().is_empty() {
-                break;
-            }
+        let s = &mut *s;
+        let mut missing: Vec<&Path> = dir
+            .ancestors()
+            .filter(|p| !p.as_os_str().is_empty() && !s.dirs.contains(*p))
+            .collect();
+        // Outermost first, as `mkdir -p` creates them.
+        missing.reverse();
+        for p in missing {
             s.dirs.insert(p.to_path_buf());
-            d = p.parent();
+            if p.parent().is_none() {
+                // The root is always there.
+                s.durable_dirs.insert(p.to_path_buf());
+            } else {
+                s.pending.push(DirOp::Mkdir(p.to_path_buf()));
+            }
         }
         Ok(())
     }
@@ -467,7 +515,7 @@ impl FileSystem for FaultyFs {
         let (now, later): (Vec<DirOp>, Vec<DirOp>) =
             s.pending.drain(..).partition(|op| op.touches(dir));
         for op in &now {
-            op.apply(&mut s.durable_names);
+            op.apply(&mut s.durable_names, &mut s.durable_dirs);
         }
         s.pending = later;
         Ok(())

@@ -30,9 +30,11 @@
 //!
 //! # Recovery
 //!
-//! A record that fails its checks at the end of the last segment, with no valid record anywhere
-//! after it, is a torn write that was never acknowledged: the segment is cut there (see
-//! [`FileStorage::truncated_tail`]). Any other bad record, a missing segment, a log that does not
+//! A record that fails its checks in the last segment is a torn write that was never
+//! acknowledged if no valid record follows it anywhere, or if an all-zero 512-byte sector lies
+//! between it and the next valid record (a page lost while a later one reached the disk: page
+//! writeback is not in order). The segment is cut there (see [`FileStorage::truncated_tail`]).
+//! Any other bad record, a missing segment, a log that does not
 //! continue across segments, or a damaged snapshot stops the open with
 //! [`StorageError::Corrupt`] naming the file and byte offset: this storage never silently drops
 //! data that may have been acknowledged.
@@ -142,30 +144,41 @@ fn record_crc(len: [u8; 4], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&len), payload)
 }
 
-/// Appends `rec` to `buf`, framed and padded.
+/// Extends a borrowed buffer, so that a failed encoding leaves it in the caller's hands.
+struct Extender<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Extender<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+/// Appends `rec` to `buf`, framed and padded. On an error `buf` holds what it held before.
 fn encode_record(buf: &mut Vec<u8>, rec: &RecordOut<'_>) -> Result<(), StorageError> {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER]);
-    let mut out =
-        postcard::to_extend(rec, std::mem::take(buf)).map_err(|_| StorageError::Misuse {
+    if postcard::to_extend(rec, Extender(buf)).is_err() {
+        // Not reachable with today's types (every sequence has a known length), but the records
+        // buffered before this one must not be lost with it.
+        buf.truncate(start);
+        return Err(StorageError::Misuse {
             reason: "a record that cannot be encoded",
-        })?;
-    let payload_len = out.len() - start - RECORD_HEADER;
+        });
+    }
+    let payload_len = buf.len() - start - RECORD_HEADER;
     let Ok(len) = u32::try_from(payload_len) else {
-        out.truncate(start);
-        *buf = out;
+        buf.truncate(start);
         return Err(StorageError::Misuse {
             reason: "a write larger than 4 GiB",
         });
     };
     let len = len.to_le_bytes();
-    let crc = record_crc(len, out.get(start + RECORD_HEADER..).unwrap_or_default());
-    if let Some(h) = out.get_mut(start..start + RECORD_HEADER) {
+    let crc = record_crc(len, buf.get(start + RECORD_HEADER..).unwrap_or_default());
+    if let Some(h) = buf.get_mut(start..start + RECORD_HEADER) {
         h[..4].copy_from_slice(&len);
         h[4..].copy_from_slice(&crc.to_le_bytes());
     }
-    out.resize(align8(out.len()), 0);
-    *buf = out;
+    buf.resize(align8(buf.len()), 0);
     Ok(())
 }
 
@@ -201,17 +214,45 @@ fn read_record(bytes: &[u8], off: usize) -> Result<(&[u8], usize), &'static str>
 
 /// Whether any valid record starts at an aligned offset after `off`.
 fn valid_record_after(bytes: &[u8], off: usize) -> bool {
+    next_valid_record(bytes, off).is_some()
+}
+
+/// Where the first valid record after `off` starts (at an aligned offset), if any does.
+fn next_valid_record(bytes: &[u8], off: usize) -> Option<usize> {
     let mut at = align8(off + 1);
     while at + RECORD_HEADER < bytes.len() {
         let plausible = bytes
             .get(at + RECORD_HEADER)
             .is_some_and(|&tag| tag < RECORD_KINDS);
         if plausible && read_record(bytes, at).is_ok() {
-            return true;
+            return Some(at);
         }
         at += 8;
     }
-    false
+    None
+}
+
+/// The sector size a torn write is detected at.
+const SECTOR: usize = 512;
+
+/// Whether the bad record at `off` in the last segment is a torn write: nothing valid follows
+/// it, or the bytes from it to the next valid record hold an all-zero, sector-aligned sector (a
+/// page that never reached the disk while a later one did: writeback is not in order).
+///
+/// Either way it was never synced, so neither was anything after it: an fsync makes every byte
+/// written before it durable, and a durable sector reads back as written. (A synced record can
+/// only look like this if the disk damaged it later and its own data held a zeroed sector: that
+/// is media corruption, which checksums catch everywhere else.)
+fn torn_at(bytes: &[u8], off: usize) -> bool {
+    let Some(next) = next_valid_record(bytes, off) else {
+        return true;
+    };
+    let first = off.div_ceil(SECTOR) * SECTOR;
+    bytes
+        .get(first..next)
+        .unwrap_or_default()
+        .chunks_exact(SECTOR)
+        .any(|sector| sector.iter().all(|&b| b == 0))
 }
 
 fn is_no_space(e: &io::Error) -> bool {
@@ -258,6 +299,14 @@ fn write_all<W: WriteFile>(file: &mut W, mut data: &[u8], path: &Path) -> Result
 fn sync_file<W: WriteFile>(file: &mut W, path: &Path) -> Result<(), StorageError> {
     file.sync().map_err(|source| StorageError::SyncFailed {
         path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Makes the entries of `dir` durable.
+fn sync_dir_at<F: FileSystem>(fs: &F, dir: &Path) -> Result<(), StorageError> {
+    fs.sync_dir(dir).map_err(|source| StorageError::SyncFailed {
+        path: dir.to_path_buf(),
         source,
     })
 }
@@ -310,9 +359,9 @@ fn snapshot_trailer(len: u64, crc: u32) -> [u8; 16] {
 #[derive(Clone, Debug)]
 struct SnapFile {
     path: PathBuf,
-    id: LogId,
     payload_start: u64,
     payload_len: u64,
+    payload_crc: u32,
 }
 
 /// Reads and checks the snapshot file `path` end to end.
@@ -369,14 +418,13 @@ fn check_snapshot<R: Read + Seek>(
             "snapshot payload checksum or length mismatch",
         ));
     }
-    let id = meta.last;
     Ok((
         meta,
         SnapFile {
             path: path.to_path_buf(),
-            id,
             payload_start,
             payload_len,
+            payload_crc: crc,
         },
     ))
 }
@@ -390,35 +438,39 @@ struct Segment {
     start: Index,
 }
 
-/// A snapshot being received from the leader.
-struct Incoming<W> {
+/// A snapshot file being written to its temporary name: the header, then the payload. Both a
+/// snapshot the node takes and one received from the leader are written through one.
+struct SnapWriter<W> {
     file: W,
+    tmp: PathBuf,
     meta: SnapshotMeta,
     payload_start: u64,
     len: u64,
     crc: u32,
+}
+
+impl<W: WriteFile> SnapWriter<W> {
+    fn write_payload(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        write_all(&mut self.file, data, &self.tmp)?;
+        self.len += data.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        Ok(())
+    }
 }
 
 /// Streams a snapshot the node takes into a temporary file; hand it back to
 /// [`Storage::finish_snapshot`] to make it the latest.
 pub struct FileSnapshotWriter<W> {
-    file: W,
-    tmp: PathBuf,
-    meta: SnapshotMeta,
+    inner: SnapWriter<W>,
     buf: Vec<u8>,
-    len: u64,
-    crc: u32,
-    payload_start: u64,
     failed: bool,
 }
 
 impl<W: WriteFile> FileSnapshotWriter<W> {
     fn flush_buf(&mut self) -> Result<(), StorageError> {
-        let r = write_all(&mut self.file, &self.buf, &self.tmp);
+        let r = self.inner.write_payload(&self.buf);
         self.buf.clear();
-        if r.is_err() {
-            self.failed = true;
-        }
+        self.failed |= r.is_err();
         r
     }
 }
@@ -428,11 +480,16 @@ impl<W: WriteFile> io::Write for FileSnapshotWriter<W> {
         if self.failed {
             return Err(io::Error::other("an earlier snapshot write failed"));
         }
-        self.buf.extend_from_slice(data);
-        self.crc = crc32c::crc32c_append(self.crc, data);
-        self.len += data.len() as u64;
-        if self.buf.len() >= IO_CHUNK {
-            self.flush_buf().map_err(io::Error::other)?;
+        if self.buf.is_empty() && data.len() >= IO_CHUNK {
+            // Large writes go straight through, not through the buffer.
+            let r = self.inner.write_payload(data);
+            self.failed = r.is_err();
+            r.map_err(io::Error::other)?;
+        } else {
+            self.buf.extend_from_slice(data);
+            if self.buf.len() >= IO_CHUNK {
+                self.flush_buf().map_err(io::Error::other)?;
+            }
         }
         Ok(data.len())
     }
@@ -492,13 +549,17 @@ pub struct FileStorage<F: FileSystem = StdFs> {
     /// Encoded records not yet written.
     buf: Vec<u8>,
     dir_dirty: bool,
+    /// Bytes were written to the current segment since it was last synced.
+    unsynced: bool,
     hard_state: HardState,
     /// The last entry's index, or the snapshot's if the log is empty.
     last_index: Index,
     snapshot: SnapshotMeta,
     snap_file: Option<SnapFile>,
-    incoming: Option<Incoming<F::WriteFile>>,
-    chunk_reader: Option<(LogId, F::ReadFile)>,
+    /// A snapshot being received from the leader.
+    incoming: Option<SnapWriter<F::WriteFile>>,
+    /// The latest snapshot's file open for [`Storage::read_snapshot_chunk`], and its position.
+    chunk_reader: Option<(LogId, F::ReadFile, u64)>,
     truncated_tail: Option<(PathBuf, u64)>,
 }
 
@@ -554,11 +615,14 @@ impl<F: FileSystem> FileStorage<F> {
         options: Options,
     ) -> Result<(Self, Recovered), StorageError> {
         let dir = dir.into();
-        fs.create_dir_all(&dir)
-            .map_err(|e| io_err("create directory", &dir, e))?;
-        let names = fs
-            .list_dir(&dir)
-            .map_err(|e| io_err("list directory", &dir, e))?;
+        let names = match fs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create_dir_durably(&fs, &dir)?;
+                Vec::new()
+            }
+            Err(e) => return Err(io_err("list directory", &dir, e)),
+        };
         let mut dir_dirty = false;
         let has = |n: &str| names.iter().any(|x| x == n);
         let mut seg_names: Vec<(u64, String)> = names
@@ -627,12 +691,10 @@ impl<F: FileSystem> FileStorage<F> {
             }
             snapshot = meta;
             snap_file = Some(sf);
-            for (_, old) in snaps {
-                let p = dir.join(old);
-                fs.remove(&p).map_err(|e| io_err("remove", &p, e))?;
-                dir_dirty = true;
-            }
         }
+        // Deleted, like a torn tail is cut, only once every check below has passed: a directory
+        // refused as corrupt is left as it was found.
+        let stale_snaps: Vec<PathBuf> = snaps.into_iter().map(|(_, n)| dir.join(n)).collect();
 
         if seg_names.is_empty() {
             if has(IDENTITY) || snap_file.is_some() {
@@ -644,6 +706,8 @@ impl<F: FileSystem> FileStorage<F> {
         let mut segments: VecDeque<Segment> = VecDeque::new();
         let mut replay: Option<Replay> = None;
         let mut truncated_tail = None;
+        let mut torn_segment = None;
+        let mut current_len = 0;
         let count = seg_names.len();
         for (i, (seq, name)) in seg_names.into_iter().enumerate() {
             let path = dir.join(&name);
@@ -656,21 +720,17 @@ impl<F: FileSystem> FileStorage<F> {
             let bytes = fs.read_all(&path).map_err(|e| io_err("read", &path, e))?;
             match replay_segment(&bytes, &path, seq, last_segment, &mut replay, &snapshot)? {
                 SegmentOutcome::Replayed { start, cut } => {
+                    current_len = bytes.len() as u64;
                     if let Some(at) = cut {
-                        let mut f = fs
-                            .open_append(&path)
-                            .map_err(|e| io_err("open", &path, e))?;
-                        f.set_len(at).map_err(|e| io_err("truncate", &path, e))?;
-                        sync_file(&mut f, &path)?;
+                        current_len = at;
                         truncated_tail = Some((path.clone(), at));
                     }
                     segments.push_back(Segment { seq, path, start });
                 }
                 SegmentOutcome::Torn => {
                     // A segment created just before a crash whose header never reached the disk.
-                    fs.remove(&path).map_err(|e| io_err("remove", &path, e))?;
-                    dir_dirty = true;
-                    truncated_tail = Some((path, 0));
+                    truncated_tail = Some((path.clone(), 0));
+                    torn_segment = Some(path);
                 }
             }
         }
@@ -678,6 +738,9 @@ impl<F: FileSystem> FileStorage<F> {
             // Only a torn, empty first segment: the directory was never fully created.
             if has(IDENTITY) || snap_file.is_some() {
                 return Err(corrupt(&dir, 0, "no log segments: the hard state is lost"));
+            }
+            for p in torn_segment.iter().chain(&stale_snaps) {
+                fs.remove(p).map_err(|e| io_err("remove", p, e))?;
             }
             return Self::create_fresh(fs, dir, identity, snapshot, options);
         };
@@ -701,14 +764,23 @@ impl<F: FileSystem> FileStorage<F> {
                 "entries between the snapshot and the oldest segment are missing",
             ));
         }
+        // Every check passed: now cut the torn tail and delete the leftovers.
         let path = current.path.clone();
-        let file = fs
+        let mut file = fs
             .open_append(&path)
             .map_err(|e| io_err("open", &path, e))?;
-        let file_len = fs
-            .open_read(&path)
-            .and_then(|mut r| r.seek(SeekFrom::End(0)))
-            .map_err(|e| io_err("open", &path, e))?;
+        if let Some((cut, at)) = &truncated_tail
+            && *cut == path
+        {
+            file.set_len(*at)
+                .map_err(|e| io_err("truncate", &path, e))?;
+            sync_file(&mut file, &path)?;
+        }
+        for p in torn_segment.iter().chain(&stale_snaps) {
+            fs.remove(p).map_err(|e| io_err("remove", p, e))?;
+            dir_dirty = true;
+        }
+        let file_len = current_len;
         let mut storage = Self {
             fs,
             dir,
@@ -719,6 +791,9 @@ impl<F: FileSystem> FileStorage<F> {
             file_len,
             buf: Vec::new(),
             dir_dirty,
+            // What replay read may be in the page cache only (the previous process died before
+            // its sync): the first sync makes it durable.
+            unsynced: true,
             hard_state: replay.hard_state,
             // Raised to the snapshot's index below, once the log says so.
             last_index: replay.last,
@@ -757,11 +832,7 @@ impl<F: FileSystem> FileStorage<F> {
     ) -> Result<(Self, Recovered), StorageError> {
         // The first segment is durable before the identity file appears, so a directory with an
         // identity and no segment is damage, not a crash during creation.
-        fs.sync_dir(&super::fs::parent_dir(&dir))
-            .map_err(|source| StorageError::SyncFailed {
-                path: dir.clone(),
-                source,
-            })?;
+        sync_dir_at(&fs, &super::fs::parent_dir(&dir))?;
         let seq = 1;
         let path = dir.join(segment_name(seq, Index(1)));
         let mut file = fs.create(&path).map_err(|e| io_err("create", &path, e))?;
@@ -777,11 +848,7 @@ impl<F: FileSystem> FileStorage<F> {
         )?;
         write_all(&mut file, &buf, &path)?;
         sync_file(&mut file, &path)?;
-        fs.sync_dir(&dir)
-            .map_err(|source| StorageError::SyncFailed {
-                path: dir.clone(),
-                source,
-            })?;
+        sync_dir_at(&fs, &dir)?;
         write_identity(&fs, &dir, identity)?;
         let storage = Self {
             fs,
@@ -797,6 +864,7 @@ impl<F: FileSystem> FileStorage<F> {
             file_len: buf.len() as u64,
             buf: Vec::new(),
             dir_dirty: false,
+            unsynced: false,
             hard_state: HardState::default(),
             last_index: Index::ZERO,
             snapshot,
@@ -878,37 +946,33 @@ impl<F: FileSystem> FileStorage<F> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let path = match self.segments.back() {
-            Some(s) => s.path.clone(),
-            None => self.dir.clone(),
-        };
-        write_all(&mut self.file, &self.buf, &path)?;
+        let path = self.segments.back().map_or(&self.dir, |s| &s.path);
+        self.unsynced = true;
+        write_all(&mut self.file, &self.buf, path)?;
         self.file_len += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
     }
 
-    fn current_path(&self) -> PathBuf {
-        self.segments
-            .back()
-            .map_or_else(|| self.dir.clone(), |s| s.path.clone())
+    /// fdatasyncs the current segment, unless nothing was written to it since the last time.
+    fn sync_segment(&mut self) -> Result<(), StorageError> {
+        if self.unsynced {
+            let path = self.segments.back().map_or(&self.dir, |s| &s.path);
+            sync_file(&mut self.file, path)?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     fn sync_dir(&mut self) -> Result<(), StorageError> {
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(|source| StorageError::SyncFailed {
-                path: self.dir.clone(),
-                source,
-            })?;
+        sync_dir_at(&self.fs, &self.dir)?;
         self.dir_dirty = false;
         Ok(())
     }
 
     fn sync_inner(&mut self) -> Result<(), StorageError> {
         self.flush_buf()?;
-        let path = self.current_path();
-        sync_file(&mut self.file, &path)?;
+        self.sync_segment()?;
         if self.dir_dirty {
             self.sync_dir()?;
         }
@@ -939,8 +1003,7 @@ impl<F: FileSystem> FileStorage<F> {
     /// Syncs the full segment and starts the next one with a header holding the current state.
     fn roll(&mut self) -> Result<(), StorageError> {
         self.flush_buf()?;
-        let old = self.current_path();
-        sync_file(&mut self.file, &old)?;
+        self.sync_segment()?;
         let seq = self.segments.back().map_or(1, |s| s.seq + 1);
         let path = self.dir.join(segment_name(
             seq,
@@ -1006,18 +1069,26 @@ impl<F: FileSystem> FileStorage<F> {
         self.compact()
     }
 
-    /// Checks `w` against the log without changing anything.
-    fn validate(&self, w: &Write) -> Result<(), StorageError> {
+    /// Checks `w` against the log without changing anything. Returns the log's last index after
+    /// its truncation, and after all of it.
+    fn validate(&self, w: &Write) -> Result<(Index, Index), StorageError> {
         let misuse = |reason| Err(StorageError::Misuse { reason });
-        if let Some(hs) = w.hard_state
-            && hs.term < self.hard_state.term
-        {
-            return misuse("hard state term goes backwards");
+        if let Some(hs) = w.hard_state {
+            if hs.term < self.hard_state.term {
+                return misuse("hard state term goes backwards");
+            }
+            if hs.term == self.hard_state.term
+                && self.hard_state.vote.is_some()
+                && hs.vote != self.hard_state.vote
+            {
+                return misuse("vote changed within a term");
+            }
         }
         let mut last = self.last_index;
         if let Some(from) = w.truncate_from {
             last = last.min(from.prev()).max(self.snapshot.last.index);
         }
+        let truncated = last;
         if let Some(part) = &w.snapshot {
             if part.offset != 0 {
                 match &self.incoming {
@@ -1038,11 +1109,13 @@ impl<F: FileSystem> FileStorage<F> {
             }
             last = e.id.index;
         }
-        Ok(())
+        Ok((truncated, last))
     }
 
     fn append_inner(&mut self, w: &Write) -> Result<(), StorageError> {
-        self.validate(w)?;
+        let (truncated, last) = self.validate(w)?;
+        // The state is updated after each record is pushed: a segment started for the next
+        // record holds the state before it.
         let Some(part) = &w.snapshot else {
             if w.hard_state.is_some() || w.truncate_from.is_some() || !w.entries.is_empty() {
                 self.push_record(&RecordOut::Write {
@@ -1050,7 +1123,8 @@ impl<F: FileSystem> FileStorage<F> {
                     truncate_from: w.truncate_from,
                     entries: &w.entries,
                 })?;
-                self.note_write(w.hard_state, w.truncate_from, &w.entries);
+                self.hard_state = w.hard_state.unwrap_or(self.hard_state);
+                self.last_index = last;
             }
             return Ok(());
         };
@@ -1060,7 +1134,8 @@ impl<F: FileSystem> FileStorage<F> {
                 truncate_from: w.truncate_from,
                 entries: &[],
             })?;
-            self.note_write(w.hard_state, w.truncate_from, &[]);
+            self.hard_state = w.hard_state.unwrap_or(self.hard_state);
+            self.last_index = truncated;
         }
         self.receive_chunk(part)?;
         if !w.entries.is_empty() {
@@ -1069,89 +1144,62 @@ impl<F: FileSystem> FileStorage<F> {
                 truncate_from: None,
                 entries: &w.entries,
             })?;
-            self.note_write(None, None, &w.entries);
         }
+        self.last_index = last;
         Ok(())
     }
 
-    fn note_write(&mut self, hs: Option<HardState>, truncate: Option<Index>, entries: &[Entry]) {
-        if let Some(hs) = hs {
-            self.hard_state = hs;
-        }
-        if let Some(from) = truncate {
-            self.last_index = self
-                .last_index
-                .min(from.prev())
-                .max(self.snapshot.last.index);
-        }
-        if let Some(e) = entries.last() {
-            self.last_index = e.id.index;
-        }
-    }
-
     fn receive_chunk(&mut self, part: &raft_core::SnapshotPart) -> Result<(), StorageError> {
-        let path = self.dir.join(INCOMING);
         if part.offset == 0 {
             self.incoming = None;
-            let mut file = self
-                .fs
-                .create(&path)
-                .map_err(|e| io_err("create", &path, e))?;
-            let header = snapshot_header(&part.meta)?;
-            write_all(&mut file, &header, &path)?;
-            self.incoming = Some(Incoming {
-                file,
-                meta: part.meta.clone(),
-                payload_start: header.len() as u64,
-                len: 0,
-                crc: 0,
-            });
+            self.incoming = Some(self.create_snapshot_file(self.dir.join(INCOMING), &part.meta)?);
         }
         let Some(inc) = self.incoming.as_mut() else {
             return Err(StorageError::Misuse {
                 reason: "snapshot chunk out of order",
             });
         };
-        write_all(&mut inc.file, &part.data, &path)?;
-        inc.len += part.data.len() as u64;
-        inc.crc = crc32c::crc32c_append(inc.crc, &part.data);
+        inc.write_payload(&part.data)?;
         if !part.done {
             return Ok(());
         }
-        let Some(mut inc) = self.incoming.take() else {
+        let Some(inc) = self.incoming.take() else {
             return Ok(());
         };
         // Everything appended before this snapshot must be durable before it is.
         self.sync_inner()?;
-        write_all(&mut inc.file, &snapshot_trailer(inc.len, inc.crc), &path)?;
-        sync_file(&mut inc.file, &path)?;
-        let final_path = self.dir.join(snapshot_name(inc.meta.last));
-        self.fs
-            .rename(&path, &final_path)
-            .map_err(|e| io_err("rename", &path, e))?;
-        self.sync_dir()?;
-        let sf = SnapFile {
-            path: final_path,
-            id: inc.meta.last,
-            payload_start: inc.payload_start,
-            payload_len: inc.len,
-        };
-        self.adopt_snapshot(inc.meta, sf)
+        let (meta, sf) = self.seal(inc)?;
+        self.install(meta, sf)
     }
 
-    /// Completes the snapshot file and renames it into place (not yet adopted).
+    /// Creates the temporary file `tmp` for a snapshot and writes its header.
+    fn create_snapshot_file(
+        &self,
+        tmp: PathBuf,
+        meta: &SnapshotMeta,
+    ) -> Result<SnapWriter<F::WriteFile>, StorageError> {
+        let header = snapshot_header(meta)?;
+        let mut file = self
+            .fs
+            .create(&tmp)
+            .map_err(|e| io_err("create", &tmp, e))?;
+        write_all(&mut file, &header, &tmp)?;
+        Ok(SnapWriter {
+            file,
+            tmp,
+            meta: meta.clone(),
+            payload_start: header.len() as u64,
+            len: 0,
+            crc: 0,
+        })
+    }
+
+    /// Completes the snapshot file, syncs it and renames it into place (not yet durable in the
+    /// directory, not yet adopted).
     fn seal(
         &self,
-        mut w: FileSnapshotWriter<F::WriteFile>,
+        mut w: SnapWriter<F::WriteFile>,
     ) -> Result<(SnapshotMeta, SnapFile), StorageError> {
-        if w.failed {
-            return Err(io_err(
-                "write",
-                &w.tmp,
-                io::Error::other("an earlier snapshot write failed"),
-            ));
-        }
-        w.flush_buf()?;
         write_all(&mut w.file, &snapshot_trailer(w.len, w.crc), &w.tmp)?;
         sync_file(&mut w.file, &w.tmp)?;
         let final_path = self.dir.join(snapshot_name(w.meta.last));
@@ -1160,11 +1208,17 @@ impl<F: FileSystem> FileStorage<F> {
             .map_err(|e| io_err("rename", &w.tmp, e))?;
         let sf = SnapFile {
             path: final_path,
-            id: w.meta.last,
             payload_start: w.payload_start,
             payload_len: w.len,
+            payload_crc: w.crc,
         };
         Ok((w.meta, sf))
+    }
+
+    /// Makes a sealed snapshot durable in the directory and the latest one.
+    fn install(&mut self, meta: SnapshotMeta, sf: SnapFile) -> Result<(), StorageError> {
+        self.sync_dir()?;
+        self.adopt_snapshot(meta, sf)
     }
 }
 
@@ -1192,7 +1246,7 @@ fn replay_segment(
     let (payload, mut off) = match read_record(bytes, 0) {
         Ok(r) => r,
         Err(reason) => {
-            if last_segment && !valid_record_after(bytes, 0) {
+            if last_segment && torn_at(bytes, 0) {
                 return Ok(SegmentOutcome::Torn);
             }
             return Err(corrupt(path, 0, reason));
@@ -1251,7 +1305,7 @@ fn replay_segment(
                 payload
             }
             Err(reason) => {
-                if last_segment && !valid_record_after(bytes, off) {
+                if last_segment && torn_at(bytes, off) {
                     cut = Some(record_at);
                     break;
                 }
@@ -1303,6 +1357,30 @@ fn replay_segment(
     Ok(SegmentOutcome::Replayed { start, cut })
 }
 
+/// Creates `dir` and its missing parents, and syncs the parent of each level it created, so that
+/// none of them can vanish in a crash with the files written under them.
+fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> Result<(), StorageError> {
+    // The levels that do not exist yet, innermost first.
+    let mut missing = Vec::new();
+    for level in dir.ancestors() {
+        if level.as_os_str().is_empty() {
+            break;
+        }
+        match fs.list_dir(level) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(level),
+            // There but not listable (no read permission, say): not ours to create.
+            Err(_) => break,
+        }
+    }
+    fs.create_dir_all(dir)
+        .map_err(|e| io_err("create directory", dir, e))?;
+    for level in missing.iter().rev() {
+        sync_dir_at(fs, &super::fs::parent_dir(level))?;
+    }
+    Ok(())
+}
+
 fn identity_bytes(identity: Identity) -> Vec<u8> {
     let mut b = Vec::with_capacity(28);
     b.extend_from_slice(IDENTITY_MAGIC);
@@ -1325,10 +1403,7 @@ fn write_identity<F: FileSystem>(
     sync_file(&mut f, &tmp)?;
     fs.rename(&tmp, &path)
         .map_err(|e| io_err("rename", &tmp, e))?;
-    fs.sync_dir(dir).map_err(|source| StorageError::SyncFailed {
-        path: dir.to_path_buf(),
-        source,
-    })
+    sync_dir_at(fs, dir)
 }
 
 fn check_identity<F: FileSystem>(
@@ -1388,35 +1463,39 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             });
         }
         let tmp = self.dir.join(format!("{}.tmp", snapshot_name(meta.last)));
-        let header = snapshot_header(meta)?;
-        let mut file = self
-            .fs
-            .create(&tmp)
-            .map_err(|e| io_err("create", &tmp, e))?;
-        write_all(&mut file, &header, &tmp)?;
         Ok(FileSnapshotWriter {
-            file,
-            tmp,
-            meta: meta.clone(),
+            inner: self.create_snapshot_file(tmp, meta)?,
             buf: Vec::with_capacity(IO_CHUNK),
-            len: 0,
-            crc: 0,
-            payload_start: header.len() as u64,
             failed: false,
         })
     }
 
-    fn finish_snapshot(&mut self, writer: Self::SnapshotWriter) -> Result<(), StorageError> {
+    fn finish_snapshot(&mut self, mut writer: Self::SnapshotWriter) -> Result<(), StorageError> {
         self.check()?;
-        let tmp = writer.tmp.clone();
-        match self.seal(writer) {
+        let tmp = writer.inner.tmp.clone();
+        if writer.inner.meta.last.index <= self.snapshot.last.index {
+            // A newer snapshot (received from the leader) was installed since this one began:
+            // keep that one. Sealing this one would take the latest snapshot back and delete the
+            // newer file the log already records. The temporary file is garbage (deleted on open
+            // if this fails).
+            drop(writer);
+            let _ = self.fs.remove(&tmp);
+            return Ok(());
+        }
+        let sealed = if writer.failed {
+            Err(io_err(
+                "write",
+                &tmp,
+                io::Error::other("an earlier snapshot write failed"),
+            ))
+        } else {
+            writer.flush_buf().and_then(|()| self.seal(writer.inner))
+        };
+        match sealed {
             Ok((meta, sf)) => {
                 // Renamed into place: from here on a failure leaves the directory between two
                 // states, so it is fatal.
-                self.guarded(|s| {
-                    s.sync_dir()?;
-                    s.adopt_snapshot(meta, sf)
-                })
+                self.guarded(|s| s.install(meta, sf))
             }
             Err(e) => {
                 // The previous snapshot stays the latest; the temporary file is garbage.
@@ -1438,22 +1517,17 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         let Some(sf) = &self.snap_file else {
             return Ok(None);
         };
-        let path = sf.path.clone();
         let mut file = self
             .fs
-            .open_read(&path)
-            .map_err(|e| io_err("open", &path, e))?;
-        let mut trailer = [0u8; 16];
-        file.seek(SeekFrom::Start(sf.payload_start + sf.payload_len))
-            .and_then(|_| file.read_exact(&mut trailer))
-            .and_then(|()| file.seek(SeekFrom::Start(sf.payload_start)))
-            .map_err(|e| io_err("read", &path, e))?;
-        let expected = u32::from_le_bytes(trailer[8..12].try_into().unwrap_or_default());
+            .open_read(&sf.path)
+            .map_err(|e| io_err("open", &sf.path, e))?;
+        file.seek(SeekFrom::Start(sf.payload_start))
+            .map_err(|e| io_err("read", &sf.path, e))?;
         Ok(Some(FileSnapshotReader {
             file,
             left: sf.payload_len,
             crc: 0,
-            expected,
+            expected: sf.payload_crc,
         }))
     }
 
@@ -1466,7 +1540,11 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     ) -> Result<bool, StorageError> {
         self.check()?;
         buf.clear();
-        let Some(sf) = self.snap_file.clone().filter(|sf| sf.id == snapshot) else {
+        let Some(sf) = self
+            .snap_file
+            .as_ref()
+            .filter(|_| self.snapshot.last == snapshot)
+        else {
             return Err(StorageError::SnapshotGone { asked: snapshot });
         };
         let Some(left) = sf.payload_len.checked_sub(offset) else {
@@ -1475,21 +1553,30 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             });
         };
         let n = left.min(u64::from(max_len));
-        let reader = match &mut self.chunk_reader {
-            Some((id, r)) if *id == snapshot => r,
+        let (reader, pos) = match &mut self.chunk_reader {
+            Some((id, r, pos)) if *id == snapshot => (r, pos),
             slot => {
                 let r = self
                     .fs
                     .open_read(&sf.path)
                     .map_err(|e| io_err("open", &sf.path, e))?;
-                &mut slot.insert((snapshot, r)).1
+                let (_, r, pos) = slot.insert((snapshot, r, 0));
+                (r, pos)
             }
         };
         buf.resize(usize::try_from(n).unwrap_or(0), 0);
-        reader
-            .seek(SeekFrom::Start(sf.payload_start + offset))
-            .and_then(|_| reader.read_exact(buf))
+        let at = sf.payload_start + offset;
+        // Followers read on from where the last chunk ended: seek only when they do not.
+        let read = if *pos == at {
+            Ok(())
+        } else {
+            reader.seek(SeekFrom::Start(at)).map(drop)
+        };
+        // Unknown after a failed read: seek next time.
+        *pos = u64::MAX;
+        read.and_then(|()| reader.read_exact(buf))
             .map_err(|e| io_err("read", &sf.path, e))?;
+        *pos = at + n;
         Ok(offset + n == sf.payload_len)
     }
 }

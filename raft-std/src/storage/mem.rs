@@ -51,7 +51,8 @@ impl Durable {
         self.snapshot_meta.last.index.0
     }
 
-    fn apply(&mut self, w: &Write, staged: &mut Staged) -> Result<(), StorageError> {
+    /// Applies `w`; `staged` holds the bytes of a snapshot being received.
+    fn apply(&mut self, w: &Write, staged: &mut Vec<u8>) -> Result<(), StorageError> {
         if let Some(hs) = w.hard_state {
             if hs.term < self.hard_state.term {
                 return Err(corrupt("hard state term goes backwards"));
@@ -71,14 +72,17 @@ impl Durable {
         }
         if let Some(part) = &w.snapshot {
             if part.offset == 0 {
-                staged.bytes.clear();
+                staged.clear();
             }
-            if part.offset != staged.bytes.len() as u64 {
+            if part.offset != staged.len() as u64 {
                 return Err(corrupt("received snapshot chunk out of order"));
             }
-            staged.bytes.extend_from_slice(&part.data);
+            staged.extend_from_slice(&part.data);
             if part.done {
-                let bytes = std::mem::take(&mut staged.bytes);
+                if part.meta.last.index < self.snapshot_meta.last.index {
+                    return Err(corrupt("received snapshot older than the latest one"));
+                }
+                let bytes = std::mem::take(staged);
                 self.install_snapshot(part.meta.clone(), Arc::from(bytes));
             }
         }
@@ -189,12 +193,6 @@ impl MemDisk {
     }
 }
 
-/// A snapshot being received from the leader: process memory, lost in a crash.
-#[derive(Debug, Default)]
-struct Staged {
-    bytes: Vec<u8>,
-}
-
 /// A [`Storage`] on a [`MemDisk`]: writes are buffered until [`Storage::sync`].
 #[derive(Debug)]
 pub struct MemStorage {
@@ -202,7 +200,8 @@ pub struct MemStorage {
     incarnation: u64,
     /// Appended, not yet synced.
     pending: Vec<Write>,
-    staged: Staged,
+    /// A snapshot being received from the leader: process memory, lost in a crash.
+    staged: Vec<u8>,
     /// A copy of the latest durable snapshot's metadata, for [`Storage::snapshot_meta`].
     snapshot_meta: SnapshotMeta,
     poisoned: bool,
@@ -225,7 +224,7 @@ impl MemStorage {
             disk: disk.clone(),
             incarnation: d.incarnation,
             pending: Vec::new(),
-            staged: Staged::default(),
+            staged: Vec::new(),
             snapshot_meta: d.snapshot_meta.clone(),
             poisoned: false,
         };
@@ -496,6 +495,69 @@ mod tests {
             .read_to_end(&mut all)
             .unwrap();
         assert_eq!(all, b"state at three");
+    }
+
+    #[test]
+    fn a_completed_received_snapshot_older_than_the_latest_is_refused() {
+        let disk = MemDisk::new(membership());
+        let (mut node, mut out, mut storage) = leader_on(&disk);
+        for i in 0..5u8 {
+            node.propose(Payload::new(&[i]), &mut out).unwrap();
+        }
+        sync_all(&mut node, &mut out, &mut storage);
+        let last = disk.last_log();
+        node.step(Input::Applied(last.index), &mut out).unwrap();
+        let meta = node.snapshot_meta(Index(4)).unwrap();
+        let mut w = storage.begin_snapshot(&meta).unwrap();
+        io::Write::write_all(&mut w, b"state at four").unwrap();
+        storage.finish_snapshot(w).unwrap();
+        let older = SnapshotMeta {
+            last: LogId::new(meta.last.term.0, 2),
+            membership: meta.membership.clone(),
+        };
+        // A write as the core makes it, carrying a stale completed snapshot instead.
+        node.propose(Payload::new(b"x"), &mut out).unwrap();
+        let mut write = out.drain_writes().next().unwrap();
+        write.entries.clear();
+        write.snapshot = Some(Box::new(raft_core::SnapshotPart {
+            meta: older,
+            offset: 0,
+            data: Payload::new(b"stale"),
+            done: true,
+        }));
+        storage.append(&write).unwrap();
+        assert!(matches!(storage.sync(), Err(StorageError::Corrupt { .. })));
+        assert_eq!(disk.snapshot_meta(), meta, "the newer snapshot stays");
+    }
+
+    #[test]
+    fn an_own_snapshot_finished_after_a_newer_one_is_dropped() {
+        let disk = MemDisk::new(membership());
+        let (mut node, mut out, mut storage) = leader_on(&disk);
+        for i in 0..5u8 {
+            node.propose(Payload::new(&[i]), &mut out).unwrap();
+        }
+        sync_all(&mut node, &mut out, &mut storage);
+        let last = disk.last_log();
+        node.step(Input::Applied(last.index), &mut out).unwrap();
+        let old = node.snapshot_meta(Index(2)).unwrap();
+        let new = node.snapshot_meta(Index(4)).unwrap();
+        let mut w_old = storage.begin_snapshot(&old).unwrap();
+        io::Write::write_all(&mut w_old, b"two").unwrap();
+        let mut w_new = storage.begin_snapshot(&new).unwrap();
+        io::Write::write_all(&mut w_new, b"four").unwrap();
+        storage.finish_snapshot(w_new).unwrap();
+        storage.finish_snapshot(w_old).unwrap();
+        assert_eq!(storage.snapshot_meta(), &new);
+        assert_eq!(disk.snapshot_meta(), new);
+        let mut all = Vec::new();
+        storage
+            .open_snapshot()
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut all)
+            .unwrap();
+        assert_eq!(all, b"four");
     }
 
     #[test]
