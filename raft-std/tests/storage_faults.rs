@@ -239,3 +239,44 @@ fn a_sync_with_nothing_new_written_does_not_fsync() {
     assert_eq!(fs.syncs(), 0);
     assert_eq!(received, 3);
 }
+
+/// What a restarted node reads back is durable before it can act on it. A process that died
+/// before its sync leaves its last writes in the page cache only; if reopening did not sync them,
+/// a machine crash soon after the restart would take back entries (or a vote) the node had
+/// already read, and perhaps acknowledged.
+#[test]
+fn what_reopen_reads_back_is_made_durable() {
+    let fs = FaultyFs::new(3);
+    let dir = PathBuf::from("/d");
+    let (mut s, _) = open(&fs, &dir);
+    let _ = acked_writes(&mut s);
+    // Written past the user-space buffer (so into the files), never synced.
+    for i in 0..10u64 {
+        let x = w(20 + i)
+            .hs(2, Some(2))
+            .entries(2, 41 + i * 4, 44 + i * 4, 30);
+        s.append(&x.0).unwrap();
+    }
+    // The process dies; the machine does not.
+    fs.kill_process();
+    drop(s);
+    let (s, read_back) = open(&fs, &dir);
+    assert!(
+        read_back.entries.len() > 40,
+        "the unsynced writes should be in the page cache: {} entries",
+        read_back.entries.len()
+    );
+    // The machine crashes before the restarted node writes anything.
+    fs.crash(CrashMode::LoseUnsynced, 0);
+    drop(s);
+    let (_, after) = open(&fs, &dir);
+    assert!(
+        after == read_back,
+        "reopening did not make what it read durable: read {} entries and {:?}, a crash left {} \
+         and {:?}",
+        read_back.entries.len(),
+        read_back.hard_state,
+        after.entries.len(),
+        after.hard_state
+    );
+}

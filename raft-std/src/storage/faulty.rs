@@ -182,6 +182,13 @@ impl FaultyFs {
         self.lock().syncs
     }
 
+    /// Kills the process but not the machine: every file handle opened before fails from now on,
+    /// and what was written stays, in the page cache, exactly as durable as it was (a later
+    /// [`Self::crash`] may still lose what was never synced).
+    pub fn kill_process(&self) {
+        self.lock().generation += 1;
+    }
+
     /// Crashes the machine (see [`CrashMode`]); `seed` decides what survives a tear. Every file
     /// handle opened before fails from now on.
     pub fn crash(&self, mode: CrashMode, seed: u64) {

@@ -812,9 +812,10 @@ impl<F: FileSystem> FileStorage<F> {
         }
         storage.last_index = last_index;
         storage.compact()?;
-        if storage.dir_dirty {
-            storage.sync()?;
-        }
+        // What replay read may be in the page cache only, written by a process that died before
+        // its sync: make it durable before the node can act on it (grant a vote, acknowledge
+        // entries), or a machine crash after the restart could take it back.
+        storage.sync()?;
         let recovered = Recovered {
             hard_state: storage.hard_state,
             snapshot: storage.snapshot.clone(),

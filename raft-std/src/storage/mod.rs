@@ -19,7 +19,9 @@ pub mod file;
 pub mod fs;
 
 /// What a node persisted, read back at start: the core's [`Restored`](raft_core::Restored)
-/// without the applied index (the state machine restarts from the snapshot).
+/// without the applied index (the state machine restarts from the snapshot). An implementation
+/// returns it only once it is durable: a process that died before its last sync may have left
+/// writes in the page cache, and the node must not act on them unless they are on disk.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Recovered {
     /// The last durable term and vote.
@@ -62,7 +64,8 @@ pub trait Storage: Send + 'static {
     -> Result<Self::SnapshotWriter, StorageError>;
 
     /// Makes the snapshot `writer` holds durable and the latest one, then deletes older
-    /// snapshots and the log segments wholly below it.
+    /// snapshots and the log segments wholly below it. If a newer snapshot became the latest
+    /// meanwhile (one received from the leader), this one is discarded and `Ok` returned.
     ///
     /// # Errors
     ///
