@@ -9,41 +9,38 @@ use std::error::Error;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use raft_std::client::Session;
 use raft_std::cluster::{Cluster, ClusterOptions, FileStorageFactory};
-use raft_std::kv::{ClientId, KvCommand, KvConfig, KvQuery, KvRequest, KvResponse, KvStore};
+use raft_std::kv::{KvCommand, KvConfig, KvQuery, KvRequest, KvResponse, KvStore};
 use raft_std::storage::fs::StdFs;
 
 type KvCluster = Cluster<KvStore, FileStorageFactory<StdFs>>;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// One client: its writes carry its id and a sequence number, so a retry is applied once.
+/// One client: its writes carry a session stamp, so a retry is applied once.
 struct Client {
-    id: ClientId,
-    seq: u64,
+    session: Session,
+    /// Writes acknowledged.
+    writes: u64,
     /// What every key should hold, from the responses the cluster acknowledged.
     expected: BTreeMap<Vec<u8>, Vec<u8>>,
     incrs: i64,
 }
 
 impl Client {
-    /// Writes `command`, retrying (same seq) a write whose outcome is unknown.
+    /// Writes `command`; the cluster retries it (same stamp) until it is answered.
     fn write(
         &mut self,
         cluster: &KvCluster,
         command: KvCommand,
     ) -> Result<KvResponse, Box<dyn Error>> {
-        self.seq += 1;
-        let bytes = KvRequest::new(self.id, self.seq, command).encode();
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match cluster.propose(bytes.clone()) {
-                Ok(response) => return Ok(response),
-                Err(e) if tries < 5 => eprintln!("retrying write {}: {e}", self.seq),
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let stamp = self.session.begin();
+        let bytes = KvRequest::stamped(stamp, command).encode();
+        let response = cluster.propose_idempotent(bytes)?;
+        self.session.finish(stamp.seq);
+        self.writes += 1;
+        Ok(response)
     }
 
     fn set(&mut self, cluster: &KvCluster, i: u64) -> Result<(), Box<dyn Error>> {
@@ -131,14 +128,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("node {leader} leads after {:?}", started.elapsed());
 
     let mut client = Client {
-        id: ClientId(1),
-        seq: 0,
+        session: Session::random(),
+        writes: 0,
         expected: BTreeMap::new(),
         incrs: 0,
     };
     let n = 500;
     let took = client.batch(&cluster, 0, n)?;
-    let writes = client.seq;
+    let writes = client.writes;
     println!(
         "{writes} sequential writes (SET and INCR, each fsynced by a majority) in {took:?}: \
          {:.0} writes/s",
@@ -185,7 +182,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!(
         "summary: {} acknowledged writes ({} keys, counter {}), all present after a leader kill and \
          a full restart; failover {failover:?}; {:.1} KiB on disk; {:?} in all",
-        client.seq,
+        client.writes,
         client.expected.len(),
         client.incrs,
         usage as f64 / 1024.0,

@@ -8,12 +8,18 @@
 //! - [`transport`]: the [`Transport`](transport::Transport) trait a node sends through, and an
 //!   in-process channel network.
 //! - [`runtime`]: [`RaftNode`](runtime::RaftNode), a node on its own thread.
+//! - [`client`]: what sends requests to a cluster needs: completions, the one request error,
+//!   a router and exactly-once sessions.
+//! - [`error`]: why a node stopped.
 //! - [`cluster`]: [`Cluster`](cluster::Cluster), an in-process cluster for tests and examples.
 
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod cluster;
+pub mod error;
 pub mod kv;
+mod rng;
 pub mod runtime;
 pub mod state_machine;
 pub mod storage;

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use raft_core::NodeId;
 use raft_core::sim::SimRng;
+use raft_std::client::RequestError;
 use raft_std::cluster::{Cluster, ClusterError, ClusterOptions, FileStorageFactory};
 use raft_std::kv::{ClientId, KvCommand, KvConfig, KvQuery, KvRequest, KvResponse, KvStore};
-use raft_std::runtime::{CallError, NodeError, Proposal, ProposeError};
+use raft_std::runtime::{NodeError, Proposal};
 use raft_std::storage::StorageError;
 use raft_std::storage::faulty::{CrashMode, FaultPlan, FaultyFs};
 use raft_std::storage::file::Options;
@@ -125,7 +126,7 @@ fn retry(cluster: &KvCluster, op: &Op) -> KvResponse {
             Ok(response) => return response,
             Err(
                 e @ (ClusterError::Timeout { .. }
-                | ClusterError::Propose(ProposeError::NodeStopped(_) | ProposeError::Timeout)),
+                | ClusterError::Request(RequestError::Uncertain(_))),
             ) => last = Some(e),
             Err(e) => panic!("proposal failed: {e}"),
         }
@@ -219,7 +220,7 @@ fn run(seed: u64, rounds: u64) -> Outcome {
         let mut inflight: Vec<(Op, Option<Proposal<KvStore>>)> = Vec::new();
         for (i, client) in clients.iter_mut().enumerate() {
             let op = client.next_op(i, &mut rng);
-            let proposal = node.propose_async(op.bytes.clone()).ok();
+            let proposal = Some(node.propose_async(op.bytes.clone()));
             inflight.push((op, proposal));
         }
         thread::sleep(Duration::from_millis(rng.below(6)));
@@ -318,7 +319,7 @@ fn stopped_cause(cluster: &KvCluster, id: NodeId) -> String {
             c.node(id).is_some_and(|n| !n.is_running())
         })
         .expect("the node stops");
-    let Err(CallError::NodeStopped(err)) = cluster.node(id).expect("still registered").status()
+    let Err(RequestError::Stopped(err)) = cluster.node(id).expect("still registered").status()
     else {
         panic!("a stopped node has no status");
     };
@@ -361,7 +362,7 @@ fn eio_on_fsync_stops_that_node_and_the_others_keep_serving() {
         let mut inflight = Vec::new();
         for (i, client) in clients.iter_mut().enumerate() {
             let op = client.next_op(i, &mut rng);
-            let proposal = node.propose_async(op.bytes.clone()).ok();
+            let proposal = Some(node.propose_async(op.bytes.clone()));
             inflight.push((op, proposal));
         }
         let text = stopped_cause(&cluster, victim);

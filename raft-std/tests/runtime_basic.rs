@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Answer, Query, WAIT, cluster, wait_converged};
-use raft_std::runtime::{CallError, ProposeError, ReadError};
+use raft_std::client::RequestError;
 use raft_std::storage::StorageError;
 
 #[test]
@@ -38,11 +38,11 @@ fn a_follower_redirects_to_the_leader() {
     let follower = *cluster.running().iter().find(|&&n| n != leader).unwrap();
     let node = cluster.node(follower).unwrap();
     match node.propose(b"y".to_vec()) {
-        Err(ProposeError::NotLeader { leader: Some(l) }) => assert_eq!(l, leader),
+        Err(RequestError::NotLeader { leader: Some(l) }) => assert_eq!(l, leader),
         other => panic!("expected a redirect to {leader}, got {other:?}"),
     }
     match node.read(Query::Len) {
-        Err(ReadError::NotLeader { leader: Some(l) }) => assert_eq!(l, leader),
+        Err(RequestError::NotLeader { leader: Some(l) }) => assert_eq!(l, leader),
         other => panic!("expected a redirect to {leader}, got {other:?}"),
     }
 }
@@ -87,7 +87,7 @@ fn many_proposals_in_flight_are_group_committed() {
     let leader = cluster.wait_for_leader(WAIT).unwrap();
     let node = cluster.node(leader).unwrap();
     let proposals: Vec<_> = (0..200u32)
-        .map(|i| node.propose_async(i.to_le_bytes().to_vec()).unwrap())
+        .map(|i| node.propose_async(i.to_le_bytes().to_vec()))
         .collect();
     let mut results: Vec<usize> = proposals
         .into_iter()
@@ -130,7 +130,7 @@ fn a_failed_sync_stops_the_node_and_names_the_cause() {
     cluster
         .wait_for(WAIT, "the follower to stop", |_| !node.is_running())
         .unwrap();
-    let Err(CallError::NodeStopped(stopped)) = node.status() else {
+    let Err(RequestError::Stopped(stopped)) = node.status() else {
         panic!("a stopped node answers NodeStopped");
     };
     let cause = stopped.cause.expect("a cause");
@@ -143,7 +143,7 @@ fn a_failed_sync_stops_the_node_and_names_the_cause() {
     );
     assert!(matches!(
         node.propose(b"c".to_vec()),
-        Err(ProposeError::NodeStopped(_))
+        Err(RequestError::Stopped(_))
     ));
     assert!(node.shutdown().is_err());
     // The other two carry on.
@@ -166,7 +166,7 @@ fn shutdown_is_clean() {
     assert!(started.elapsed() < Duration::from_secs(5));
     for h in handles {
         assert!(!h.is_running());
-        let Err(CallError::NodeStopped(stopped)) = h.status() else {
+        let Err(RequestError::Stopped(stopped)) = h.status() else {
             panic!("a shut down node answers NodeStopped");
         };
         assert!(stopped.cause.is_none(), "a clean shutdown has no cause");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{WAIT, cluster, wait_converged};
 use raft_core::{NodeId, Role};
-use raft_std::runtime::ProposeError;
+use raft_std::client::RequestError;
 
 #[test]
 fn leader_crash_fails_over_and_writes_continue() {
@@ -103,8 +103,7 @@ fn a_partitioned_minority_leader_cannot_commit_and_the_cluster_agrees_after_heal
     let stranded = cluster
         .node(old)
         .unwrap()
-        .propose_async(b"stranded".to_vec())
-        .unwrap();
+        .propose_async(b"stranded".to_vec());
     // The majority elects a leader of its own and commits.
     let mut new = None;
     cluster
@@ -134,7 +133,7 @@ fn a_partitioned_minority_leader_cannot_commit_and_the_cluster_agrees_after_heal
     cluster.heal();
     wait_converged(&cluster, &lists, 8);
     match stranded.wait(WAIT) {
-        Err(ProposeError::Dropped | ProposeError::NotLeader { .. }) => {}
+        Err(RequestError::LeaderChanged | RequestError::NotLeader { .. }) => {}
         other => panic!("the stranded proposal must not be applied: {other:?}"),
     }
     assert!(lists.of(old).iter().all(|v| v != b"stranded"));

@@ -51,6 +51,11 @@ pub struct KvConfig {
     /// How many client sessions are kept for deduplication; past it the least recently used
     /// (by log index) is evicted. At least 1 (0 counts as 1). Default 10,000.
     pub max_sessions: usize,
+    /// How many responses a session keeps for writes its client has not acknowledged (see
+    /// [`KvRequest::ack`]); past it the lowest is forgotten, and a retry of it is stale. At
+    /// least 1 (0 counts as 1). Default 1,024: a client with more writes in flight than this
+    /// may see [`KvError::StaleSequence`] for a retry.
+    pub max_responses_per_session: usize,
 }
 
 impl Default for KvConfig {
@@ -59,6 +64,7 @@ impl Default for KvConfig {
             max_key_len: 64 * 1024,
             max_value_len: 8 * 1024 * 1024,
             max_sessions: 10_000,
+            max_responses_per_session: 1024,
         }
     }
 }
@@ -104,39 +110,56 @@ impl Write {
     }
 }
 
-/// What the store remembers of a client: its last applied write and when it last wrote.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// What the store remembers of a client: the responses of its writes it may still retry, and
+/// when it last wrote.
+#[derive(Clone, PartialEq, Eq, Debug)]
 struct Session {
-    /// The highest `seq` applied for the client.
-    seq: u64,
-    /// The response of that write.
-    response: Saved,
+    /// Every write numbered below this was answered and forgotten: a retry of one is stale.
+    floor: u64,
+    /// The responses of the writes applied at or above `floor`, by `seq`.
+    responses: BTreeMap<u64, Saved>,
     /// The log index of the client's last write (applied or answered from the session): the
     /// eviction order.
     last_used: u64,
+}
+
+impl Session {
+    /// Forgets the responses below `ack`: the client has heard them all.
+    fn forget_below(&mut self, ack: u64) {
+        if ack > self.floor {
+            self.floor = ack;
+            self.responses = self.responses.split_off(&ack);
+        }
+    }
 }
 
 /// The key-value [`StateMachine`].
 ///
 /// # Exactly-once writes (Raft thesis §6.3)
 ///
-/// Each [`KvRequest`] names its client and a sequence number. The store keeps a *session* per
-/// client: the highest `seq` it applied and that write's response. When a write commits:
+/// Each [`KvRequest`] names its client, a sequence number `seq`, and `ack`: every write of the
+/// client numbered below `ack` has been answered (a [`Session`](crate::client::Session) keeps
+/// these). The store keeps a *session* per client: the responses of the writes it applied
+/// that the client may still retry. When a write commits:
 ///
 /// - `seq` 0: no deduplication. The command is applied every time it is committed and no
 ///   session is read, created or touched. For clients that never retry (or accept a double
-///   apply), e.g. a RESP client without a session of its own.
-/// - a session exists and `seq` equals its `seq`: a retry. The saved response is returned and
-///   nothing is applied again.
-/// - a session exists and `seq` is lower: [`KvError::StaleSequence`]. Only the last response is
-///   kept, so a client should have one write outstanding at a time (or accept this error for a
-///   retry of an older one).
-/// - a session exists and `seq` is higher (gaps allowed): applied, and its response saved.
-/// - no session and `seq` 1: the client's first write. A session is created, the write applied.
-/// - no session and `seq` above 1: [`KvError::SessionExpired`], nothing applied. The session was
-///   evicted (or never existed), so the store cannot tell whether this is a retry of something
-///   already applied; refusing is the only answer that never applies twice. The client starts
-///   again with a fresh [`ClientId`] at `seq` 1.
+///   apply).
+/// - a session exists: first it forgets the responses below `ack` (taken as at most `seq`).
+///   Then, if `seq` is below what it has forgotten: [`KvError::StaleSequence`] (the write may
+///   or may not have been applied; only a client retrying an answered write sees this). If it
+///   holds a response for `seq`: a retry, answered with that response and not applied again.
+///   Otherwise the write is new: applied, and its response kept.
+/// - no session and `ack` at most 1 (the client has heard back from no write yet): the
+///   client's first writes. A session is created, the write applied.
+/// - no session and `ack` above 1: [`KvError::SessionExpired`], nothing applied. The session was
+///   evicted, so the store cannot tell whether this is a retry of something already applied;
+///   refusing is the only answer that never applies twice. The client starts again with a
+///   fresh [`ClientId`].
+///
+/// Writes may overlap: a pipelining client has many in flight, numbered in order, and their
+/// retries may arrive in any order. A session keeps at most
+/// [`KvConfig::max_responses_per_session`] responses.
 ///
 /// Reads through the log ([`KvCommand::Read`]) ignore sessions entirely. Every response of a
 /// write is saved, errors included (they are deterministic, so a retry gets the same one).
@@ -151,8 +174,8 @@ struct Session {
 /// every replica evicts the same sessions at the same index; sessions are part of the snapshot
 /// with their last-used index.
 ///
-/// The one case this cannot cover: a client whose session was evicted after its *first* write
-/// (`seq` 1) and who then retries that write gets it applied again, as if new. That needs
+/// The one case this cannot cover: a client whose session was evicted before it heard back
+/// from any write (`ack` 1), and who then retries one, gets it applied again, as if new. That needs
 /// `max_sessions` other clients to write between the first attempt and the retry; size the cap
 /// for that never to happen within a client's retry horizon.
 #[derive(Clone, Debug)]
@@ -227,6 +250,7 @@ impl KvStore {
         let KvRequest {
             client,
             seq,
+            ack,
             command,
         } = request;
         let write = match Write::from_command(command) {
@@ -236,50 +260,48 @@ impl KvStore {
         if seq == 0 {
             return self.execute(write).to_response();
         }
-        match self.sessions.get(&client).copied() {
-            Some(session) if seq == session.seq => {
-                self.touch(client, session.last_used, index.0);
-                session.response.to_response()
+        let ack = ack.min(seq);
+        let Some(mut session) = self.sessions.remove(&client) else {
+            if ack > 1 {
+                return KvResponse::Error(KvError::SessionExpired);
             }
-            Some(session) if seq < session.seq => KvResponse::Error(KvError::StaleSequence),
-            Some(session) => {
-                let response = self.execute(write);
-                self.save(client, Some(session.last_used), seq, response, index.0);
-                response.to_response()
+            let response = self.execute(write);
+            let session = Session {
+                floor: 1,
+                responses: BTreeMap::from([(seq, response)]),
+                last_used: index.0,
+            };
+            self.sessions.insert(client, session);
+            self.lru.insert((index.0, client));
+            self.evict();
+            return response.to_response();
+        };
+        session.forget_below(ack);
+        let response = if seq < session.floor {
+            Err(KvError::StaleSequence)
+        } else if let Some(&saved) = session.responses.get(&seq) {
+            Ok(saved)
+        } else {
+            let response = self.execute(write);
+            session.responses.insert(seq, response);
+            let cap = self.config.max_responses_per_session.max(1);
+            while session.responses.len() > cap {
+                if let Some((forgotten, _)) = session.responses.pop_first() {
+                    session.floor = forgotten + 1;
+                }
             }
-            None if seq == 1 => {
-                let response = self.execute(write);
-                self.save(client, None, seq, response, index.0);
-                self.evict();
-                response.to_response()
-            }
-            None => KvResponse::Error(KvError::SessionExpired),
+            Ok(response)
+        };
+        if response.is_ok() {
+            self.lru.remove(&(session.last_used, client));
+            self.lru.insert((index.0, client));
+            session.last_used = index.0;
         }
-    }
-
-    /// Moves `client` from `old` to `new` in the eviction order.
-    fn touch(&mut self, client: ClientId, old: u64, new: u64) {
-        self.lru.remove(&(old, client));
-        self.lru.insert((new, client));
-        if let Some(session) = self.sessions.get_mut(&client) {
-            session.last_used = new;
+        self.sessions.insert(client, session);
+        match response {
+            Ok(saved) => saved.to_response(),
+            Err(e) => KvResponse::Error(e),
         }
-    }
-
-    /// Records `response` as the answer to the client's write `seq` at `index`.
-    fn save(&mut self, client: ClientId, old: Option<u64>, seq: u64, response: Saved, index: u64) {
-        if let Some(old) = old {
-            self.lru.remove(&(old, client));
-        }
-        self.sessions.insert(
-            client,
-            Session {
-                seq,
-                response,
-                last_used: index,
-            },
-        );
-        self.lru.insert((index, client));
     }
 
     /// Evicts least recently used sessions down to the cap.

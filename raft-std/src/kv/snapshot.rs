@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! magic         8 bytes  "RAFTKVS\n"
-//! version       u32      1
+//! version       u32      2
 //! sessions      u64      count, then per session in ascending client id:
 //!   client      u64
-//!   seq         u64      >= 1
+//!   floor       u64      >= 1: writes below it are forgotten
 //!   last_used   u64      log index of its last write
-//!   tag         u8       0 Ok, 1 Integer, 2 Error
-//!   payload     i64      the integer (tag 1), the error code (tag 2), 0 (tag 0)
+//!   responses   u64      count >= 1, then per response in strictly ascending seq:
+//!     seq       u64      >= floor
+//!     tag       u8       0 Ok, 1 Integer, 2 Error
+//!     payload   i64      the integer (tag 1), the error code (tag 2), 0 (tag 0)
 //! keys          u64      count, then per key in strictly ascending byte order:
 //!   key_len     u64
 //!   key         key_len bytes
@@ -19,6 +21,9 @@
 //! end marker    8 bytes  "RAFTKVE\n"
 //! crc32c        u32      CRC32C (Castagnoli) of every byte before it
 //! ```
+//!
+//! Version 1 (still read) kept one response per session: `client`, `seq`, `last_used`, `tag`,
+//! `payload`, read as a session with `floor` = `seq` and that one response.
 //!
 //! Nothing may follow. A reader rejects anything else (bad magic or version, unsorted or
 //! duplicate keys or clients, unknown tags, a wrong checksum, truncation, trailing bytes) with
@@ -32,7 +37,7 @@ use super::{ClientId, KvConfig, KvError, KvStore, Saved, Session};
 
 const MAGIC: [u8; 8] = *b"RAFTKVS\n";
 const END: [u8; 8] = *b"RAFTKVE\n";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Buffer size for writing and reading, and the most a length field makes us allocate ahead
 /// of the bytes that back it.
 const CHUNK: usize = 64 * 1024;
@@ -62,16 +67,20 @@ pub(super) fn write(store: &KvStore, out: &mut dyn Write) -> io::Result<()> {
     w.write_all(&VERSION.to_le_bytes())?;
     w.write_all(&(store.sessions.len() as u64).to_le_bytes())?;
     for (client, session) in &store.sessions {
-        let (tag, payload) = match session.response {
-            Saved::Ok => (0_u8, 0_i64),
-            Saved::Integer(n) => (1, n),
-            Saved::Error(e) => (2, i64::from(e.code())),
-        };
         w.write_all(&client.0.to_le_bytes())?;
-        w.write_all(&session.seq.to_le_bytes())?;
+        w.write_all(&session.floor.to_le_bytes())?;
         w.write_all(&session.last_used.to_le_bytes())?;
-        w.write_all(&[tag])?;
-        w.write_all(&payload.to_le_bytes())?;
+        w.write_all(&(session.responses.len() as u64).to_le_bytes())?;
+        for (seq, response) in &session.responses {
+            let (tag, payload) = match *response {
+                Saved::Ok => (0_u8, 0_i64),
+                Saved::Integer(n) => (1, n),
+                Saved::Error(e) => (2, i64::from(e.code())),
+            };
+            w.write_all(&seq.to_le_bytes())?;
+            w.write_all(&[tag])?;
+            w.write_all(&payload.to_le_bytes())?;
+        }
     }
     w.write_all(&(store.data.len() as u64).to_le_bytes())?;
     for (key, value) in &store.data {
@@ -142,6 +151,67 @@ fn read_bytes(r: &mut impl Read) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// Reads one saved response: its tag and payload.
+fn read_response(r: &mut impl Read) -> io::Result<Saved> {
+    let [tag] = read_array::<1>(r)?;
+    let payload = i64::from_le_bytes(read_array(r)?);
+    match (tag, payload) {
+        (0, 0) => Ok(Saved::Ok),
+        (1, n) => Ok(Saved::Integer(n)),
+        (2, code) => u8::try_from(code)
+            .ok()
+            .and_then(KvError::from_code)
+            .map(Saved::Error)
+            .ok_or_else(|| invalid("unknown error code")),
+        _ => Err(invalid("unknown response tag")),
+    }
+}
+
+/// A version 1 session (after its client id): one response, at `seq`.
+fn read_session_v1(r: &mut impl Read) -> io::Result<Session> {
+    let seq = read_u64(r)?;
+    let last_used = read_u64(r)?;
+    let response = read_response(r)?;
+    if seq == 0 {
+        return Err(invalid("session with seq 0"));
+    }
+    Ok(Session {
+        floor: seq,
+        responses: BTreeMap::from([(seq, response)]),
+        last_used,
+    })
+}
+
+/// A session (after its client id).
+fn read_session(r: &mut impl Read) -> io::Result<Session> {
+    let floor = read_u64(r)?;
+    let last_used = read_u64(r)?;
+    let count = read_u64(r)?;
+    if floor == 0 {
+        return Err(invalid("session with floor 0"));
+    }
+    if count == 0 {
+        return Err(invalid("session without responses"));
+    }
+    let mut responses = BTreeMap::new();
+    for _ in 0..count {
+        let seq = read_u64(r)?;
+        if seq < floor
+            || responses
+                .last_key_value()
+                .is_some_and(|(&last, _)| last >= seq)
+        {
+            return Err(invalid("response out of order"));
+        }
+        responses.insert(seq, read_response(r)?);
+    }
+    Ok(Session {
+        floor,
+        responses,
+        last_used,
+    })
+}
+
 /// Reads a snapshot into a new store with `config`.
 pub(super) fn read(config: KvConfig, input: &mut dyn Read) -> io::Result<KvStore> {
     let mut r = CrcReader {
@@ -152,7 +222,7 @@ pub(super) fn read(config: KvConfig, input: &mut dyn Read) -> io::Result<KvStore
         return Err(invalid("bad magic"));
     }
     let version = u32::from_le_bytes(read_array(&mut r)?);
-    if version != VERSION {
+    if version != 1 && version != VERSION {
         return Err(invalid("unknown version"));
     }
 
@@ -161,36 +231,17 @@ pub(super) fn read(config: KvConfig, input: &mut dyn Read) -> io::Result<KvStore
     let mut previous: Option<ClientId> = None;
     for _ in 0..session_count {
         let client = ClientId(read_u64(&mut r)?);
-        let seq = read_u64(&mut r)?;
-        let last_used = read_u64(&mut r)?;
-        let [tag] = read_array::<1>(&mut r)?;
-        let payload = i64::from_le_bytes(read_array(&mut r)?);
         if previous.is_some_and(|p| p >= client) {
             return Err(invalid("sessions out of order"));
         }
         previous = Some(client);
-        if seq == 0 {
-            return Err(invalid("session with seq 0"));
-        }
-        let response = match (tag, payload) {
-            (0, 0) => Saved::Ok,
-            (1, n) => Saved::Integer(n),
-            (2, code) => u8::try_from(code)
-                .ok()
-                .and_then(KvError::from_code)
-                .map(Saved::Error)
-                .ok_or_else(|| invalid("unknown error code"))?,
-            _ => return Err(invalid("unknown response tag")),
+        let session = if version == 1 {
+            read_session_v1(&mut r)?
+        } else {
+            read_session(&mut r)?
         };
-        store.sessions.insert(
-            client,
-            Session {
-                seq,
-                response,
-                last_used,
-            },
-        );
-        store.lru.insert((last_used, client));
+        store.lru.insert((session.last_used, client));
+        store.sessions.insert(client, session);
     }
 
     let key_count = read_u64(&mut r)?;

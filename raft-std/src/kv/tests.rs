@@ -361,6 +361,129 @@ fn older_sequence_numbers_are_stale() {
     assert_eq!(n.apply(1, 5, KvCommand::incr("c")), KvResponse::Integer(2));
 }
 
+/// Applies `command` as client `client`'s write `seq`, with `ack`.
+fn stamped(n: &mut Node, client: u64, seq: u64, ack: u64, command: KvCommand) -> KvResponse {
+    let request = KvRequest::stamped(ClientId(client).stamp(seq, ack), command);
+    n.apply_bytes(&request.encode())
+}
+
+#[test]
+fn overlapping_writes_are_each_answered_once_in_any_order() {
+    // A pipelining client: writes 1 to 4 in flight at once (ack 1), committed out of order,
+    // then each retried (out of order again): every retry is answered from the session.
+    let mut n = node();
+    for seq in [2, 1, 4, 3] {
+        let r = stamped(&mut n, 7, seq, 1, KvCommand::incr("c"));
+        assert!(matches!(r, KvResponse::Integer(_)), "{r:?}");
+    }
+    assert_eq!(n.get("c"), Some(b"4".to_vec()));
+    let first: Vec<KvResponse> = [1, 2, 3, 4]
+        .iter()
+        .map(|&seq| stamped(&mut n, 7, seq, 1, KvCommand::incr("c")))
+        .collect();
+    assert_eq!(
+        first,
+        [2, 1, 4, 3].map(KvResponse::Integer),
+        "each retry gets its own write's answer"
+    );
+    assert_eq!(n.get("c"), Some(b"4".to_vec()), "nothing applied twice");
+}
+
+#[test]
+fn acknowledged_responses_are_forgotten_and_their_retries_are_stale() {
+    let mut n = node();
+    for seq in 1..=3 {
+        stamped(&mut n, 7, seq, 1, KvCommand::incr("c"));
+    }
+    // The client heard back from 1 and 2: its next write says so.
+    assert_eq!(
+        stamped(&mut n, 7, 4, 3, KvCommand::incr("c")),
+        KvResponse::Integer(4)
+    );
+    let stale = KvResponse::Error(KvError::StaleSequence);
+    assert_eq!(stamped(&mut n, 7, 2, 1, KvCommand::incr("c")), stale);
+    assert_eq!(
+        stamped(&mut n, 7, 3, 3, KvCommand::incr("c")),
+        KvResponse::Integer(3),
+        "3 is still kept"
+    );
+    assert_eq!(n.get("c"), Some(b"4".to_vec()));
+}
+
+#[test]
+fn an_ack_above_the_seq_is_taken_as_the_seq() {
+    let mut n = node();
+    stamped(&mut n, 7, 1, 1, KvCommand::incr("c"));
+    // Nonsense from a client (ack 9 on write 2) must not forget write 2's own response.
+    assert_eq!(
+        stamped(&mut n, 7, 2, 9, KvCommand::incr("c")),
+        KvResponse::Integer(2)
+    );
+    assert_eq!(
+        stamped(&mut n, 7, 2, 2, KvCommand::incr("c")),
+        KvResponse::Integer(2)
+    );
+}
+
+#[test]
+fn a_session_keeps_at_most_its_cap_of_responses() {
+    let mut n = Node::new(KvConfig {
+        max_responses_per_session: 3,
+        ..KvConfig::default()
+    });
+    for seq in 1..=5 {
+        stamped(&mut n, 7, seq, 1, KvCommand::incr("c"));
+    }
+    let stale = KvResponse::Error(KvError::StaleSequence);
+    assert_eq!(stamped(&mut n, 7, 2, 1, KvCommand::incr("c")), stale);
+    assert_eq!(
+        stamped(&mut n, 7, 3, 1, KvCommand::incr("c")),
+        KvResponse::Integer(3)
+    );
+    assert_eq!(n.get("c"), Some(b"5".to_vec()));
+}
+
+#[test]
+fn a_first_write_is_recognised_by_its_ack_not_its_seq() {
+    let mut n = node();
+    // Write 2 of a new client commits before write 1: both are its first (ack 1).
+    assert_eq!(
+        stamped(&mut n, 7, 2, 1, KvCommand::incr("c")),
+        KvResponse::Integer(1)
+    );
+    assert_eq!(
+        stamped(&mut n, 7, 1, 1, KvCommand::incr("c")),
+        KvResponse::Integer(2)
+    );
+    // A client that heard back before, without a session here: expired.
+    assert_eq!(
+        stamped(&mut n, 8, 5, 4, KvCommand::incr("c")),
+        KvResponse::Error(KvError::SessionExpired)
+    );
+}
+
+#[test]
+fn sessions_with_many_responses_survive_a_snapshot() {
+    let mut n = node();
+    for seq in [3, 1, 2] {
+        stamped(&mut n, 7, seq, 1, KvCommand::incr("c"));
+    }
+    stamped(&mut n, 9, 1, 1, KvCommand::set("k", "v"));
+    let snap = snapshot_of(&n.store);
+    let back = restored(KvConfig::default(), &snap).unwrap();
+    assert_eq!(back.sessions, n.store.sessions);
+    assert_eq!(back.lru, n.store.lru);
+    let mut m = Node {
+        store: back,
+        index: n.index,
+    };
+    assert_eq!(
+        stamped(&mut m, 7, 1, 1, KvCommand::incr("c")),
+        KvResponse::Integer(2)
+    );
+    assert_eq!(m.get("c"), Some(b"3".to_vec()));
+}
+
 #[test]
 fn seq_zero_applies_every_time_and_keeps_no_session() {
     let mut n = node();
@@ -480,6 +603,7 @@ fn replicas_applying_the_same_log_end_byte_identical() {
         max_key_len: 6,
         max_value_len: 24,
         max_sessions: 5,
+        ..KvConfig::default()
     };
     for seed in 0..20 {
         let mut rng = SimRng::new(seed);
@@ -630,6 +754,7 @@ fn store_matches_the_model_on_random_logs() {
         max_key_len: 6,
         max_value_len: 24,
         max_sessions: 1_000,
+        ..KvConfig::default()
     };
     for seed in 100..150 {
         let mut rng = SimRng::new(seed);
@@ -931,14 +1056,18 @@ fn restore_rejects_every_bit_flip_and_trailing_bytes() {
     long.push(0);
     assert_invalid(&long, "trailing byte");
     assert_invalid(b"", "empty");
-    assert_invalid(b"RAFTKVS\n\x02\0\0\0", "unknown version");
+    assert_invalid(b"RAFTKVS\n\x03\0\0\0", "unknown version");
 }
 
 /// Rebuilds a snapshot from `body` (everything between the version and the end marker) with a
 /// correct checksum, to reach the structural checks behind it.
 fn with_valid_crc(body: &[u8]) -> Vec<u8> {
+    with_valid_crc_version(1, body)
+}
+
+fn with_valid_crc_version(version: u32, body: &[u8]) -> Vec<u8> {
     let mut out = b"RAFTKVS\n".to_vec();
-    out.extend_from_slice(&1_u32.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(body);
     out.extend_from_slice(b"RAFTKVE\n");
     let crc = crc32c::crc32c(&out);
@@ -971,6 +1100,50 @@ fn body(sessions: &[Vec<u8>], entries: &[Vec<u8>]) -> Vec<u8> {
     v.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     v.extend(entries.concat());
     v
+}
+
+/// A version 2 session: `client`, `floor`, a last-used index of 10, and `(seq, tag, payload)`
+/// responses.
+fn session_record_v2(client: u64, floor: u64, responses: &[(u64, u8, i64)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&client.to_le_bytes());
+    v.extend_from_slice(&floor.to_le_bytes());
+    v.extend_from_slice(&10_u64.to_le_bytes());
+    v.extend_from_slice(&(responses.len() as u64).to_le_bytes());
+    for &(seq, tag, payload) in responses {
+        v.extend_from_slice(&seq.to_le_bytes());
+        v.push(tag);
+        v.extend_from_slice(&payload.to_le_bytes());
+    }
+    v
+}
+
+#[test]
+fn restore_rejects_structurally_bad_version_2_sessions() {
+    let v2 = |sessions: &[Vec<u8>]| with_valid_crc_version(2, &body(sessions, &[]));
+    let ok = v2(&[session_record_v2(1, 2, &[(2, 0, 0), (5, 1, 7)])]);
+    let store = restored(KvConfig::default(), &ok).unwrap();
+    assert_eq!(store.sessions(), 1);
+    let cases = [
+        ("floor 0", session_record_v2(1, 0, &[(1, 0, 0)])),
+        ("no responses", session_record_v2(1, 1, &[])),
+        (
+            "response below floor",
+            session_record_v2(1, 3, &[(2, 0, 0)]),
+        ),
+        (
+            "responses out of order",
+            session_record_v2(1, 1, &[(3, 0, 0), (2, 0, 0)]),
+        ),
+        (
+            "duplicate response",
+            session_record_v2(1, 1, &[(2, 0, 0), (2, 0, 0)]),
+        ),
+        ("unknown tag", session_record_v2(1, 1, &[(2, 9, 0)])),
+    ];
+    for (what, session) in cases {
+        assert_invalid(&v2(&[session]), what);
+    }
 }
 
 #[test]

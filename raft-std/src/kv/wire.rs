@@ -8,47 +8,57 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Identifies a client for the deduplication of retried writes.
-///
-/// Clients pick their own ids (at random from 64 bits, say); two clients that share an id share
-/// a session and confuse each other's retries.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct ClientId(pub u64);
-
-impl fmt::Display for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+pub use crate::client::ClientId;
+use crate::client::Stamp;
 
 /// One client request, as proposed to the log.
 ///
 /// `seq` numbers a client's writes: 1 for its first, then increasing (gaps are allowed). A
 /// retry of a write reuses its `seq`, and the store answers it with the saved response instead
-/// of applying it again. `seq` 0 opts out: the command is applied every time it is committed
-/// (see [`KvStore`](super::KvStore) for the whole rule).
+/// of applying it again. `ack` tells the store which responses it may forget. `seq` 0 opts
+/// out: the command is applied every time it is committed (see [`KvStore`](super::KvStore) for
+/// the whole rule). A [`Session`](crate::client::Session) numbers a client's writes.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct KvRequest {
     /// Who sends it.
     pub client: ClientId,
     /// The client's sequence number for this write; 0 for no deduplication.
     pub seq: u64,
+    /// Every write of the client numbered below this has been answered: the store may forget
+    /// their responses. At most `seq`.
+    pub ack: u64,
     /// What to do.
     pub command: KvCommand,
 }
 
 impl KvRequest {
-    /// A request from `client` with sequence number `seq`.
+    /// A request from `client` with sequence number `seq`, from a client with one write in
+    /// flight at a time (`ack` is `seq`: every earlier write was answered).
     #[must_use]
     pub const fn new(client: ClientId, seq: u64, command: KvCommand) -> Self {
         Self {
             client,
             seq,
+            ack: seq,
             command,
         }
+    }
+
+    /// A request stamped by a [`Session`](crate::client::Session).
+    #[must_use]
+    pub const fn stamped(stamp: Stamp, command: KvCommand) -> Self {
+        Self {
+            client: stamp.client,
+            seq: stamp.seq,
+            ack: stamp.ack,
+            command,
+        }
+    }
+
+    /// A request that is not deduplicated (`seq` 0): applied every time it commits.
+    #[must_use]
+    pub const fn unsessioned(command: KvCommand) -> Self {
+        Self::new(ClientId(0), 0, command)
     }
 
     /// The bytes to propose to the log; [`decode_request`] reads them back.

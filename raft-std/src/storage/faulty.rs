@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::fs::{FileSystem, WriteFile, parent_dir};
+use crate::rng::splitmix;
 
 /// Faults to inject, counted from the moment the plan is set with [`FaultyFs::set_plan`].
 #[derive(Clone, Default, Debug)]
@@ -112,15 +113,6 @@ struct State {
     syncs: u64,
     writes: u64,
     rng: u64,
-}
-
-/// SplitMix64: a tiny deterministic generator. Advances `state` and returns the next value.
-pub(crate) fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn below(state: &mut u64, n: u64) -> u64 {

@@ -1,0 +1,90 @@
+//! A node on its own thread: [`RaftNode`] drives a [`raft_core::Node`] over a
+//! [`Storage`](crate::storage::Storage), a [`Transport`](crate::transport::Transport) and a
+//! [`StateMachine`](crate::state_machine::StateMachine), and serves proposals and linearizable
+//! reads.
+//!
+//! - [`RaftNode`] is the handle: requests go in with a [`Completion`](crate::client::Completion)
+//!   that the node calls back (`propose_with`, `read_with`, ...), or block (`propose`, `read`,
+//!   ...), which is the same thing waiting on a channel.
+//! - The node thread (`driver`) owns the core, the storage and the state machine.
+//!
+//! # The loop
+//!
+//! The node thread waits on its [`Inbox`](crate::transport::Inbox) until the next input, the
+//! next timer (from [`Node::ticks_until_timer`](raft_core::Node::ticks_until_timer); it never
+//! polls) or the next request deadline. Then it steps every input waiting (messages from peers,
+//! client requests) and the ticks that have passed, and does one round of outputs:
+//!
+//! 1. sends every message (the core holds back anything that depends on unsynced state, so
+//!    sending before the disk write is safe); a peer the transport cannot reach is reported
+//!    with [`Input::Unreachable`](raft_core::Input::Unreachable);
+//! 2. appends every write to storage, syncs once (group commit) and steps
+//!    [`Input::Persisted`](raft_core::Input::Persisted) with the last write's id;
+//! 3. applies committed entries ([`EntryKind::Normal`](raft_core::EntryKind::Normal) ones go to
+//!    the state machine; no-ops and anything else the core adds are skipped), or loads a
+//!    snapshot installed from the leader, and steps [`Input::Applied`](raft_core::Input::Applied);
+//!    completes the proposals and reads this made ready;
+//! 4. answers the leader's snapshot chunk requests from storage;
+//! 5. takes a snapshot when the core suggests one
+//!    ([`Event::SnapshotSuggested`](raft_core::Event::SnapshotSuggested)).
+//!
+//! It repeats the round until the core has nothing more to say, then waits again.
+//!
+//! # Every request completes, once
+//!
+//! Each proposal and read has a deadline (the request timeout, or its own). The node completes
+//! it exactly once: with the result, with a [`RequestError`](crate::client::RequestError)
+//! (`NotLeader`, `LeaderChanged`, `Refused`), when its deadline passes (a proposal with
+//! `Uncertain(TimedOut)`: it is in the log and may still commit; a read with `Timeout`), or
+//! when the node stops (a proposal in the log with `Uncertain(NodeStopped)`, anything not yet
+//! stepped with `Stopped`).
+//!
+//! # Failures
+//!
+//! A storage error is fatal: the thread stops, every request waiting is completed as above, and
+//! every later call gets [`NodeStopped`] naming the cause. Nonsense
+//! from the network is rejected by the core and counted; the node carries on.
+
+mod driver;
+mod handle;
+
+use std::time::Duration;
+
+use raft_core::{Config, NodeId};
+
+pub use crate::error::{NodeError, NodeStopped};
+pub use handle::{Observed, Proposal, RaftNode};
+
+/// How a node runs: the core's [`Config`], the length of a tick and the default time requests
+/// wait.
+///
+/// Snapshots are taken synchronously on the node thread: when the core suggests one, the
+/// thread streams the whole state machine into storage before it steps anything else. While it
+/// does, no ticks, messages or requests are handled, so a large state can hold up heartbeats
+/// long enough for followers to elect another leader (and callers may see timeouts). Size the
+/// election timeout (and [`Config::snapshot_log_entries`], how often snapshots come) with the
+/// time a snapshot takes.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// The core's configuration (timeouts in ticks). The defaults with a 10 ms tick: heartbeat
+    /// every 20 ms, election timeout 100–200 ms.
+    pub raft: Config,
+    /// What one tick is worth. Default 10 ms.
+    pub tick: Duration,
+    /// How long a request may take before the node gives up on it (see the module docs).
+    /// Default 5 s.
+    pub request_timeout: Duration,
+}
+
+impl RuntimeConfig {
+    /// The defaults for node `id`.
+    #[must_use]
+    pub fn new(id: NodeId) -> Self {
+        Self {
+            raft: Config::new(id),
+            tick: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
