@@ -148,3 +148,25 @@ fn observed_follows_the_leader_without_a_call() {
     assert_eq!(seen.role, raft_core::Role::Leader);
     assert!(seen.applied.0 >= 2, "the no-op and the proposal: {seen:?}");
 }
+
+#[test]
+fn a_read_sees_every_write_the_node_accepted_before_it() {
+    // Without waiting for the write's answer (a pipelining client): the read still sees it.
+    let (cluster, _lists) = cluster(3, |_| {});
+    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    let node = cluster.node(leader).unwrap();
+    let mut reads = Vec::new();
+    for i in 1..=50_usize {
+        let (done, _write) = Completion::channel();
+        node.propose_with(vec![0], WAIT, done);
+        let (done, read) = Completion::channel();
+        node.read_with(Query::Len, WAIT, done);
+        reads.push((i, read));
+    }
+    for (i, read) in reads {
+        match read.recv_timeout(WAIT).unwrap() {
+            Ok(Answer::Len(len)) => assert!(len >= i, "read {i} saw only {len} writes"),
+            other => panic!("read {i}: {other:?}"),
+        }
+    }
+}

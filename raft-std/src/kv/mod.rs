@@ -36,7 +36,9 @@ use raft_core::Index;
 
 use crate::state_machine::StateMachine;
 
-pub use wire::{ClientId, KvCommand, KvError, KvQuery, KvRequest, KvResponse, decode_request};
+pub use wire::{
+    ClientId, KvCommand, KvError, KvQuery, KvRequest, KvResponse, SetCondition, decode_request,
+};
 
 /// Limits of a [`KvStore`]. Every replica of a cluster MUST use the same configuration: the
 /// limits decide responses and session eviction, which must be identical everywhere.
@@ -75,6 +77,8 @@ enum Saved {
     Ok,
     Integer(i64),
     Error(KvError),
+    /// A conditional write that did not happen (RESP nil).
+    Nil,
 }
 
 impl Saved {
@@ -83,17 +87,41 @@ impl Saved {
             Self::Ok => KvResponse::Ok,
             Self::Integer(n) => KvResponse::Integer(n),
             Self::Error(e) => KvResponse::Error(e),
+            Self::Nil => KvResponse::Value(None),
         }
     }
 }
 
 /// A write: a [`KvCommand`] other than [`KvCommand::Read`].
 enum Write {
-    Set { key: Vec<u8>, value: Vec<u8> },
-    Del { keys: Vec<Vec<u8>> },
-    IncrBy { key: Vec<u8>, delta: i64 },
-    Append { key: Vec<u8>, value: Vec<u8> },
-    MSet { pairs: Vec<(Vec<u8>, Vec<u8>)> },
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Del {
+        keys: Vec<Vec<u8>>,
+    },
+    IncrBy {
+        key: Vec<u8>,
+        delta: i64,
+    },
+    Append {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    MSet {
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    SetIf {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        condition: SetCondition,
+    },
+    FlushAll,
+    SetPeer {
+        id: u64,
+        addr: Option<String>,
+    },
 }
 
 impl Write {
@@ -105,6 +133,17 @@ impl Write {
             KvCommand::IncrBy { key, delta } => Self::IncrBy { key, delta },
             KvCommand::Append { key, value } => Self::Append { key, value },
             KvCommand::MSet { pairs } => Self::MSet { pairs },
+            KvCommand::SetIf {
+                key,
+                value,
+                condition,
+            } => Self::SetIf {
+                key,
+                value,
+                condition,
+            },
+            KvCommand::FlushAll => Self::FlushAll,
+            KvCommand::SetPeer { id, addr } => Self::SetPeer { id, addr },
             KvCommand::Read(query) => return Err(query),
         })
     }
@@ -187,6 +226,8 @@ pub struct KvStore {
     sessions: BTreeMap<ClientId, Session>,
     /// `(last_used, client)` of every session: the eviction order.
     lru: BTreeSet<(u64, ClientId)>,
+    /// Peer addresses recorded through the log ([`KvCommand::SetPeer`]).
+    peers: BTreeMap<u64, String>,
 }
 
 impl Default for KvStore {
@@ -205,6 +246,7 @@ impl KvStore {
             bytes: 0,
             sessions: BTreeMap::new(),
             lru: BTreeSet::new(),
+            peers: BTreeMap::new(),
         }
     }
 
@@ -236,6 +278,13 @@ impl KvStore {
     #[must_use]
     pub fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The peer addresses recorded through the log, by node id: how a cluster that changes its
+    /// membership tells every node where a new member listens.
+    #[must_use]
+    pub const fn peers(&self) -> &BTreeMap<u64, String> {
+        &self.peers
     }
 
     /// The value of `key`, if any.
@@ -334,6 +383,37 @@ impl KvStore {
                     }
                 }
                 Saved::Integer(removed)
+            }
+            Write::SetIf {
+                key,
+                value,
+                condition,
+            } => {
+                let present = self.data.contains_key(&key);
+                let wanted = match condition {
+                    SetCondition::IfAbsent => !present,
+                    SetCondition::IfPresent => present,
+                };
+                if let Err(e) = self.check(&key, value.len()) {
+                    Saved::Error(e)
+                } else if wanted {
+                    self.insert(key, value);
+                    Saved::Ok
+                } else {
+                    Saved::Nil
+                }
+            }
+            Write::FlushAll => {
+                self.data.clear();
+                self.bytes = 0;
+                Saved::Ok
+            }
+            Write::SetPeer { id, addr } => {
+                match addr {
+                    Some(addr) => self.peers.insert(id, addr),
+                    None => self.peers.remove(&id),
+                };
+                Saved::Ok
             }
             Write::IncrBy { key, delta } => self.incr_by(key, delta),
             Write::Append { key, value } => self.append(key, &value),

@@ -11,8 +11,12 @@
 //!   last_used   u64      log index of its last write
 //!   responses   u64      count >= 1, then per response in strictly ascending seq:
 //!     seq       u64      >= floor
-//!     tag       u8       0 Ok, 1 Integer, 2 Error
-//!     payload   i64      the integer (tag 1), the error code (tag 2), 0 (tag 0)
+//!     tag       u8       0 Ok, 1 Integer, 2 Error, 3 Nil
+//!     payload   i64      the integer (tag 1), the error code (tag 2), 0 (tags 0 and 3)
+//! peers         u64      count, then per peer in strictly ascending id:
+//!   id          u64
+//!   addr_len    u64
+//!   addr        addr_len bytes of UTF-8
 //! keys          u64      count, then per key in strictly ascending byte order:
 //!   key_len     u64
 //!   key         key_len bytes
@@ -23,7 +27,7 @@
 //! ```
 //!
 //! Version 1 (still read) kept one response per session: `client`, `seq`, `last_used`, `tag`,
-//! `payload`, read as a session with `floor` = `seq` and that one response.
+//! `payload`, read as a session with `floor` = `seq` and that one response; it has no peers.
 //!
 //! Nothing may follow. A reader rejects anything else (bad magic or version, unsorted or
 //! duplicate keys or clients, unknown tags, a wrong checksum, truncation, trailing bytes) with
@@ -76,11 +80,18 @@ pub(super) fn write(store: &KvStore, out: &mut dyn Write) -> io::Result<()> {
                 Saved::Ok => (0_u8, 0_i64),
                 Saved::Integer(n) => (1, n),
                 Saved::Error(e) => (2, i64::from(e.code())),
+                Saved::Nil => (3, 0),
             };
             w.write_all(&seq.to_le_bytes())?;
             w.write_all(&[tag])?;
             w.write_all(&payload.to_le_bytes())?;
         }
+    }
+    w.write_all(&(store.peers.len() as u64).to_le_bytes())?;
+    for (id, addr) in &store.peers {
+        w.write_all(&id.to_le_bytes())?;
+        w.write_all(&(addr.len() as u64).to_le_bytes())?;
+        w.write_all(addr.as_bytes())?;
     }
     w.write_all(&(store.data.len() as u64).to_le_bytes())?;
     for (key, value) in &store.data {
@@ -163,6 +174,7 @@ fn read_response(r: &mut impl Read) -> io::Result<Saved> {
             .and_then(KvError::from_code)
             .map(Saved::Error)
             .ok_or_else(|| invalid("unknown error code")),
+        (3, 0) => Ok(Saved::Nil),
         _ => Err(invalid("unknown response tag")),
     }
 }
@@ -242,6 +254,22 @@ pub(super) fn read(config: KvConfig, input: &mut dyn Read) -> io::Result<KvStore
         };
         store.lru.insert((session.last_used, client));
         store.sessions.insert(client, session);
+    }
+    if version >= 2 {
+        let peer_count = read_u64(&mut r)?;
+        for _ in 0..peer_count {
+            let id = read_u64(&mut r)?;
+            let addr = String::from_utf8(read_bytes(&mut r)?)
+                .map_err(|_| invalid("peer address not UTF-8"))?;
+            if store
+                .peers
+                .last_key_value()
+                .is_some_and(|(&last, _)| last >= id)
+            {
+                return Err(invalid("peers out of order"));
+            }
+            store.peers.insert(id, addr);
+        }
     }
 
     let key_count = read_u64(&mut r)?;

@@ -485,6 +485,77 @@ fn sessions_with_many_responses_survive_a_snapshot() {
 }
 
 #[test]
+fn set_nx_and_xx_set_only_when_absent_or_present() {
+    let mut n = node();
+    let nx = |k: &str, v: &str| KvCommand::SetIf {
+        key: k.into(),
+        value: v.into(),
+        condition: SetCondition::IfAbsent,
+    };
+    let xx = |k: &str, v: &str| KvCommand::SetIf {
+        key: k.into(),
+        value: v.into(),
+        condition: SetCondition::IfPresent,
+    };
+    assert_eq!(n.run(xx("k", "1")), KvResponse::Value(None));
+    assert_eq!(n.get("k"), None);
+    assert_eq!(n.run(nx("k", "1")), KvResponse::Ok);
+    assert_eq!(n.run(nx("k", "2")), KvResponse::Value(None));
+    assert_eq!(n.get("k"), Some(b"1".to_vec()));
+    assert_eq!(n.run(xx("k", "3")), KvResponse::Ok);
+    assert_eq!(n.get("k"), Some(b"3".to_vec()));
+    // A retried conditional write that did not happen is answered the same, from the session.
+    assert_eq!(n.apply(4, 1, nx("k", "9")), KvResponse::Value(None));
+    n.run(KvCommand::Del {
+        keys: vec![b"k".to_vec()],
+    });
+    assert_eq!(n.apply(4, 1, nx("k", "9")), KvResponse::Value(None));
+    assert_eq!(n.get("k"), None);
+    let snap = snapshot_of(&n.store);
+    let back = restored(KvConfig::default(), &snap).unwrap();
+    assert_eq!(
+        back.sessions, n.store.sessions,
+        "a saved nil survives a snapshot"
+    );
+}
+
+#[test]
+fn flushall_removes_every_key_and_keeps_sessions_and_peers() {
+    let mut n = node();
+    n.apply(1, 1, KvCommand::set("a", "1"));
+    n.run(KvCommand::SetPeer {
+        id: 4,
+        addr: Some("127.0.0.1:7004".into()),
+    });
+    assert_eq!(n.run(KvCommand::FlushAll), KvResponse::Ok);
+    assert!(n.store.is_empty());
+    assert_eq!(n.store.bytes_used(), 0);
+    assert_eq!(n.store.sessions(), 1);
+    assert_eq!(
+        n.store.peers().get(&4).map(String::as_str),
+        Some("127.0.0.1:7004")
+    );
+    assert_eq!(n.apply(1, 1, KvCommand::set("a", "1")), KvResponse::Ok);
+    assert!(n.store.is_empty(), "a retry is answered, not applied");
+}
+
+#[test]
+fn peer_addresses_are_set_forgotten_and_snapshotted() {
+    let mut n = node();
+    for (id, addr) in [(5, "h5:1"), (4, "h4:1"), (6, "h6:1")] {
+        n.run(KvCommand::SetPeer {
+            id,
+            addr: Some(addr.into()),
+        });
+    }
+    n.run(KvCommand::SetPeer { id: 6, addr: None });
+    let snap = snapshot_of(&n.store);
+    let back = restored(KvConfig::default(), &snap).unwrap();
+    assert_eq!(back.peers(), n.store.peers());
+    assert_eq!(back.peers().keys().copied().collect::<Vec<_>>(), [4, 5]);
+}
+
+#[test]
 fn seq_zero_applies_every_time_and_keeps_no_session() {
     let mut n = node();
     for i in 1..=3 {
@@ -554,7 +625,7 @@ fn random_log(rng: &mut SimRng, len: usize, clients: u64) -> Vec<Vec<u8>> {
     for _ in 0..len {
         let key = pick(rng, &key_pool).as_bytes().to_vec();
         let val = pick(rng, &value_pool).as_bytes().to_vec();
-        let command = match rng.below(9) {
+        let command = match rng.below(12) {
             0 => KvCommand::Set { key, value: val },
             1 => KvCommand::Del {
                 keys: vec![key, pick(rng, &key_pool).as_bytes().to_vec()],
@@ -574,6 +645,12 @@ fn random_log(rng: &mut SimRng, len: usize, clients: u64) -> Vec<Vec<u8>> {
                 keys: vec![key, pick(rng, &key_pool).as_bytes().to_vec()],
             }),
             7 => KvCommand::Read(KvQuery::Exists { keys: vec![key] }),
+            9 | 10 => KvCommand::SetIf {
+                key,
+                value: val,
+                condition: *pick(rng, &[SetCondition::IfAbsent, SetCondition::IfPresent]),
+            },
+            11 if rng.below(4) == 0 => KvCommand::FlushAll,
             _ => KvCommand::Read(KvQuery::DbSize),
         };
         let client = rng.below(clients) + 1;
@@ -723,6 +800,27 @@ impl Model {
                 }
                 KvResponse::Ok
             }
+            KvCommand::SetIf {
+                key,
+                value,
+                condition,
+            } => {
+                if let Some(e) = too_big(self, key, value.len()) {
+                    return e;
+                }
+                let present = self.data.contains_key(key);
+                if present == (*condition == SetCondition::IfPresent) {
+                    self.data.insert(key.clone(), value.clone());
+                    KvResponse::Ok
+                } else {
+                    KvResponse::Value(None)
+                }
+            }
+            KvCommand::FlushAll => {
+                self.data.clear();
+                KvResponse::Ok
+            }
+            KvCommand::SetPeer { .. } => KvResponse::Ok,
             KvCommand::Read(q) => self.read(q),
         }
     }
@@ -1120,7 +1218,14 @@ fn session_record_v2(client: u64, floor: u64, responses: &[(u64, u8, i64)]) -> V
 
 #[test]
 fn restore_rejects_structurally_bad_version_2_sessions() {
-    let v2 = |sessions: &[Vec<u8>]| with_valid_crc_version(2, &body(sessions, &[]));
+    // Version 2 adds a peer count (0 here) between the sessions and the keys.
+    let v2 = |sessions: &[Vec<u8>]| {
+        let mut b = (sessions.len() as u64).to_le_bytes().to_vec();
+        b.extend(sessions.concat());
+        b.extend_from_slice(&0_u64.to_le_bytes());
+        b.extend_from_slice(&0_u64.to_le_bytes());
+        with_valid_crc_version(2, &b)
+    };
     let ok = v2(&[session_record_v2(1, 2, &[(2, 0, 0), (5, 1, 7)])]);
     let store = restored(KvConfig::default(), &ok).unwrap();
     assert_eq!(store.sessions(), 1);
@@ -1169,7 +1274,7 @@ fn restore_rejects_structurally_bad_snapshots_with_valid_checksums() {
             vec![],
         ),
         ("seq 0", vec![session_record(1, 0, 0, 0)], vec![]),
-        ("unknown tag", vec![session_record(1, 1, 3, 0)], vec![]),
+        ("unknown tag", vec![session_record(1, 1, 9, 0)], vec![]),
         ("Ok with payload", vec![session_record(1, 1, 0, 1)], vec![]),
         (
             "unknown error code",

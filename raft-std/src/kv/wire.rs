@@ -138,6 +138,39 @@ pub enum KvCommand {
     /// ReadIndex. Reads change nothing, so they are never deduplicated: their `seq` is ignored
     /// and their response not saved.
     Read(KvQuery),
+    /// `SET key value NX` or `XX`: sets the key only if it is absent (or present); answers
+    /// [`KvResponse::Ok`] if it did, [`KvResponse::Value`]`(None)` if not.
+    SetIf {
+        /// The key.
+        #[serde(with = "bytes")]
+        key: Vec<u8>,
+        /// Its new value.
+        #[serde(with = "bytes")]
+        value: Vec<u8>,
+        /// When to set it.
+        condition: SetCondition,
+    },
+    /// `FLUSHALL` (and `FLUSHDB`, there being one database): removes every key; answers
+    /// [`KvResponse::Ok`]. Sessions and peer addresses stay.
+    FlushAll,
+    /// Records (or, with `None`, forgets) the peer address of node `id`, replicated so that every
+    /// node, and every future leader, can reach it; answers [`KvResponse::Ok`]. See
+    /// [`KvStore::peers`](super::KvStore::peers).
+    SetPeer {
+        /// The node.
+        id: u64,
+        /// Where its peer port listens (`host:port`).
+        addr: Option<String>,
+    },
+}
+
+/// When a [`KvCommand::SetIf`] sets its key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum SetCondition {
+    /// Only if the key does not exist (`NX`).
+    IfAbsent,
+    /// Only if the key exists (`XX`).
+    IfPresent,
 }
 
 impl KvCommand {

@@ -72,6 +72,9 @@ struct PendingProposal<R> {
 /// read point.
 struct PendingRead<M: StateMachine> {
     query: M::Query,
+    /// The last index this node had appended for a proposal when the read arrived: the read is
+    /// served no earlier, so it sees every write this node accepted before it.
+    after: Index,
     deadline: Instant,
     done: Completion<M::QueryResponse>,
 }
@@ -99,6 +102,8 @@ pub(super) struct Driver<M: StateMachine, St, T> {
     /// appended at the back and served from the front. An id no longer in `reads` timed out.
     reads_ready: VecDeque<(Index, u64)>,
     next_read: u64,
+    /// The index of the last entry appended for a proposal here.
+    last_proposed: Index,
     /// No request deadline passes before this (`None`: no request waits).
     next_deadline: Option<Instant>,
     /// A reusable buffer for snapshot chunks.
@@ -148,6 +153,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
             reads: HashMap::new(),
             reads_ready: VecDeque::new(),
             next_read: 0,
+            last_proposed: Index::ZERO,
             next_deadline: None,
             chunk: Vec::new(),
             unreachable: Vec::new(),
@@ -287,6 +293,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         match self.node.propose(command, &mut self.out) {
             Ok(LogId { term, index }) => {
                 self.note_deadline(deadline);
+                self.last_proposed = index;
                 let pending = PendingProposal {
                     term,
                     deadline,
@@ -319,6 +326,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                     id,
                     PendingRead {
                         query,
+                        after: self.last_proposed,
                         deadline,
                         done,
                     },
@@ -473,7 +481,8 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         for r in self.out.drain_reads() {
             match r {
                 ReadResult::Ready { id, index } => {
-                    if self.reads.contains_key(&id.0) {
+                    if let Some(r) = self.reads.get(&id.0) {
+                        let index = index.max(r.after);
                         // At the back, as the core promises (see `reads_ready`); were it ever
                         // not so, the read still goes in its place in index order.
                         let at = self.reads_ready.partition_point(|r| r.0 <= index);
