@@ -1,3 +1,11 @@
-//! The network adapter: TCP transport on `mio` and the `raft-kv` server.
+//! The network adapter for [`raft_std`]: a TCP peer transport on `mio`, and `raft-kv`, a
+//! replicated, linearizable key-value server that speaks the Redis protocol (RESP2).
 //!
-//! Not built yet: this crate is a placeholder until its issue is taken.
+//! - [`frame`]: the peer wire format (length-prefixed postcard frames with a version byte).
+//! - [`transport`]: [`PeerNet`](transport::PeerNet), one `mio` event loop per node, and
+//!   [`MioTransport`](transport::MioTransport), its [`Transport`](raft_std::transport::Transport).
+
+#![deny(missing_docs)]
+
+pub mod frame;
+pub mod transport;

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raft_core::{Message, NodeId};
 
@@ -106,6 +106,19 @@ impl Inbox {
     /// The next item, if one is waiting.
     pub(crate) fn try_recv(&self) -> Option<Inbound> {
         self.rx.try_recv().ok()
+    }
+
+    /// Waits up to `timeout` for the next message delivered, skipping wake-ups: for a test of a
+    /// transport, or a runtime of one's own that reads this inbox.
+    pub fn recv_message(&self, timeout: Duration) -> Option<Message> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left).ok()? {
+                Inbound::Message(msg) => return Some(msg),
+                Inbound::Wake => {}
+            }
+        }
     }
 }
 
