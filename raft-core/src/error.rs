@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::ConfigError;
 use crate::membership::MembershipError;
 use crate::types::{Index, NodeId};
@@ -85,8 +87,9 @@ pub enum Misuse {
     },
 }
 
-/// A valid request the node cannot serve now.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// A valid request the node cannot serve now. Serializable, so that a server can pass it on to
+/// the node a request was forwarded from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Refusal {
     /// Only the leader can do this; `leader` is the leader this node knows of, if any.

@@ -15,7 +15,7 @@ pub const MAX_MEMBERS: usize = 16;
 pub type Members = heapless::Vec<NodeId, MAX_MEMBERS>;
 
 /// Why a membership could not be built.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum MembershipError {
     /// The configuration names no voter.
@@ -384,7 +384,7 @@ const ENCODING_VERSION: u8 = 1;
 
 /// One step of a membership change; see [`Membership::with_changes`].
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Change {
     /// Make the node a voter (promoting it if it is a learner).
     AddVoter(NodeId),

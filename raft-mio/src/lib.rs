@@ -1,11 +1,18 @@
 //! The network adapter for [`raft_std`]: a TCP peer transport on `mio`, and `raft-kv`, a
 //! replicated, linearizable key-value server that speaks the Redis protocol (RESP2).
 //!
+//! - [`config`]: `raft-kv serve`'s flags and config file.
 //! - [`frame`]: the peer wire format (length-prefixed postcard frames with a version byte).
 //! - [`transport`]: [`PeerNet`](transport::PeerNet), one `mio` event loop per node, and
 //!   [`MioTransport`](transport::MioTransport), its [`Transport`](raft_std::transport::Transport).
+//! - [`resp`]: the RESP2 request parser, reply writer and a small blocking client.
+//! - [`server`]: the `raft-kv` server: [`server::run`] serves one node until SIGTERM.
 
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod demo;
 pub mod frame;
+pub mod resp;
+pub mod server;
 pub mod transport;

@@ -75,6 +75,8 @@ struct Peer {
     retry_at: Instant,
     /// Whether the loss of the connection has been logged (once per loss).
     down_logged: bool,
+    /// Whether the connection was ever up.
+    was_up: bool,
     info: PeerInfo,
 }
 
@@ -610,7 +612,7 @@ impl EventLoop {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.ready = true;
             p.failures = 0;
-            if p.down_logged || p.info.disconnects > 0 {
+            if p.was_up {
                 log::info!(
                     "node {}: peer {peer} ({}) reconnected",
                     self.config.id,
@@ -624,6 +626,7 @@ impl EventLoop {
                 );
             }
             p.down_logged = false;
+            p.was_up = true;
             p.info.connected = true;
             self.dirty = true;
         }
@@ -818,6 +821,7 @@ impl Peer {
             failures: 0,
             retry_at: now,
             down_logged: false,
+            was_up: false,
             info: PeerInfo {
                 id,
                 addr,

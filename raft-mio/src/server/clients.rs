@@ -1,0 +1,548 @@
+//! The client listener: RESP2 connections served from one `mio` event loop, with no thread per
+//! client. Replies go out in request order, however the requests finish; a client that sends
+//! faster than it reads is no longer read from until it catches up.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use raft_std::client::Session;
+
+use super::commands::{self, Command, Ctx};
+use super::info::{self, ClientCounters, InfoSources};
+use super::ops::{DoneQueue, Finished, FinishedBody, OpKind, Ops, StatusFor};
+use crate::resp::{self, Limits, Parsed, Reply};
+
+pub(crate) const LISTENER: Token = Token(0);
+pub(crate) const WAKER: Token = Token(1);
+pub(crate) const SIGNALS: Token = Token(2);
+const FIRST_CONN: usize = 3;
+/// Replies waiting in one connection before it is no longer read from.
+const MAX_PENDING: usize = 1024;
+/// Bytes waiting to be written to one connection before it is no longer read from.
+const MAX_OUTPUT: usize = 16 << 20;
+const READ_CHUNK: usize = 64 << 10;
+
+struct Conn {
+    stream: TcpStream,
+    addr: SocketAddr,
+    id: u64,
+    name: Option<String>,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    want_write: bool,
+    /// Replies in request order; `None` until the request finishes. The first is slot
+    /// `first_slot`.
+    replies: VecDeque<Option<Vec<u8>>>,
+    first_slot: u64,
+    session: Session,
+    /// Close once the replies queued are written (QUIT, a protocol error, shutdown).
+    closing: bool,
+    /// The peer closed its end: no more requests, but the replies still go out.
+    read_closed: bool,
+    /// Reading stopped at a limit with bytes possibly left in the socket: read again once there
+    /// is room (no new readable event comes for them).
+    paused: bool,
+}
+
+impl Conn {
+    fn queued(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Whether to read and parse more requests now.
+    fn open_for_requests(&self) -> bool {
+        !self.closing
+            && !self.read_closed
+            && self.replies.len() < MAX_PENDING
+            && self.queued() < MAX_OUTPUT
+    }
+
+    fn push_reply(&mut self, reply: Option<Vec<u8>>) -> u64 {
+        self.replies.push_back(reply);
+        self.first_slot + self.replies.len() as u64 - 1
+    }
+
+    /// Moves the finished replies at the front into the write buffer.
+    fn drain_replies(&mut self) {
+        while let Some(Some(_)) = self.replies.front() {
+            if let Some(Some(reply)) = self.replies.pop_front() {
+                self.wbuf.extend_from_slice(&reply);
+                self.first_slot += 1;
+            }
+        }
+    }
+}
+
+/// The client event loop's state.
+pub(crate) struct ClientLoop {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: UnixStream,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    next_conn_id: u64,
+    ops: Ops,
+    done: Arc<DoneQueue>,
+    ctx: Ctx,
+    limits: Limits,
+    info: InfoSources,
+    counters: ClientCounters,
+    /// Accepting failed for lack of file descriptors: try again at the next round.
+    accept_later: bool,
+}
+
+/// How long a graceful shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl ClientLoop {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        poll: Poll,
+        listener: TcpListener,
+        signals: UnixStream,
+        ops: Ops,
+        done: Arc<DoneQueue>,
+        ctx: Ctx,
+        info: InfoSources,
+    ) -> Self {
+        Self {
+            poll,
+            listener: Some(listener),
+            signals,
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            next_conn_id: 1,
+            ops,
+            done,
+            ctx,
+            limits: Limits::default(),
+            info,
+            counters: ClientCounters::default(),
+            accept_later: false,
+        }
+    }
+
+    /// Serves clients until a signal (SIGTERM, SIGINT) arrives; then stops accepting, finishes
+    /// what is in flight (for up to 5 s), writes the replies and returns.
+    ///
+    /// # Errors
+    ///
+    /// Polling fails.
+    pub(crate) fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut read_buf = vec![0_u8; READ_CHUNK];
+        let mut finished = Vec::new();
+        let mut stopping: Option<Instant> = None;
+        loop {
+            let timeout = self.sleep_for(stopping.is_some());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            for event in &events {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    SIGNALS => {
+                        if stopping.is_none() {
+                            stopping = Some(Instant::now());
+                            self.begin_shutdown();
+                        }
+                    }
+                    token => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(token, &mut read_buf, &mut finished);
+                        }
+                        if event.is_writable() {
+                            self.write(token);
+                        }
+                    }
+                }
+            }
+            if self.accept_later {
+                self.accept_later = false;
+                self.accept();
+            }
+            self.ops.on_done(self.done.take(), &mut finished);
+            self.ops.on_timers(Instant::now(), &mut finished);
+            self.ops.on_leader(&mut finished);
+            self.deliver(&mut finished);
+            self.write_all();
+            self.resume_reading(&mut read_buf, &mut finished);
+            self.deliver(&mut finished);
+            self.write_all();
+            if let Some(since) = stopping {
+                let idle = self.ops.len() == 0 && self.conns.values().all(|c| c.queued() == 0);
+                if idle || since.elapsed() > SHUTDOWN_GRACE {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn sleep_for(&self, stopping: bool) -> Duration {
+        // Often enough to notice a change of leader (fast failover of forwarded requests).
+        let mut sleep = Duration::from_millis(if stopping { 5 } else { 10 });
+        if let Some(t) = self.ops.next_timer() {
+            sleep = sleep.min(t.saturating_duration_since(Instant::now()));
+        }
+        sleep
+    }
+
+    fn begin_shutdown(&mut self) {
+        // Drain the signal pipe.
+        let mut buf = [0_u8; 64];
+        while matches!(self.signals.read(&mut buf), Ok(n) if n > 0) {}
+        log::info!(
+            "shutting down: no new clients; finishing {} requests in flight",
+            self.ops.len()
+        );
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        for conn in self.conns.values_mut() {
+            conn.closing = true;
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((mut stream, addr)) => {
+                    self.counters.connections_received += 1;
+                    let _ = stream.set_nodelay(true);
+                    if self.conns.len() >= self.ctx.max_clients {
+                        self.counters.rejected += 1;
+                        let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                        continue;
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let id = self.next_conn_id;
+                    self.next_conn_id += 1;
+                    self.conns.insert(
+                        token,
+                        Conn {
+                            stream,
+                            addr,
+                            id,
+                            name: None,
+                            rbuf: Vec::new(),
+                            rpos: 0,
+                            wbuf: Vec::new(),
+                            wpos: 0,
+                            want_write: false,
+                            replies: VecDeque::new(),
+                            first_slot: 0,
+                            session: Session::random(),
+                            closing: false,
+                            read_closed: false,
+                            paused: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of file descriptors: the pending connections stay in the backlog.
+                    log::warn!("accepting a client failed: {e}");
+                    self.accept_later = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_readable(&mut self, token: Token, read_buf: &mut [u8], finished: &mut Vec<Finished>) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if conn.open_for_requests() {
+            loop {
+                match conn.stream.read(read_buf) {
+                    Ok(0) => {
+                        conn.read_closed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        conn.rbuf
+                            .extend_from_slice(read_buf.get(..n).unwrap_or_default());
+                        // Parse before reading much more: a client that pipelines without end
+                        // is held to the limits above.
+                        if conn.rbuf.len() - conn.rpos > self.limits.max_bulk + READ_CHUNK {
+                            conn.paused = true;
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        return self.close(token);
+                    }
+                }
+            }
+        } else if !conn.closing {
+            conn.paused = true;
+        }
+        self.parse(token, finished);
+        self.after_io(token);
+    }
+
+    /// Parses and starts the requests buffered on `token`, while it is open for requests.
+    fn parse(&mut self, token: Token, finished: &mut Vec<Finished>) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            if conn.closing || conn.replies.len() >= MAX_PENDING || conn.queued() >= MAX_OUTPUT {
+                break;
+            }
+            let pending = conn.rbuf.get(conn.rpos..).unwrap_or_default();
+            match resp::parse_request(pending, &self.limits) {
+                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Request(args, used)) => {
+                    conn.rpos += used;
+                    if !args.is_empty() {
+                        self.counters.commands += 1;
+                        self.start(token, args, finished);
+                    }
+                }
+                Err(e) => {
+                    let mut out = Vec::new();
+                    Reply(&mut out).error(&format!("ERR Protocol error: {e}"));
+                    conn.push_reply(Some(out));
+                    conn.closing = true;
+                    log::debug!("client {} ({}): protocol error: {e}", conn.id, conn.addr);
+                    break;
+                }
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(&token) {
+            if conn.rpos == conn.rbuf.len() {
+                conn.rbuf.clear();
+                conn.rpos = 0;
+            } else if conn.rpos > READ_CHUNK {
+                conn.rbuf.drain(..conn.rpos);
+                conn.rpos = 0;
+            }
+            if !conn.open_for_requests() && !conn.closing && !conn.read_closed {
+                conn.paused = true;
+            }
+        }
+    }
+
+    /// Starts one request from `token`.
+    fn start(&mut self, token: Token, args: Vec<Vec<u8>>, finished: &mut Vec<Finished>) {
+        let command = commands::parse(args, &self.ctx);
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let kind = match command {
+            Command::Now(reply) => {
+                conn.push_reply(Some(reply));
+                return;
+            }
+            Command::Close(reply) => {
+                conn.push_reply(Some(reply));
+                conn.closing = true;
+                return;
+            }
+            Command::SetName(name) => {
+                conn.name = Some(name);
+                let mut out = Vec::new();
+                Reply(&mut out).ok();
+                conn.push_reply(Some(out));
+                return;
+            }
+            Command::GetName => {
+                let mut out = Vec::new();
+                Reply(&mut out).bulk(conn.name.as_deref().map(str::as_bytes));
+                conn.push_reply(Some(out));
+                return;
+            }
+            Command::ClientId => {
+                let mut out = Vec::new();
+                Reply(&mut out).integer(i64::try_from(conn.id).unwrap_or(i64::MAX));
+                conn.push_reply(Some(out));
+                return;
+            }
+            Command::Hello => {
+                let reply = info::hello(self.info.id, conn.id, self.ops_role());
+                let Some(conn) = self.conns.get_mut(&token) else {
+                    return;
+                };
+                conn.push_reply(Some(reply));
+                return;
+            }
+            Command::Write { command, stamp } => match stamp {
+                Some(stamp) => OpKind::write(command, stamp, false),
+                None => OpKind::write(command, conn.session.begin(), true),
+            },
+            Command::Read(query) => OpKind::Read(query),
+            Command::Info(sections) => OpKind::Status(StatusFor::Info(sections)),
+            Command::Members => OpKind::Status(StatusFor::Members),
+            Command::Transfer(to) => OpKind::Transfer(to),
+            Command::Change(change) => OpKind::Change(change),
+            Command::AddLearner { id, addr } => OpKind::AddLearner {
+                id,
+                addr,
+                recorded: false,
+            },
+        };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let slot = conn.push_reply(None);
+        self.ops.submit(token, slot, kind, finished);
+    }
+
+    fn ops_role(&self) -> raft_core::Role {
+        self.info.node.observed().role
+    }
+
+    /// Puts finished replies in their slots.
+    fn deliver(&mut self, finished: &mut Vec<Finished>) {
+        for f in finished.drain(..) {
+            let Some(conn) = self.conns.get_mut(&f.conn) else {
+                continue;
+            };
+            if let Some(seq) = f.seq {
+                conn.session.finish(seq);
+            }
+            let reply = match f.body {
+                FinishedBody::Reply(reply) => reply,
+                FinishedBody::Status(status, what) => match what {
+                    StatusFor::Info(sections) => info::info(
+                        &self.info,
+                        &status,
+                        &sections,
+                        &self.counters,
+                        self.conns.len(),
+                    ),
+                    StatusFor::Members => info::members(&self.info, &status),
+                },
+            };
+            let Some(conn) = self.conns.get_mut(&f.conn) else {
+                continue;
+            };
+            let Some(index) = f.slot.checked_sub(conn.first_slot) else {
+                continue;
+            };
+            if let Some(slot) = usize::try_from(index)
+                .ok()
+                .and_then(|i| conn.replies.get_mut(i))
+            {
+                *slot = Some(reply);
+            }
+        }
+    }
+
+    /// Reads and parses what connections held back while they were full, now that they may
+    /// have room.
+    fn resume_reading(&mut self, read_buf: &mut [u8], finished: &mut Vec<Finished>) {
+        let paused: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.paused && c.open_for_requests())
+            .map(|(&t, _)| t)
+            .collect();
+        for token in paused {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                conn.paused = false;
+            }
+            self.on_readable(token, read_buf, finished);
+        }
+    }
+
+    /// After reading: queue what is ready, write, close if done.
+    fn after_io(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(&token) {
+            conn.drain_replies();
+        }
+        self.write(token);
+    }
+
+    fn write_all(&mut self) {
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                conn.drain_replies();
+                if conn.queued() == 0 && !conn.closing && !conn.read_closed {
+                    continue;
+                }
+            }
+            self.write(token);
+        }
+    }
+
+    fn write(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        while conn.wpos < conn.wbuf.len() {
+            let Some(rest) = conn.wbuf.get(conn.wpos..) else {
+                break;
+            };
+            match conn.stream.write(rest) {
+                Ok(0) => return self.close(token),
+                Ok(n) => conn.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close(token),
+            }
+        }
+        if conn.wpos == conn.wbuf.len() {
+            conn.wbuf.clear();
+            conn.wpos = 0;
+            let done = conn.replies.is_empty();
+            if (conn.closing || conn.read_closed) && done {
+                return self.close(token);
+            }
+        } else if conn.wpos > (1 << 20) {
+            conn.wbuf.drain(..conn.wpos);
+            conn.wpos = 0;
+        }
+        let want = conn.queued() > 0;
+        if want != conn.want_write {
+            conn.want_write = want;
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, interest)
+                .is_err()
+            {
+                self.close(token);
+            }
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Forwarding between servers: a node that does not lead sends a client's request to the one
+//! that does, over the peer connection, as application frames; the leader runs it on its own
+//! node and sends the outcome back.
+//!
+//! The leader never forwards again: a request that reaches a node that no longer leads is
+//! answered `NotLeader`, and the node it came from decides where to go next (with its
+//! [`Router`](raft_std::client::Router)).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft_core::{Change, NodeId, Refusal};
+use raft_std::client::{Completion, RequestError, Uncertainty};
+use raft_std::error::NodeStopped;
+use raft_std::kv::{KvQuery, KvResponse};
+use raft_std::runtime::RaftNode;
+use serde::{Deserialize, Serialize};
+
+use super::machine::ServerMachine;
+use crate::transport::PeerNet;
+
+/// An application frame between servers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum ForwardFrame {
+    /// Run this at the leader. `id` is the forwarding node's, echoed in the reply.
+    Request {
+        id: u64,
+        timeout_ms: u64,
+        body: ForwardBody,
+    },
+    /// The outcome of request `id`.
+    Reply {
+        id: u64,
+        result: Result<Answer, WireError>,
+    },
+}
+
+/// What a forwarded request asks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum ForwardBody {
+    /// Propose these bytes (an encoded, stamped `KvRequest`).
+    Write(Vec<u8>),
+    /// A linearizable read.
+    Read(KvQuery),
+    /// Hand leadership to this node.
+    Transfer(NodeId),
+    /// Change the membership by this one step.
+    Change(Change),
+}
+
+/// What a request answers when it succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Answer {
+    /// The store's response.
+    Kv(KvResponse),
+    /// Done (a transfer started, a membership change appended).
+    Done,
+}
+
+/// A [`RequestError`] on the wire: the kind, which is all the forwarding node routes by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum WireError {
+    NotLeader(Option<NodeId>),
+    LeaderChanged,
+    Stopped,
+    Timeout,
+    Refused(Refusal),
+    Uncertain,
+}
+
+impl From<&RequestError> for WireError {
+    fn from(e: &RequestError) -> Self {
+        match e {
+            RequestError::NotLeader { leader } => Self::NotLeader(*leader),
+            RequestError::LeaderChanged => Self::LeaderChanged,
+            RequestError::Stopped(_) => Self::Stopped,
+            RequestError::Timeout => Self::Timeout,
+            RequestError::Refused(r) => Self::Refused(*r),
+            _ => Self::Uncertain,
+        }
+    }
+}
+
+impl WireError {
+    /// The error as the forwarding node reports and routes it.
+    pub(crate) fn into_request_error(self) -> RequestError {
+        match self {
+            Self::NotLeader(leader) => RequestError::NotLeader { leader },
+            Self::LeaderChanged => RequestError::LeaderChanged,
+            Self::Stopped => RequestError::Stopped(NodeStopped { cause: None }),
+            Self::Timeout => RequestError::Timeout,
+            Self::Refused(r) => RequestError::Refused(r),
+            Self::Uncertain => RequestError::Uncertain(Uncertainty::TimedOut),
+        }
+    }
+}
+
+/// Encodes a frame for [`PeerNet::send_app`].
+pub(crate) fn encode(frame: &ForwardFrame) -> Vec<u8> {
+    // Cannot fail for these types; an empty frame is dropped by the receiver as malformed.
+    postcard::to_allocvec(frame).unwrap_or_default()
+}
+
+/// Decodes a frame from a peer.
+pub(crate) fn decode(bytes: &[u8]) -> Option<ForwardFrame> {
+    match postcard::take_from_bytes::<ForwardFrame>(bytes) {
+        Ok((frame, [])) => Some(frame),
+        _ => None,
+    }
+}
+
+/// Runs a step of membership change at `node` (which must lead): reads the membership in force
+/// and asks for the change from it.
+pub(crate) fn change_membership(
+    node: &RaftNode<ServerMachine>,
+    change: Change,
+    done: Completion<Answer>,
+) {
+    let node2 = node.clone();
+    node.status_with(Completion::new(
+        move |status: Result<raft_core::Status, RequestError>| match status {
+            Ok(status) => match status.membership.with_changes(&[change]) {
+                Ok(target) => node2.change_membership_with(
+                    target,
+                    Completion::new(move |r| done.complete(r.map(|_| Answer::Done))),
+                ),
+                Err(e) => done.complete(Err(RequestError::Refused(Refusal::InvalidMembership(e)))),
+            },
+            Err(e) => done.complete(Err(e)),
+        },
+    ));
+}
+
+/// Runs `body` at `node` and calls `done` with the outcome.
+pub(crate) fn run(
+    node: &RaftNode<ServerMachine>,
+    body: ForwardBody,
+    timeout: Duration,
+    done: Completion<Answer>,
+) {
+    match body {
+        ForwardBody::Write(bytes) => node.propose_with(
+            bytes,
+            timeout,
+            Completion::new(move |r| done.complete(r.map(Answer::Kv))),
+        ),
+        ForwardBody::Read(query) => node.read_with(
+            query,
+            timeout,
+            Completion::new(move |r| done.complete(r.map(Answer::Kv))),
+        ),
+        ForwardBody::Transfer(to) => node.transfer_leader_with(
+            to,
+            Completion::new(move |r| done.complete(r.map(|()| Answer::Done))),
+        ),
+        ForwardBody::Change(change) => change_membership(node, change, done),
+    }
+}
+
+/// Serves a request forwarded by `from`: runs it here and sends the outcome back.
+pub(crate) fn serve(
+    node: &RaftNode<ServerMachine>,
+    net: &Arc<PeerNet>,
+    from: NodeId,
+    id: u64,
+    timeout_ms: u64,
+    body: ForwardBody,
+) {
+    let net = Arc::clone(net);
+    // A forwarding node never waits longer than its own request timeout.
+    let timeout = Duration::from_millis(timeout_ms.min(60_000));
+    run(
+        node,
+        body,
+        timeout,
+        Completion::new(move |result| {
+            let result = result.map_err(|e| WireError::from(&e));
+            // The forwarding node gone or unreachable: it times the request out itself.
+            let _ = net.send_app(from, encode(&ForwardFrame::Reply { id, result }));
+        }),
+    );
+}

@@ -1,0 +1,544 @@
+//! Requests in flight: each client command that needs the cluster is an [`Op`], sent to the
+//! leader (this node's own, or another's through [forwarding](super::forward)), retried where
+//! the [`Router`] says, and finished exactly once with the reply the client gets.
+//!
+//! Writes carry a session stamp, so every retry (after a leader change, a lost forward, a
+//! timeout) is safe: the store applies each write once. Membership changes and transfers are
+//! not retried once their outcome is unknown.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use mio::{Token, Waker};
+use raft_core::{Change, NodeId, Payload, Role, Status};
+use raft_std::client::{
+    Completion, Outcome, RequestError, Retry, Route, Router, Stamp, Uncertainty,
+};
+use raft_std::kv::{KvCommand, KvQuery, KvRequest, KvResponse};
+use raft_std::runtime::RaftNode;
+
+use super::forward::{self, Answer, ForwardBody, ForwardFrame};
+use super::machine::ServerMachine;
+use crate::resp::Reply;
+use crate::transport::PeerNet;
+
+/// Bits of a forwarded request's id that number the attempt.
+const ATTEMPT_BITS: u32 = 20;
+
+/// A finished request, for the client loop.
+pub(crate) struct Finished {
+    pub(crate) conn: Token,
+    pub(crate) slot: u64,
+    /// The session sequence number to finish, for a write stamped by the connection's session.
+    pub(crate) seq: Option<u64>,
+    pub(crate) body: FinishedBody,
+}
+
+pub(crate) enum FinishedBody {
+    /// The RESP reply.
+    Reply(Vec<u8>),
+    /// The node's status, for the client loop to render.
+    Status(Box<Status>, StatusFor),
+}
+
+/// What a status request is for.
+#[derive(Clone, Debug)]
+pub(crate) enum StatusFor {
+    Info(Vec<String>),
+    Members,
+}
+
+/// What a request does.
+pub(crate) enum OpKind {
+    /// An encoded, stamped write; `own` when the connection's session stamped it.
+    Write {
+        bytes: Payload,
+        stamp: Stamp,
+        own: bool,
+    },
+    Read(KvQuery),
+    Transfer(NodeId),
+    Change(Change),
+    /// Record `addr` for `id` (a write), then add `id` as a learner.
+    AddLearner {
+        id: NodeId,
+        addr: SocketAddr,
+        recorded: bool,
+    },
+    /// This node's own status (never routed).
+    Status(StatusFor),
+}
+
+impl OpKind {
+    /// A write of `command` with `stamp`.
+    pub(crate) fn write(command: KvCommand, stamp: Stamp, own: bool) -> Self {
+        Self::Write {
+            bytes: KvRequest::stamped(stamp, command).encode().into(),
+            stamp,
+            own,
+        }
+    }
+
+    /// Whether sending it again can never apply it twice.
+    const fn idempotent(&self) -> bool {
+        match self {
+            Self::Write { .. } | Self::Read(_) | Self::Status(_) => true,
+            Self::AddLearner { recorded, .. } => !*recorded,
+            Self::Transfer(_) | Self::Change(_) => false,
+        }
+    }
+
+    /// The body to send for the current step.
+    fn body(&self) -> Option<ForwardBody> {
+        Some(match self {
+            Self::Write { bytes, .. } => ForwardBody::Write(bytes.as_bytes().to_vec()),
+            Self::Read(q) => ForwardBody::Read(q.clone()),
+            Self::Transfer(to) => ForwardBody::Transfer(*to),
+            Self::Change(c) => ForwardBody::Change(*c),
+            Self::AddLearner {
+                id,
+                addr,
+                recorded: false,
+            } => ForwardBody::Write(
+                KvRequest::unsessioned(KvCommand::SetPeer {
+                    id: id.get(),
+                    addr: Some(addr.to_string()),
+                })
+                .encode(),
+            ),
+            Self::AddLearner {
+                id, recorded: true, ..
+            } => ForwardBody::Change(Change::AddLearner(*id)),
+            Self::Status(_) => return None,
+        })
+    }
+}
+
+struct Op {
+    conn: Token,
+    slot: u64,
+    kind: OpKind,
+    deadline: Instant,
+    tries: u32,
+    attempt: u64,
+    /// Where the current attempt went; `None` while it waits to be sent again.
+    at: Option<NodeId>,
+    /// An earlier attempt may have been applied (its outcome is unknown): if the request fails
+    /// in the end, its outcome is unknown too.
+    uncertain: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum TimerKind {
+    /// A forwarded attempt got no reply in time.
+    AttemptTimeout,
+    /// Send the op again, to this node.
+    Resend(NodeId),
+}
+
+/// Outcomes reported from other threads (the node thread's completions, forwarded replies).
+pub(crate) struct DoneQueue {
+    items: Mutex<Vec<Done>>,
+    waker: Waker,
+    woken: AtomicBool,
+}
+
+pub(crate) enum Done {
+    Answer(u64, u64, Result<Answer, RequestError>),
+    Status(u64, Result<Box<Status>, RequestError>),
+}
+
+impl DoneQueue {
+    pub(crate) fn new(waker: Waker) -> Self {
+        Self {
+            items: Mutex::new(Vec::new()),
+            waker,
+            woken: AtomicBool::new(false),
+        }
+    }
+
+    fn push(&self, done: Done) {
+        self.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(done);
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// A reply to a forwarded request, from the peer transport.
+    pub(crate) fn forwarded(&self, id: u64, result: Result<Answer, RequestError>) {
+        self.push(Done::Answer(
+            id >> ATTEMPT_BITS,
+            id & ((1 << ATTEMPT_BITS) - 1),
+            result,
+        ));
+    }
+
+    /// Takes what is queued; the loop calls it after every wake-up.
+    pub(crate) fn take(&self) -> Vec<Done> {
+        self.woken.store(false, Ordering::Release);
+        std::mem::take(&mut *self.items.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Every request in flight from this node's clients.
+pub(crate) struct Ops {
+    me: NodeId,
+    node: RaftNode<ServerMachine>,
+    net: Arc<PeerNet>,
+    done: Arc<DoneQueue>,
+    router: Router,
+    ops: HashMap<u64, Op>,
+    next: u64,
+    timers: BinaryHeap<Reverse<(Instant, u64, u64, TimerKind)>>,
+    request_timeout: Duration,
+    attempt_timeout: Duration,
+    last_leader: Option<NodeId>,
+}
+
+impl Ops {
+    pub(crate) fn new(
+        node: RaftNode<ServerMachine>,
+        net: Arc<PeerNet>,
+        done: Arc<DoneQueue>,
+        nodes: impl IntoIterator<Item = NodeId>,
+        request_timeout: Duration,
+        attempt_timeout: Duration,
+        pause: Duration,
+    ) -> Self {
+        Self {
+            me: node.id(),
+            node,
+            net,
+            done,
+            router: Router::new(nodes).with_pause(pause),
+            ops: HashMap::new(),
+            next: 1,
+            timers: BinaryHeap::new(),
+            request_timeout,
+            attempt_timeout,
+            last_leader: None,
+        }
+    }
+
+    /// Requests in flight.
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// When the next timer is due.
+    pub(crate) fn next_timer(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse(t)| t.0)
+    }
+
+    /// Starts a request for the reply in `slot` of `conn`.
+    pub(crate) fn submit(&mut self, conn: Token, slot: u64, kind: OpKind, out: &mut Vec<Finished>) {
+        let id = self.next;
+        self.next += 1;
+        let status = match &kind {
+            OpKind::Status(what) => Some(what.clone()),
+            _ => None,
+        };
+        self.ops.insert(
+            id,
+            Op {
+                conn,
+                slot,
+                kind,
+                deadline: Instant::now() + self.request_timeout,
+                tries: 0,
+                attempt: 0,
+                at: None,
+                uncertain: false,
+            },
+        );
+        if status.is_some() {
+            let done = Arc::clone(&self.done);
+            self.node.status_with(Completion::new(move |r| {
+                done.push(Done::Status(id, r.map(Box::new)));
+            }));
+            return;
+        }
+        let target = self.target();
+        self.send(id, target, out);
+    }
+
+    /// Where a new attempt goes: the leader this node knows of, else the router's pick.
+    fn target(&mut self) -> NodeId {
+        let leader = self.node.observed().leader;
+        if leader.is_some() {
+            self.router.set_leader(leader);
+        }
+        leader.or_else(|| self.router.target()).unwrap_or(self.me)
+    }
+
+    /// Sends op `id` to `to`: runs it on this node, or forwards it.
+    fn send(&mut self, id: u64, to: NodeId, out: &mut Vec<Finished>) {
+        let now = Instant::now();
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        if now >= op.deadline {
+            return self.fail(id, &RequestError::Timeout, out);
+        }
+        op.attempt += 1;
+        op.tries += 1;
+        op.at = Some(to);
+        let attempt = op.attempt;
+        let timeout = op
+            .deadline
+            .saturating_duration_since(now)
+            .min(self.attempt_timeout);
+        let Some(body) = op.kind.body() else {
+            return;
+        };
+        if to == self.me {
+            let done = Arc::clone(&self.done);
+            forward::run(
+                &self.node,
+                body,
+                timeout,
+                Completion::new(move |r| done.push(Done::Answer(id, attempt, r))),
+            );
+            return;
+        }
+        let frame = ForwardFrame::Request {
+            id: (id << ATTEMPT_BITS) | (attempt & ((1 << ATTEMPT_BITS) - 1)),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            body,
+        };
+        match self.net.send_app(to, forward::encode(&frame)) {
+            Ok(()) => {
+                // A little past the leader's own deadline: its answer normally comes first.
+                let at = now + timeout + Duration::from_millis(50);
+                self.timers
+                    .push(Reverse((at, id, attempt, TimerKind::AttemptTimeout)));
+            }
+            Err(_) => {
+                let route = self.router.unreachable(to);
+                self.follow(id, route, &RequestError::Timeout, out);
+            }
+        }
+    }
+
+    /// Goes where `route` says with op `id`, whose last attempt failed with `error`.
+    fn follow(&mut self, id: u64, route: Route, error: &RequestError, out: &mut Vec<Finished>) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        op.at = None;
+        match route {
+            Route::Now(next) => self.send(id, next, out),
+            Route::After(pause, next) => {
+                let at = (Instant::now() + pause).min(op.deadline);
+                self.timers
+                    .push(Reverse((at, id, op.attempt, TimerKind::Resend(next))));
+            }
+            Route::GiveUp => self.fail(id, error, out),
+        }
+    }
+
+    /// Handles outcomes from other threads.
+    pub(crate) fn on_done(&mut self, items: Vec<Done>, out: &mut Vec<Finished>) {
+        for item in items {
+            match item {
+                Done::Answer(id, attempt, result) => self.on_answer(id, attempt, result, out),
+                Done::Status(id, result) => {
+                    let Some(op) = self.ops.remove(&id) else {
+                        continue;
+                    };
+                    let OpKind::Status(what) = op.kind else {
+                        continue;
+                    };
+                    let body = match result {
+                        Ok(status) => FinishedBody::Status(status, what),
+                        Err(e) => FinishedBody::Reply(error_reply(&e)),
+                    };
+                    out.push(Finished {
+                        conn: op.conn,
+                        slot: op.slot,
+                        seq: None,
+                        body,
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_answer(
+        &mut self,
+        id: u64,
+        attempt: u64,
+        result: Result<Answer, RequestError>,
+        out: &mut Vec<Finished>,
+    ) {
+        let mask = (1 << ATTEMPT_BITS) - 1;
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        // A late answer to an attempt already given up on.
+        if op.attempt & mask != attempt & mask || op.at.is_none() {
+            return;
+        }
+        let at = op.at.unwrap_or(self.me);
+        match result {
+            Ok(answer) => {
+                self.router.succeeded(at);
+                if let OpKind::AddLearner { recorded, .. } = &mut op.kind {
+                    if !*recorded {
+                        // The address is on record everywhere: now the membership change.
+                        *recorded = true;
+                        op.tries = 0;
+                        return self.send(id, at, out);
+                    }
+                }
+                self.finish(id, render(&answer), out);
+            }
+            Err(e) => {
+                op.uncertain |= e.outcome() == Outcome::Unknown;
+                let idempotent = op.kind.idempotent();
+                let tries = op.tries;
+                let route = self.router.failed(at, &e, idempotent, tries);
+                self.follow(id, route, &e, out);
+            }
+        }
+    }
+
+    /// Fires the timers that are due.
+    pub(crate) fn on_timers(&mut self, now: Instant, out: &mut Vec<Finished>) {
+        while let Some(Reverse((at, id, attempt, kind))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(op) = self.ops.get_mut(&id) else {
+                continue;
+            };
+            if op.attempt != attempt {
+                continue;
+            }
+            match kind {
+                TimerKind::AttemptTimeout if op.at.is_some() => {
+                    let error = if matches!(op.kind, OpKind::Read(_)) {
+                        RequestError::Timeout
+                    } else {
+                        op.uncertain = true;
+                        RequestError::Uncertain(Uncertainty::TimedOut)
+                    };
+                    let at = op.at.unwrap_or(self.me);
+                    let route = self
+                        .router
+                        .failed(at, &error, op.kind.idempotent(), op.tries);
+                    self.follow(id, route, &error, out);
+                }
+                TimerKind::Resend(to) if op.at.is_none() => self.send(id, to, out),
+                _ => {}
+            }
+        }
+    }
+
+    /// Looks at the leader this node knows of: requests forwarded to an old leader are sent to
+    /// the new one at once (when that is safe), instead of waiting for their timeout.
+    pub(crate) fn on_leader(&mut self, out: &mut Vec<Finished>) {
+        let observed = self.node.observed();
+        let leader = observed.leader.filter(|_| observed.role != Role::Candidate);
+        if leader == self.last_leader {
+            return;
+        }
+        let old = self.last_leader;
+        self.last_leader = leader;
+        let (Some(old), Some(new)) = (old, leader) else {
+            return;
+        };
+        self.router.set_leader(Some(new));
+        let moved: Vec<u64> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| op.at == Some(old) && old != self.me && op.kind.idempotent())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in moved {
+            if let Some(op) = self.ops.get_mut(&id) {
+                op.uncertain |= !matches!(op.kind, OpKind::Read(_));
+            }
+            self.send(id, new, out);
+        }
+    }
+
+    fn fail(&mut self, id: u64, error: &RequestError, out: &mut Vec<Finished>) {
+        let uncertain = self.ops.get(&id).is_some_and(|op| op.uncertain);
+        if uncertain && error.outcome() != Outcome::Unknown {
+            let error = RequestError::Uncertain(Uncertainty::TimedOut);
+            return self.finish(id, error_reply(&error), out);
+        }
+        self.finish(id, error_reply(error), out);
+    }
+
+    fn finish(&mut self, id: u64, reply: Vec<u8>, out: &mut Vec<Finished>) {
+        let Some(op) = self.ops.remove(&id) else {
+            return;
+        };
+        let seq = match op.kind {
+            OpKind::Write {
+                stamp, own: true, ..
+            } => Some(stamp.seq),
+            _ => None,
+        };
+        out.push(Finished {
+            conn: op.conn,
+            slot: op.slot,
+            seq,
+            body: FinishedBody::Reply(reply),
+        });
+    }
+}
+
+/// The RESP reply for a successful answer.
+fn render(answer: &Answer) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut r = Reply(&mut out);
+    match answer {
+        Answer::Done => r.ok(),
+        Answer::Kv(response) => render_kv(&mut r, response),
+    }
+    out
+}
+
+/// Writes a store response as RESP.
+pub(crate) fn render_kv(r: &mut Reply<'_>, response: &KvResponse) {
+    match response {
+        KvResponse::Ok => r.ok(),
+        KvResponse::Value(v) => r.bulk(v.as_deref()),
+        KvResponse::Values(vs) => {
+            r.array(vs.len());
+            for v in vs {
+                r.bulk(v.as_deref());
+            }
+        }
+        KvResponse::Integer(n) => r.integer(*n),
+        KvResponse::Error(e) => r.error(e.message()),
+    }
+}
+
+/// The reply for a request that failed: `-TRYAGAIN` (not applied: safe to send again),
+/// `-UNCERTAIN` (it may have been applied), or `-ERR` (refused for good).
+pub(crate) fn error_reply(error: &RequestError) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut r = Reply(&mut out);
+    let text = match error {
+        RequestError::Stopped(_) => "the node serving it stopped".to_owned(),
+        e => e.to_string(),
+    };
+    match (error.outcome(), error.retry()) {
+        (Outcome::Unknown, _) => r.error(&format!("UNCERTAIN {text}")),
+        (Outcome::Refused, Retry::Never) => r.error(&format!("ERR {text}")),
+        _ => r.error(&format!("TRYAGAIN {text}")),
+    }
+    out
+}
