@@ -21,10 +21,14 @@ pub(crate) const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
 pub(crate) const SIGNALS: Token = Token(2);
 const FIRST_CONN: usize = 3;
-/// Replies waiting in one connection before it is no longer read from.
-const MAX_PENDING: usize = 1024;
-/// Bytes waiting to be written to one connection before it is no longer read from.
+/// Requests in flight on one connection before it is no longer read from.
+const MAX_PENDING: usize = 256;
+/// Bytes of replies waiting to be written to one connection before it is no longer read from.
 const MAX_OUTPUT: usize = 16 << 20;
+/// Bytes of replies waiting for one connection past which it is closed: a client that does not
+/// read what it asked for (the requests in flight when it stopped are bounded by
+/// [`MAX_PENDING`], each reply by the largest value).
+const HARD_OUTPUT: usize = 256 << 20;
 const READ_CHUNK: usize = 64 << 10;
 
 struct Conn {
@@ -41,6 +45,8 @@ struct Conn {
     /// `first_slot`.
     replies: VecDeque<Option<Vec<u8>>>,
     first_slot: u64,
+    /// Bytes of the finished replies still in `replies`.
+    ready_bytes: usize,
     session: Session,
     /// Close once the replies queued are written (QUIT, a protocol error, shutdown).
     closing: bool,
@@ -56,15 +62,21 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
+    /// Bytes of replies not yet written.
+    fn output(&self) -> usize {
+        self.queued() + self.ready_bytes
+    }
+
     /// Whether to read and parse more requests now.
     fn open_for_requests(&self) -> bool {
         !self.closing
             && !self.read_closed
             && self.replies.len() < MAX_PENDING
-            && self.queued() < MAX_OUTPUT
+            && self.output() < MAX_OUTPUT
     }
 
     fn push_reply(&mut self, reply: Option<Vec<u8>>) -> u64 {
+        self.ready_bytes += reply.as_ref().map_or(0, Vec::len);
         self.replies.push_back(reply);
         self.first_slot + self.replies.len() as u64 - 1
     }
@@ -73,6 +85,7 @@ impl Conn {
     fn drain_replies(&mut self) {
         while let Some(Some(_)) = self.replies.front() {
             if let Some(Some(reply)) = self.replies.pop_front() {
+                self.ready_bytes = self.ready_bytes.saturating_sub(reply.len());
                 self.wbuf.extend_from_slice(&reply);
                 self.first_slot += 1;
             }
@@ -253,6 +266,7 @@ impl ClientLoop {
                             want_write: false,
                             replies: VecDeque::new(),
                             first_slot: 0,
+                            ready_bytes: 0,
                             session: Session::random(),
                             closing: false,
                             read_closed: false,
@@ -313,7 +327,7 @@ impl ClientLoop {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
             };
-            if conn.closing || conn.replies.len() >= MAX_PENDING || conn.queued() >= MAX_OUTPUT {
+            if conn.closing || conn.replies.len() >= MAX_PENDING || conn.output() >= MAX_OUTPUT {
                 break;
             }
             let pending = conn.rbuf.get(conn.rpos..).unwrap_or_default();
@@ -451,7 +465,18 @@ impl ClientLoop {
                 .ok()
                 .and_then(|i| conn.replies.get_mut(i))
             {
+                conn.ready_bytes += reply.len();
                 *slot = Some(reply);
+            }
+            if conn.output() > HARD_OUTPUT {
+                log::warn!(
+                    "client {} ({}) closed: over {} MiB of replies waiting (it does not read them)",
+                    conn.id,
+                    conn.addr,
+                    HARD_OUTPUT >> 20
+                );
+                let token = f.conn;
+                self.close(token);
             }
         }
     }

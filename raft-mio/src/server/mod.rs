@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, UnixStream};
+use mio::net::UnixStream;
 use mio::{Interest, Poll, Waker};
 use raft_core::{Membership, NodeId};
 use raft_std::client::RequestError;
@@ -221,7 +221,7 @@ fn serve<F: FileSystem>(
     let done = Arc::new(DoneQueue::new(waker));
     install_forwarding(&node, &net, &done);
 
-    let mut listener = TcpListener::bind(config.client)
+    let mut listener = crate::transport::listen(config.client)
         .map_err(|e| ServerError::Io(format!("client listener {}", config.client), e))?;
     let client_addr = listener
         .local_addr()

@@ -145,7 +145,7 @@ impl EventLoop {
     ) -> io::Result<(Self, Waker, SocketAddr)> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        let mut listener = TcpListener::bind(config.listen)?;
+        let mut listener = super::listen(config.listen)?;
         let local = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;

@@ -302,6 +302,23 @@ impl Transport for MioTransport {
     }
 }
 
+/// A non-blocking listener on `addr` with a backlog of 1,024 connections (the standard library
+/// and `mio` ask for 128: a burst of connections then overflows the queue, and each dropped
+/// SYN costs its client a one-second retransmission).
+///
+/// # Errors
+///
+/// The address cannot be bound.
+pub fn listen(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
 ///
 /// # Errors

@@ -453,6 +453,11 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                 }
                 Apply::Snapshot(meta) => {
                     load_snapshot(&mut self.storage, &mut self.sm, meta.last)?;
+                    log::info!(
+                        "node {}: installed a snapshot from the leader at {}",
+                        self.node.id(),
+                        meta.last
+                    );
                     // Proposals the snapshot covers: whether they made it is unknown here. (A
                     // snapshot at the last possible index covers them all.)
                     let later = match meta.last.index.next() {
