@@ -2,6 +2,7 @@
 //! replicated, linearizable key-value server that speaks the Redis protocol (RESP2).
 //!
 //! - [`config`]: `raft-kv serve`'s flags and config file.
+//! - [`local`]: `raft-kv` processes on loopback, for the demo and the tests.
 //! - [`frame`]: the peer wire format (length-prefixed postcard frames with a version byte).
 //! - [`transport`]: [`PeerNet`](transport::PeerNet), one `mio` event loop per node, and
 //!   [`MioTransport`](transport::MioTransport), its [`Transport`](raft_std::transport::Transport).
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod demo;
 pub mod frame;
+pub mod local;
 pub mod resp;
 pub mod server;
 pub mod transport;

@@ -47,7 +47,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn garbage_on_the_client_port_gets_an_error_or_a_closed_connection() {
     let c = Cluster::start(3, &[]);
     let leader = c.wait_leader();
-    let addr = c.nodes[&leader].client;
+    let addr = c.node(leader).client;
     // Bytes that are not RESP framing: a protocol error, then the connection is closed.
     let out = exchange(addr, b"*abc\r\n$3\r\nGET\r\n");
     assert_eq!(out, b"-ERR Protocol error: invalid multibulk length\r\n");
@@ -85,7 +85,7 @@ fn garbage_on_the_client_port_gets_an_error_or_a_closed_connection() {
 fn ten_thousand_connections_opened_and_dropped() {
     let c = Cluster::start(3, &[]);
     let id = 1;
-    let addr = c.nodes[&id].client;
+    let addr = c.node(id).client;
     let started = Instant::now();
     for i in 0..10_000 {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -119,10 +119,10 @@ fn a_client_that_never_reads_does_not_hold_up_others_or_grow_memory() {
     let mut con = c.con(leader);
     let big = "x".repeat(64 << 10);
     let _: () = con.set("big", &big).unwrap();
-    let pid = c.nodes[&leader].child.as_ref().unwrap().id();
+    let pid = c.node(leader).pid().unwrap();
     let before = rss_kib(pid);
     // 20,000 GETs of a 64 KiB value (1.25 GiB of replies), never read.
-    let mut greedy = TcpStream::connect(c.nodes[&leader].client).unwrap();
+    let mut greedy = TcpStream::connect(c.node(leader).client).unwrap();
     greedy
         .set_write_timeout(Some(Duration::from_secs(2)))
         .unwrap();
@@ -179,7 +179,7 @@ fn garbage_on_the_peer_port_closes_that_connection_and_the_cluster_carries_on() 
     let leader = c.wait_leader();
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     for id in [leader, follower] {
-        let peer = c.nodes[&id].peer;
+        let peer = c.node(id).peer;
         // Garbage.
         assert!(exchange(peer, b"GET / HTTP/1.0\r\n\r\n").is_empty());
         // An oversized frame, refused from its header.
@@ -187,7 +187,7 @@ fn garbage_on_the_peer_port_closes_that_connection_and_the_cluster_carries_on() 
         // Half a frame, then a disconnect.
         {
             let mut s = TcpStream::connect(peer).unwrap();
-            let h = hello("e2e", 9, id, "127.0.0.1:1");
+            let h = hello("local", 9, id, "127.0.0.1:1");
             s.write_all(&h[..h.len() / 2]).unwrap();
         }
         still_serves(&c, id, &format!("after-peer-garbage-{id}"));
@@ -201,9 +201,9 @@ fn garbage_on_the_peer_port_closes_that_connection_and_the_cluster_carries_on() 
 fn a_peer_from_another_cluster_or_with_a_wrong_id_is_refused() {
     let c = Cluster::start(3, &[]);
     let leader = c.wait_leader();
-    let peer = c.nodes[&leader].peer;
+    let peer = c.node(leader).peer;
     let other = (1..=3).find(|&i| i != leader).unwrap();
-    let other_addr = c.nodes[&other].peer.to_string();
+    let other_addr = c.node(other).peer.to_string();
     let decode = |bytes: &[u8]| match FrameDecoder::new(1 << 20).decode(bytes) {
         Ok(Some((PeerFrame::Refused { reason }, _))) => reason,
         x => panic!("expected a refusal: {x:?}"),
@@ -213,9 +213,15 @@ fn a_peer_from_another_cluster_or_with_a_wrong_id_is_refused() {
         &hello("another", other, leader, &other_addr),
     ));
     assert!(reason.contains("cluster 'another'"), "{reason}");
-    let reason = decode(&exchange(peer, &hello("e2e", 7, leader, "127.0.0.1:7777")));
+    let reason = decode(&exchange(
+        peer,
+        &hello("local", 7, leader, "127.0.0.1:7777"),
+    ));
     assert!(reason.contains("not a known member"), "{reason}");
-    let reason = decode(&exchange(peer, &hello("e2e", other, leader, "127.0.0.1:1")));
+    let reason = decode(&exchange(
+        peer,
+        &hello("local", other, leader, "127.0.0.1:1"),
+    ));
     assert!(reason.contains("on record at"), "{reason}");
     assert!(peer_counter(&c, leader, "peer_connections_refused") >= 3);
     assert!(c.log(leader).contains("refused a peer connection"));

@@ -189,7 +189,7 @@ fn a_node_joins_as_a_learner_and_is_promoted() {
     // At a follower: forwarded to the leader.
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     let mut fcon = c.con(follower);
-    let addr = c.nodes[&4].peer.to_string();
+    let addr = c.node(4).peer.to_string();
     let _: () = redis::cmd("RAFT.ADDLEARNER")
         .arg(4)
         .arg(&addr)

@@ -170,3 +170,30 @@ fn a_read_sees_every_write_the_node_accepted_before_it() {
         }
     }
 }
+
+#[test]
+fn a_local_read_answers_from_the_node_itself() {
+    let (mut cluster, _lists) = cluster(3, |_| {});
+    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    cluster.propose(b"a".to_vec()).unwrap();
+    let follower = *cluster.running().iter().find(|&&n| n != leader).unwrap();
+    cluster
+        .wait_for(WAIT, "the follower to apply", |c| {
+            matches!(
+                c.node(follower).unwrap().read_local(Query::Len),
+                Ok(Answer::Len(1))
+            )
+        })
+        .unwrap();
+    // A follower cut off from the leader still answers from what it has (a stale read).
+    cluster.isolate(follower);
+    cluster.propose(b"b".to_vec()).unwrap();
+    let node = cluster.node(follower).unwrap();
+    assert!(matches!(node.read_local(Query::Len), Ok(Answer::Len(1))));
+    assert!(matches!(
+        node.read_timeout(Query::Len, Duration::from_millis(300)),
+        Err(RequestError::NotLeader { .. } | RequestError::Timeout)
+    ));
+    cluster.heal();
+    cluster.crash(follower);
+}

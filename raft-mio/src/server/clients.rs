@@ -412,6 +412,7 @@ impl ClientLoop {
                 None => OpKind::write(command, conn.session.begin(), true),
             },
             Command::Read(query) => OpKind::Read(query),
+            Command::ReadLocal(query) => OpKind::ReadLocal(query),
             Command::Info(sections) => OpKind::Status(StatusFor::Info(sections)),
             Command::Members => OpKind::Status(StatusFor::Members),
             Command::Transfer(to) => OpKind::Transfer(to),

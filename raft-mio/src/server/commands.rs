@@ -24,6 +24,8 @@ pub(crate) enum Command {
     },
     /// A linearizable read.
     Read(KvQuery),
+    /// `RAFT.STALE <read>`: a read of this node's own state, without confirming leadership.
+    ReadLocal(KvQuery),
     /// `INFO` with these sections (lowercase; empty for the default set).
     Info(Vec<String>),
     /// `RAFT.MEMBERS`.
@@ -105,6 +107,7 @@ const ARITY: &[(&str, i32)] = &[
     ("raft.transfer", 2),
     ("raft.members", 1),
     ("raft.once", -5),
+    ("raft.stale", -2),
 ];
 
 /// The names of the commands served (for `COMMAND COUNT`).
@@ -303,6 +306,11 @@ fn parse_known(name: &str, mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
         }
         "raft.members" => Command::Members,
         "raft.once" => parse_once(args, ctx),
+        "raft.stale" => match parse(args, ctx) {
+            Command::Read(query) => Command::ReadLocal(query),
+            Command::Now(reply) => Command::Now(reply),
+            _ => error("ERR RAFT.STALE takes a read command (GET, MGET, EXISTS, DBSIZE)"),
+        },
         _ => unknown_command(&[name.as_bytes().to_vec()]),
     }
 }

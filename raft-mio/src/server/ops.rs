@@ -71,6 +71,8 @@ pub(crate) enum OpKind {
     },
     /// This node's own status (never routed).
     Status(StatusFor),
+    /// A read of this node's own state machine (never routed).
+    ReadLocal(KvQuery),
 }
 
 impl OpKind {
@@ -86,7 +88,7 @@ impl OpKind {
     /// Whether sending it again can never apply it twice.
     const fn idempotent(&self) -> bool {
         match self {
-            Self::Write { .. } | Self::Read(_) | Self::Status(_) => true,
+            Self::Write { .. } | Self::Read(_) | Self::Status(_) | Self::ReadLocal(_) => true,
             Self::AddLearner { recorded, .. } => !*recorded,
             Self::Transfer(_) | Self::Change(_) => false,
         }
@@ -113,7 +115,7 @@ impl OpKind {
             Self::AddLearner {
                 id, recorded: true, ..
             } => ForwardBody::Change(Change::AddLearner(*id)),
-            Self::Status(_) => return None,
+            Self::Status(_) | Self::ReadLocal(_) => return None,
         })
     }
 }
@@ -265,6 +267,18 @@ impl Ops {
             }));
             return;
         }
+        if let Some(OpKind::ReadLocal(query)) = self.ops.get_mut(&id).map(|op| {
+            op.attempt = 1;
+            op.at = Some(self.me);
+            &op.kind
+        }) {
+            let done = Arc::clone(&self.done);
+            self.node.read_local_with(
+                query.clone(),
+                Completion::new(move |r| done.push(Done::Answer(id, 1, r.map(Answer::Kv)))),
+            );
+            return;
+        }
         let target = self.target();
         self.send(id, target, out);
     }
@@ -400,6 +414,7 @@ impl Ops {
                 }
                 self.finish(id, render(&answer), out);
             }
+            Err(e) if matches!(op.kind, OpKind::ReadLocal(_)) => self.fail(id, &e, out),
             Err(e) => {
                 op.uncertain |= e.outcome() == Outcome::Unknown;
                 let idempotent = op.kind.idempotent();

@@ -8,41 +8,19 @@
 )]
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::SocketAddr;
+use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use raft_mio::local::{LocalCluster, LocalNode};
+
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A free loopback port (bound and released: another process could take it in between, which
-/// on a test machine does not happen).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-pub struct Node {
-    pub id: u64,
-    pub peer: SocketAddr,
-    pub client: SocketAddr,
-    pub data: PathBuf,
-    pub log: PathBuf,
-    pub child: Option<Child>,
-    pub extra: Vec<String>,
-}
-
-/// A cluster of `raft-kv` processes.
+/// A cluster of `raft-kv` processes in a temporary directory.
 pub struct Cluster {
-    pub dir: tempfile::TempDir,
-    pub nodes: BTreeMap<u64, Node>,
-    pub cluster: String,
-    /// Flags every node gets.
-    pub flags: Vec<String>,
+    pub local: LocalCluster,
+    _dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -62,86 +40,23 @@ impl Cluster {
     /// `n` nodes, not started.
     pub fn new(n: u64, flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut nodes = BTreeMap::new();
-        for id in 1..=n {
-            nodes.insert(id, Self::node_at(dir.path(), id));
-        }
-        Self {
-            dir,
-            nodes,
-            cluster: "e2e".into(),
-            flags: flags.iter().map(|s| (*s).to_owned()).collect(),
-        }
+        let local = LocalCluster::new(env!("CARGO_BIN_EXE_raft-kv"), dir.path(), n, flags)
+            .expect("free ports");
+        Self { local, _dir: dir }
     }
 
-    fn node_at(dir: &Path, id: u64) -> Node {
-        Node {
-            id,
-            peer: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            client: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            data: dir.join(format!("node-{id}")),
-            log: dir.join(format!("node-{id}.log")),
-            child: None,
-            extra: Vec::new(),
-        }
-    }
-
-    /// `1=addr,2=addr,...` of the nodes `ids`.
-    pub fn peers_of(&self, ids: &[u64]) -> String {
-        ids.iter()
-            .map(|id| format!("{id}={}", self.nodes[id].peer))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// The founding members' peer list.
-    pub fn peers(&self) -> String {
-        let ids: Vec<u64> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| !n.extra.iter().any(|f| f == "--join"))
-            .map(|(&id, _)| id)
-            .collect();
-        self.peers_of(&ids)
+    pub fn node(&self, id: u64) -> &LocalNode {
+        self.local.node(id)
     }
 
     /// Adds node `id` (not started) that will join with `--join`, knowing every node.
     pub fn add_joiner(&mut self, id: u64) {
-        let mut node = Self::node_at(self.dir.path(), id);
-        node.extra.push("--join".into());
-        self.nodes.insert(id, node);
+        self.local.add(id, true).expect("free ports");
     }
 
     /// Starts node `id` (again).
     pub fn spawn(&mut self, id: u64) {
-        let peers = if self.nodes[&id].extra.iter().any(|f| f == "--join") {
-            let ids: Vec<u64> = self.nodes.keys().copied().collect();
-            self.peers_of(&ids)
-        } else {
-            self.peers()
-        };
-        let node = self.nodes.get_mut(&id).expect("a node");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .expect("a log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_raft-kv"))
-            .arg("serve")
-            .args(["--id", &id.to_string()])
-            .args(["--peers", &peers])
-            .args(["--client", &node.client.to_string()])
-            .args(["--data", &node.data.to_string_lossy()])
-            .args(["--cluster", &self.cluster])
-            .args(&self.flags)
-            .args(&node.extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("raft-kv starts");
-        node.child = Some(child);
+        self.local.spawn(id).expect("raft-kv starts");
     }
 
     /// Waits until node `id` answers PING.
@@ -163,7 +78,7 @@ impl Cluster {
     }
 
     pub fn try_con(&self, id: u64) -> redis::RedisResult<redis::Connection> {
-        let url = format!("redis://{}/", self.nodes[&id].client);
+        let url = format!("redis://{}/", self.node(id).client);
         let client = redis::Client::open(url)?;
         let con = client.get_connection_with_timeout(Duration::from_secs(2))?;
         con.set_read_timeout(Some(WAIT))?;
@@ -214,49 +129,24 @@ impl Cluster {
     }
 
     pub fn running(&self) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .filter(|(_, n)| n.child.is_some())
-            .map(|(&id, _)| id)
-            .collect()
+        self.local.running()
     }
 
     /// SIGKILL.
     pub fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.local.kill(id);
     }
 
     /// SIGTERM, and the exit status.
     pub fn terminate(&mut self, id: u64) -> ExitStatus {
-        let mut child = self
-            .nodes
-            .get_mut(&id)
-            .and_then(|n| n.child.take())
-            .expect("a running node");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {id} did not exit on SIGTERM"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.local
+            .terminate(id, WAIT)
+            .expect("the node exits on SIGTERM")
     }
 
     /// Node `id`'s log so far.
     pub fn log(&self, id: u64) -> String {
-        fs::read_to_string(&self.nodes[&id].log).unwrap_or_default()
+        self.local.log(id)
     }
 
     /// Node `id`'s applied index.
@@ -283,12 +173,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let ids: Vec<u64> = self.nodes.keys().copied().collect();
-        for id in ids {
-            self.kill(id);
-        }
+        self.local.kill_all();
         if thread::panicking() {
-            for id in self.nodes.keys() {
+            for id in self.local.nodes().keys() {
                 eprintln!("---- node {id} log ----\n{}", self.log(*id));
             }
         }
@@ -309,7 +196,7 @@ pub struct Retrying {
 impl Retrying {
     pub fn new(c: &Cluster, first: usize) -> Self {
         Self {
-            clients: c.nodes.values().map(|n| n.client).collect(),
+            clients: c.local.nodes().values().map(|n| n.client).collect(),
             at: first,
             con: None,
             retries: 0,

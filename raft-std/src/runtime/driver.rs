@@ -257,6 +257,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                     deadline,
                     done,
                 } => self.read(query, deadline, done)?,
+                Request::ReadLocal { query, done } => done.complete(Ok(self.sm.query(&query))),
                 Request::Status(done) => done.complete(Ok(self.node.status())),
                 Request::Stats(done) => done.complete(Ok(*self.node.stats())),
                 Request::Transfer { to, done } => {

@@ -32,6 +32,10 @@ pub(super) enum Request<M: StateMachine> {
         deadline: Instant,
         done: Completion<M::QueryResponse>,
     },
+    ReadLocal {
+        query: M::Query,
+        done: Completion<M::QueryResponse>,
+    },
     Status(Completion<Status>),
     Stats(Completion<Stats>),
     Transfer {
@@ -50,7 +54,7 @@ impl<M: StateMachine> Request<M> {
     pub(super) fn fail(self, error: RequestError) {
         match self {
             Self::Propose { done, .. } => done.complete(Err(error)),
-            Self::Read { done, .. } => done.complete(Err(error)),
+            Self::Read { done, .. } | Self::ReadLocal { done, .. } => done.complete(Err(error)),
             Self::Status(done) => done.complete(Err(error)),
             Self::Stats(done) => done.complete(Err(error)),
             Self::Transfer { done, .. } => done.complete(Err(error)),
@@ -465,6 +469,27 @@ impl<M: StateMachine> RaftNode<M> {
                 done,
             },
             timeout,
+            Waiting::Read,
+        )
+    }
+
+    /// Answers `query` from this node's state machine as it is, without confirming leadership:
+    /// a *stale* read, which may miss writes committed elsewhere (on a follower, or on a leader
+    /// that has been deposed without knowing). For monitoring and for checking what a node
+    /// holds; use [`RaftNode::read_with`] for reads that must see every acknowledged write.
+    pub fn read_local_with(&self, query: M::Query, done: Completion<M::QueryResponse>) {
+        self.send(Request::ReadLocal { query, done });
+    }
+
+    /// [`RaftNode::read_local_with`], waiting up to the request timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Stopped`], [`RequestError::Timeout`].
+    pub fn read_local(&self, query: M::Query) -> Result<M::QueryResponse, RequestError> {
+        self.call(
+            |done| Request::ReadLocal { query, done },
+            self.timeout,
             Waiting::Read,
         )
     }
