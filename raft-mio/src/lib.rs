@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: `raft-kv serve`'s flags and config file.
 //! - [`local`]: `raft-kv` processes on loopback, for the demo and the tests.
+//! - [`fuzz`]: what the fuzz targets for the peer frames and RESP requests run.
 //! - [`frame`]: the peer wire format (length-prefixed postcard frames with a version byte).
 //! - [`transport`]: [`PeerNet`](transport::PeerNet), one `mio` event loop per node, and
 //!   [`MioTransport`](transport::MioTransport), its [`Transport`](raft_std::transport::Transport).
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod demo;
 pub mod frame;
+pub mod fuzz;
 pub mod local;
 pub mod resp;
 pub mod server;

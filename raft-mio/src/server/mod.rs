@@ -11,7 +11,7 @@
 //!   `-UNCERTAIN` (it may have been), `-ERR` (refused for good).
 
 mod clients;
-mod commands;
+pub(crate) mod commands;
 mod forward;
 mod info;
 mod machine;
