@@ -4,17 +4,18 @@
 //! - [`ours`]: an in-memory cluster of `raft-core` nodes. Messages go straight from one node's
 //!   sends lane to the addressee's `step`; writes are "made durable" by moving them into a `Vec`
 //!   and acknowledged at once.
-//! - [`raftrs`]: the same cluster on tikv's raft-rs (`raft` 0.7, `RawNode` over `MemStorage`,
-//!   protobuf codec, `batch_append` on).
+//! - `raftrs` (feature `raft-rs`, off by default): the same cluster on tikv's raft-rs (`raft`
+//!   0.7, `RawNode` over `MemStorage`, protobuf codec, `batch_append` on).
 //! - [`workload`]: the one loop that drives either cluster, so both sides see the same
 //!   proposals in the same rhythm.
 //! - [`counting_alloc`]: a counting global allocator, for allocations per committed entry.
 //!
 //! Run the suites with `cargo bench -p benches`, the comparison with
-//! `cargo run --release -p benches --bin compare`.
+//! `cargo run --release -p benches --features raft-rs --bin compare`.
 
 pub mod counting_alloc;
 pub mod ours;
+#[cfg(feature = "raft-rs")]
 pub mod raftrs;
 pub mod rng;
 pub mod workload;

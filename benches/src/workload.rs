@@ -170,6 +170,7 @@ pub fn run<C: Cluster>(cluster: &mut C, w: &Workload, entries: u64) -> RunStats 
 mod tests {
     use super::*;
     use crate::ours::OurCluster;
+    #[cfg(feature = "raft-rs")]
     use crate::raftrs::RaftRsCluster;
 
     const WORKLOADS: [Workload; 3] = [
@@ -204,8 +205,15 @@ mod tests {
         }
     }
 
+    // Listed (as ignored, with the command that runs it) rather than compiled out when the
+    // feature is off, so a plain `cargo test` says that it skipped it.
     #[test]
+    #[cfg_attr(
+        not(feature = "raft-rs"),
+        ignore = "needs raft-rs: cargo test -p benches --features raft-rs"
+    )]
     fn raft_rs_cluster_commits_everything_everywhere() {
+        #[cfg(feature = "raft-rs")]
         for w in WORKLOADS {
             let mut c = RaftRsCluster::elected(w.nodes);
             let stats = run(&mut c, &w, 500);

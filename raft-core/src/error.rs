@@ -36,7 +36,9 @@ pub enum Reject {
     },
     /// The message claims to come from this node.
     FromSelf,
-    /// The sender is not a member of the configuration.
+    /// A response (vote, append, heartbeat or snapshot response) from a node that is not a
+    /// member of the configuration. Requests are heard from any sender: a node must hear the
+    /// leader of a configuration it has not received yet.
     UnknownSender {
         /// The claimed sender.
         from: NodeId,

@@ -7,7 +7,8 @@
 //! entries to apply, reads that are ready, events). It reads no clock, opens no file or socket,
 //! starts no thread, and draws randomness only from the RNG it was built with, only to pick
 //! election timeouts. The same inputs in the same order give the same outputs, which is what
-//! makes the deterministic simulator ([`sim`], feature `sim`) and the fuzzers possible.
+//! makes the deterministic simulator (module `sim`, behind the feature `sim`) and the fuzzers
+//! possible.
 //!
 //! It implements Raft as in the paper and Ongaro's thesis: randomized election timeouts,
 //! pre-vote (§9.6), CheckQuorum (§6.2), the election restriction (§5.4.1), log replication with
@@ -90,12 +91,32 @@
 //! # Errors
 //!
 //! [`StepError`] has three kinds. [`StepError::Rejected`]: the input came from the network and
-//! cannot be valid (an unknown sender, a commit index past the log, entries that are not
-//! contiguous); the node's state is unchanged, the rejection is counted in [`Stats`], and the node
-//! keeps serving. [`StepError::Misuse`]: the adapter broke the contract. [`StepError::Refused`]: a
-//! valid request that cannot be served here or now (not the leader, a transfer in progress). A
-//! message from an older term is not an error: it is normal Raft traffic. Nothing that arrives
-//! from the network can make the node panic.
+//! cannot be valid (a response from a node outside the configuration, a commit index past the
+//! log, entries that are not contiguous); the node's state is unchanged, the rejection is counted
+//! in [`Stats`], and the node keeps serving. [`StepError::Misuse`]: the adapter broke the
+//! contract. [`StepError::Refused`]: a valid request that cannot be served here or now (not the
+//! leader, a transfer in progress). A message from an older term is not an error: it is normal
+//! Raft traffic. Nothing that arrives from the network can make the node panic.
+//!
+//! # Randomness
+//!
+//! A [`Node`] is built with an RNG, `Node<R: rand_core::Rng>`, and draws from it only to pick
+//! election timeouts. The trait is **`rand_core` 0.10's** (`rand_core = "0.10"`, the version in
+//! this crate's dependencies): a generator must implement that version's `TryRng` with
+//! `Error = Infallible` (which gives `Rng`). Two ways to get one:
+//!
+//! - write a tiny one, as the example below does (a few lines; it need not be good, only differ
+//!   between nodes);
+//! - take one from `rand` **0.10** (built on `rand_core` 0.10), e.g.
+//!   `rand::rngs::SmallRng::seed_from_u64(n)` (with `use rand::SeedableRng`), or
+//!   `rand::make_rng::<SmallRng>()` for one seeded by the operating system (feature
+//!   `sys_rng`, on by default).
+//!
+//! `rand` 0.9 and older implement the traits of `rand_core` 0.9 (or older), which to the
+//! compiler is another crate: their generators are refused with "the trait bound `SmallRng:
+//! rand_core::Rng` is not satisfied" and a confusing "the trait `DerefMut` is not implemented"
+//! (from rand_core 0.10's blanket impl for `DerefMut` types), although the names match.
+//! `cargo tree -i rand_core` shows which versions you have.
 //!
 //! # Example
 //!
@@ -105,21 +126,33 @@
 //! ```
 //! use raft_core::{Apply, Config, Input, Membership, Node, NodeId, Outputs, Payload, Restored, Role};
 //!
-//! # struct Rng(u64);
-//! # impl rand_core::TryRng for Rng {
-//! #     type Error = core::convert::Infallible;
-//! #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
-//! #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-//! #         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-//! #         Ok(self.0)
-//! #     }
-//! #     fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Self::Error> { Ok(()) }
-//! # }
+//! /// The RNG each node picks its election timeouts with: a 64-bit LCG. Any type implementing
+//! /// `rand_core::TryRng` **of rand_core 0.10** with `Error = Infallible` will do (see
+//! /// "Randomness" above); with `rand` 0.10: `rand::rngs::SmallRng::seed_from_u64(seed)`.
+//! struct Rng(u64);
+//!
+//! impl rand_core::TryRng for Rng {
+//!     type Error = core::convert::Infallible;
+//!     fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+//!         Ok((self.try_next_u64()? >> 32) as u32)
+//!     }
+//!     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+//!         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+//!         Ok(self.0)
+//!     }
+//!     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+//!         for b in dst {
+//!             *b = (self.try_next_u64()? >> 56) as u8;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
 //! let ids: Vec<NodeId> = (1..=3).filter_map(NodeId::new).collect();
 //! let membership = Membership::new(&ids)?;
 //! let mut nodes = Vec::new();
 //! for &id in &ids {
-//!     // 1. Build each node (`Rng` is any `rand_core::Rng`, seeded differently per node).
+//!     // 1. Build each node, its RNG seeded differently per node.
 //!     let node = Node::restore(Config::new(id), Rng(id.get()), Restored::initial(membership.clone()))?;
 //!     nodes.push((node, Outputs::new()));
 //! }

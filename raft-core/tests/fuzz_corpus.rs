@@ -1,6 +1,6 @@
 //! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) and every saved crash input
 //! (`fuzz/regressions/<target>/`) through the functions the fuzz targets wrap, so `cargo test`
-//! catches regressions without a fuzzer (DESIGN.md, "Testing layers", item 3).
+//! catches regressions without a fuzzer (ARCHITECTURE.md, "Testing layers", item 3).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};

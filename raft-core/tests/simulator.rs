@@ -1,7 +1,10 @@
 //! The deterministic simulator over many seeds of mixed faults (see `raft_core::sim`).
 //!
 //! - `RAFT_SIM_SEEDS=<n>` runs `n` seeds per cluster size (default 1,000, so 3,000 in all).
-//! - `RAFT_SIM_SEED=<seed>` runs only that seed, on every cluster size, and prints its trace.
+//! - `RAFT_SIM_SEED=<seed>` runs only that seed, in every scenario (3, 5 and 7 nodes, membership
+//!   changes), and prints each scenario's trace between a heading and a closing line. Name a test
+//!   to replay one scenario only:
+//!   `RAFT_SIM_SEED=<seed> cargo test -p raft-core --test simulator simulator_5_nodes -- --nocapture`.
 //! - `RAFT_SIM_FIRST=<seed>` starts the seed range elsewhere (soak runs on several machines).
 
 use std::time::Instant;
@@ -41,6 +44,14 @@ enum Scenario {
 }
 
 impl Scenario {
+    /// The test that runs this scenario.
+    fn test_name(self) -> String {
+        match self {
+            Self::Fixed(n) => format!("simulator_{n}_nodes"),
+            Self::Reconfiguring => String::from("simulator_membership_changes"),
+        }
+    }
+
     fn options(self, seed: u64) -> SimOptions {
         match self {
             Self::Fixed(nodes) => SimOptions::random(seed, nodes),
@@ -67,8 +78,9 @@ fn check(seed: u64, scenario: Scenario) -> Summary {
             let tail = lines[lines.len().saturating_sub(150)..].join("\n");
             panic!(
                 "{failure}\n--- last {} trace lines (replay: RAFT_SIM_SEED={seed} cargo test -p \
-                 raft-core --test simulator -- --nocapture) ---\n{tail}",
-                lines.len().min(150)
+                 raft-core --test simulator {} -- --nocapture) ---\n{tail}",
+                lines.len().min(150),
+                scenario.test_name()
             );
         }
     }
@@ -85,7 +97,18 @@ fn run_scenario(scenario: Scenario, default_seeds: u64) {
     };
     if let Some(seed) = env_u64("RAFT_SIM_SEED") {
         let (trace, result) = trace_options(scenario.options(seed));
-        println!("{trace}");
+        let outcome = match &result {
+            Ok(_) => String::from("passed"),
+            Err(e) => format!("FAILED: {e}"),
+        };
+        // One `println!`, so the scenarios' tests, which run in parallel, cannot interleave.
+        println!(
+            "\n==== simulator, {name}, seed {seed} ({}): trace of {} lines ====\n{}\n==== end \
+             of simulator, {name}, seed {seed}: {outcome} ====\n",
+            scenario.test_name(),
+            trace.lines().count(),
+            trace.trim_end()
+        );
         if let Err(e) = result {
             panic!("{e}");
         }

@@ -3,8 +3,9 @@
 //!
 //! `cargo run --release -p raft-std --example wal_bench [-- DIR [SECONDS]]`
 //!
-//! DIR defaults to a temporary directory under the system's; each configuration runs for
-//! SECONDS (default 1.5) on a fresh data directory. One core `Write` carries one entry, as a
+//! Each configuration runs for SECONDS (default 1.5) on a fresh data directory, created in DIR
+//! (default: the system's temporary directory, e.g. `/tmp`; pass a directory on the disk you want
+//! to measure) and deleted when the configuration is done. One core `Write` carries one entry, as a
 //! leader under load that flushes every proposal would produce; the runtime calls `append` for
 //! each and then one `sync` per group.
 
@@ -45,8 +46,13 @@ struct Figures {
     elapsed: Duration,
 }
 
-fn run(dir: &Path, entry_size: usize, group: u64, budget: Duration) -> Figures {
-    let _ = std::fs::remove_dir_all(dir);
+/// Runs one configuration in a fresh temporary directory under `base`, deleted afterwards.
+fn run(base: &Path, entry_size: usize, group: u64, budget: Duration) -> Figures {
+    let tmp = tempfile::Builder::new()
+        .prefix("raft-wal-bench-")
+        .tempdir_in(base)
+        .unwrap_or_else(|e| panic!("cannot create a directory in {}: {e}", base.display()));
+    let dir = tmp.path();
     let node = NodeId::new(1).expect("non-zero");
     let identity = Identity {
         cluster_id: 1,
@@ -68,7 +74,9 @@ fn run(dir: &Path, entry_size: usize, group: u64, budget: Duration) -> Figures {
     }
     let elapsed = start.elapsed();
     drop(s);
-    let _ = std::fs::remove_dir_all(dir);
+    let path = dir.to_path_buf();
+    tmp.close()
+        .unwrap_or_else(|e| panic!("cannot remove {}: {e}", path.display()));
     Figures {
         entries: index,
         syncs,
@@ -78,20 +86,20 @@ fn run(dir: &Path, entry_size: usize, group: u64, budget: Duration) -> Figures {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let base: PathBuf = args.next().map_or_else(
-        || std::env::temp_dir().join("raft-wal-bench"),
-        PathBuf::from,
-    );
+    let base: PathBuf = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
     let secs: f64 = args.next().map_or(1.5, |s| s.parse().expect("seconds"));
     let budget = Duration::from_secs_f64(secs);
-    println!("data directory {} ({secs} s per row)", base.display());
+    println!(
+        "data directories in {} (one per row, deleted after it; {secs} s per row)",
+        base.display()
+    );
     println!(
         "{:>8} {:>10} {:>12} {:>10} {:>10} {:>12}",
         "entry", "writes/fsync", "entries/s", "MB/s", "fsyncs/s", "us/fsync"
     );
     for entry_size in [16usize, 4096] {
         for group in [1u64, 8, 64, 256] {
-            let f = run(&base.join("wal"), entry_size, group, budget);
+            let f = run(&base, entry_size, group, budget);
             let secs = f.elapsed.as_secs_f64();
             let eps = f.entries as f64 / secs;
             let mbs = eps * entry_size as f64 / 1e6;

@@ -47,13 +47,13 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 /// A peer cannot be reached.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Unreachable {
-    /// The peer.
-    pub peer: NodeId,
+    /// The peer the message was for (`Message::to`).
+    pub to: NodeId,
 }
 
 impl fmt::Display for Unreachable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node {} is unreachable", self.peer)
+        write!(f, "node {} is unreachable", self.to)
     }
 }
 
@@ -235,8 +235,8 @@ impl ChannelNetwork {
     pub fn inject(&self, msg: Message) -> Result<(), Unreachable> {
         let peer = msg.to;
         let net = self.lock();
-        let inbox = net.inboxes.get(&peer).ok_or(Unreachable { peer })?;
-        inbox.deliver(msg).map_err(|_| Unreachable { peer })
+        let inbox = net.inboxes.get(&peer).ok_or(Unreachable { to: peer })?;
+        inbox.deliver(msg).map_err(|_| Unreachable { to: peer })
     }
 
     /// Messages delivered and messages lost on cut links so far.
@@ -271,10 +271,10 @@ impl Transport for ChannelTransport {
             return Ok(());
         }
         let Some(inbox) = net.inboxes.get(&peer) else {
-            return Err(Unreachable { peer });
+            return Err(Unreachable { to: peer });
         };
         if inbox.deliver(msg).is_err() {
-            return Err(Unreachable { peer });
+            return Err(Unreachable { to: peer });
         }
         net.delivered += 1;
         Ok(())

@@ -366,7 +366,12 @@ fn eio_on_fsync_stops_that_node_and_the_others_keep_serving() {
             inflight.push((op, proposal));
         }
         let text = stopped_cause(&cluster, victim);
-        println!("node {victim} (leader: {at_leader}): {text}");
+        let role = if at_leader {
+            "the leader"
+        } else {
+            "a follower"
+        };
+        println!("expected (injected fsync failure at {role}, node {victim}): {text}");
         assert!(
             text.contains("fsync") && text.contains("injected EIO"),
             "{text}"
@@ -384,7 +389,7 @@ fn eio_on_fsync_stops_that_node_and_the_others_keep_serving() {
             write_all(&cluster, &mut clients, &mut model, &mut rng);
         }
         println!(
-            "  40 writes on the other two nodes in {:?}",
+            "  and 40 writes on the other two nodes in {:?}",
             started.elapsed()
         );
         assert!(cluster.leader().is_some_and(|l| l != victim));
@@ -438,7 +443,7 @@ fn damaged_storage_fails_the_restart_with_an_error() {
         Ok(()) => panic!("a damaged log must not be served"),
     }
     let text = cluster.restart(victim).unwrap_err().to_string();
-    println!("{text}");
+    println!("expected (a damaged record, the restart is refused): {text}");
     assert!(text.contains(&format!("node {victim}")), "{text}");
     // The other two still serve.
     write_all(&cluster, &mut clients, &mut model, &mut rng);

@@ -1,6 +1,6 @@
 //! Side by side: the same workloads on our core and on tikv's raft-rs, in one process, alternating.
 //!
-//! `cargo run --release -p benches --bin compare [-- options]`
+//! `cargo run --release -p benches --features raft-rs --bin compare [-- options]`
 //!
 //! For each workload, each side runs a fixed number of entries on a freshly elected cluster (the
 //! election is not timed), `--reps` times, the two sides alternating (and swapping which goes
@@ -10,7 +10,8 @@
 //!
 //! `compare <workload>: ours <N> entries/s, raft-rs <M> entries/s, ratio <N/M>, allocs/entry ours <a> raft-rs <b>`
 //!
-//! Each run's figures go to stderr. Options:
+//! Options:
+//! - `--verbose`: also print each run's figures and each workload's message traffic (to stderr);
 //! - `--entries N` (default 200000): entries per run;
 //! - `--reps N` (default 7): runs per side and workload;
 //! - `--workload TEXT`: only workloads whose name contains TEXT (e.g. `sync`, `5 nodes`);
@@ -22,6 +23,9 @@
 //! included, so divide by `1.1 * entries`):
 //!
 //! `valgrind --tool=callgrind --toggle-collect='benches::workload::run*' target/release/compare --only ours --workload '3 nodes 16 B batch 64' --entries 20000 --reps 1`
+//!
+//! The binary needs the `raft-rs` feature (building raft-rs and protobuf is slow, so the rest of
+//! the workspace does not wait for it).
 
 use std::process::ExitCode;
 
@@ -52,6 +56,7 @@ struct Options {
     filter: Option<String>,
     only: Option<Side>,
     breakdown: bool,
+    verbose: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -61,6 +66,7 @@ fn parse() -> Result<Options, String> {
         filter: None,
         only: None,
         breakdown: false,
+        verbose: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -77,6 +83,7 @@ fn parse() -> Result<Options, String> {
                 });
             }
             "--breakdown" => o.breakdown = true,
+            "--verbose" | "-v" => o.verbose = true,
             // `cargo bench`/`cargo test` pass these to every target; accept them quietly.
             "--bench" | "--test" => {}
             other => return Err(format!("unknown option {other}")),
@@ -191,8 +198,14 @@ fn main() -> ExitCode {
         })
         .collect();
     eprintln!(
-        "compare: {} entries per run, {} runs per side, sides alternating",
-        o.entries, o.reps
+        "compare: {} entries per run, {} runs per side, sides alternating{}",
+        o.entries,
+        o.reps,
+        if o.verbose {
+            ""
+        } else {
+            " (--verbose prints every run)"
+        }
     );
 
     for w in workloads {
@@ -209,15 +222,17 @@ fn main() -> ExitCode {
             };
             for i in order {
                 let stats = run_side(sides[i], w, o.entries);
-                eprintln!(
-                    "  run {} {} #{rep}: {:.0} entries/s, {:.3} allocs/entry, {:.1} MB allocated, {} rounds",
-                    w.label(),
-                    side_name(sides[i]),
-                    stats.entries_per_sec(),
-                    stats.allocs_per_entry(),
-                    stats.allocs.bytes as f64 / 1e6,
-                    stats.rounds
-                );
+                if o.verbose {
+                    eprintln!(
+                        "  run {} {} #{rep}: {:.0} entries/s, {:.3} allocs/entry, {:.1} MB allocated, {} rounds",
+                        w.label(),
+                        side_name(sides[i]),
+                        stats.entries_per_sec(),
+                        stats.allocs_per_entry(),
+                        stats.allocs.bytes as f64 / 1e6,
+                        stats.rounds
+                    );
+                }
                 results[i].push(stats);
             }
         }
@@ -239,7 +254,9 @@ fn main() -> ExitCode {
                 allocs[0],
                 allocs[1]
             );
-            traffic(w, (o.entries / 10).max(1));
+            if o.verbose {
+                traffic(w, (o.entries / 10).max(1));
+            }
         } else {
             println!(
                 "compare {}: {} {:.0} entries/s, allocs/entry {:.2}",

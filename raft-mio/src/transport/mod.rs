@@ -225,7 +225,7 @@ impl PeerNet {
         {
             let mut out = self.shared.outbox();
             if !out.ready.contains(&to) {
-                return Err(Unreachable { peer: to });
+                return Err(Unreachable { to });
             }
             out.app.push((to, bytes));
         }
@@ -284,7 +284,7 @@ pub struct MioTransport {
 impl Transport for MioTransport {
     fn send(&mut self, msg: Message) -> Result<(), Unreachable> {
         if !self.ready.contains(&msg.to) {
-            return Err(Unreachable { peer: msg.to });
+            return Err(Unreachable { to: msg.to });
         }
         self.pending.push(msg);
         Ok(())

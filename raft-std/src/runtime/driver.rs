@@ -400,8 +400,8 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         // again, and reporting that at once would never let the round end.
         for msg in self.out.drain_sends() {
             if let Err(e) = self.transport.send(msg) {
-                if !self.unreachable.contains(&e.peer) && !self.reported.contains(&e.peer) {
-                    self.unreachable.push(e.peer);
+                if !self.unreachable.contains(&e.to) && !self.reported.contains(&e.to) {
+                    self.unreachable.push(e.to);
                 }
             }
         }
