@@ -94,12 +94,20 @@ pub(super) struct Driver<M: StateMachine, St, T> {
     last_tick: Instant,
     /// Proposals waiting to be applied, by log index.
     proposals: BTreeMap<Index, PendingProposal<M::Response>>,
-    /// Reads not yet answered, by the id the core knows them by.
+    /// Reads not yet answered, by this thread's number for each.
     reads: HashMap<u64, PendingRead<M>>,
+    /// Reads that arrived in this batch of requests: they share one ReadIndex round, stepped
+    /// once the batch is taken (every one of them arrived before it, so its read point serves
+    /// them all).
+    read_batch: Vec<u64>,
+    /// The reads each ReadIndex round the core knows of serves, by the core's read id.
+    read_rounds: HashMap<u64, Vec<u64>>,
+    next_read_round: u64,
     /// Confirmed reads waiting for the state machine to apply their index. The core releases a
     /// node's reads with non-decreasing indexes (each is the commit index when the read
     /// arrived, released in arrival order, and the commit index never decreases), so they are
     /// appended at the back and served from the front. An id no longer in `reads` timed out.
+    /// Numbers of reads, not of rounds.
     reads_ready: VecDeque<(Index, u64)>,
     next_read: u64,
     /// The index of the last entry appended for a proposal here.
@@ -151,6 +159,9 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
             last_tick: Instant::now(),
             proposals: BTreeMap::new(),
             reads: HashMap::new(),
+            read_batch: Vec::new(),
+            read_rounds: HashMap::new(),
+            next_read_round: 0,
             reads_ready: VecDeque::new(),
             next_read: 0,
             last_proposed: Index::ZERO,
@@ -243,7 +254,10 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         loop {
             let request = match self.requests.try_recv() {
                 Ok(r) => r,
-                Err(TryRecvError::Empty) => return Ok(Ok(())),
+                Err(TryRecvError::Empty) => {
+                    self.start_read_round()?;
+                    return Ok(Ok(()));
+                }
                 Err(TryRecvError::Disconnected) => return Ok(Err(Stop)),
             };
             match request {
@@ -256,7 +270,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                     query,
                     deadline,
                     done,
-                } => self.read(query, deadline, done)?,
+                } => self.read(query, deadline, done),
                 Request::ReadLocal { query, done } => done.complete(Ok(self.sm.query(&query))),
                 Request::Status(done) => done.complete(Ok(self.node.status())),
                 Request::Stats(done) => done.complete(Ok(*self.node.stats())),
@@ -312,28 +326,47 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         Ok(())
     }
 
-    fn read(
-        &mut self,
-        query: M::Query,
-        deadline: Instant,
-        done: Completion<M::QueryResponse>,
-    ) -> Result<(), NodeError> {
+    /// Queues a read for the next ReadIndex round (see `read_batch`).
+    fn read(&mut self, query: M::Query, deadline: Instant, done: Completion<M::QueryResponse>) {
         self.next_read += 1;
         let id = self.next_read;
-        match self.answer(Input::Read(ReadId(id)))? {
+        self.note_deadline(deadline);
+        self.reads.insert(
+            id,
+            PendingRead {
+                query,
+                after: Index::ZERO,
+                deadline,
+                done,
+            },
+        );
+        self.read_batch.push(id);
+    }
+
+    /// Starts one ReadIndex round for the reads of this batch.
+    fn start_read_round(&mut self) -> Result<(), NodeError> {
+        if self.read_batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.read_batch);
+        self.next_read_round += 1;
+        let round = self.next_read_round;
+        match self.answer(Input::Read(ReadId(round)))? {
             Ok(()) => {
-                self.note_deadline(deadline);
-                self.reads.insert(
-                    id,
-                    PendingRead {
-                        query,
-                        after: self.last_proposed,
-                        deadline,
-                        done,
-                    },
-                );
+                for id in &batch {
+                    if let Some(r) = self.reads.get_mut(id) {
+                        r.after = self.last_proposed;
+                    }
+                }
+                self.read_rounds.insert(round, batch);
             }
-            Err(e) => done.complete(Err(e)),
+            Err(e) => {
+                for id in batch {
+                    if let Some(r) = self.reads.remove(&id) {
+                        r.done.complete(Err(e.clone()));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -487,17 +520,21 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         for r in self.out.drain_reads() {
             match r {
                 ReadResult::Ready { id, index } => {
-                    if let Some(r) = self.reads.get(&id.0) {
-                        let index = index.max(r.after);
-                        // At the back, as the core promises (see `reads_ready`); were it ever
-                        // not so, the read still goes in its place in index order.
-                        let at = self.reads_ready.partition_point(|r| r.0 <= index);
-                        self.reads_ready.insert(at, (index, id.0));
+                    for read in self.read_rounds.remove(&id.0).unwrap_or_default() {
+                        if let Some(r) = self.reads.get(&read) {
+                            let index = index.max(r.after);
+                            // At the back, as the core promises (see `reads_ready`); were it
+                            // ever not so, the read still goes in its place in index order.
+                            let at = self.reads_ready.partition_point(|r| r.0 <= index);
+                            self.reads_ready.insert(at, (index, read));
+                        }
                     }
                 }
                 ReadResult::Aborted { id } => {
-                    if let Some(r) = self.reads.remove(&id.0) {
-                        r.done.complete(Err(RequestError::LeaderChanged));
+                    for read in self.read_rounds.remove(&id.0).unwrap_or_default() {
+                        if let Some(r) = self.reads.remove(&read) {
+                            r.done.complete(Err(RequestError::LeaderChanged));
+                        }
                     }
                 }
             }
