@@ -3,4 +3,5 @@
 //! [`history`] is the format a recorder writes: one JSON line per client operation.
 #![deny(missing_docs)]
 
+pub mod generate;
 pub mod history;
