@@ -5,3 +5,4 @@
 
 pub mod generate;
 pub mod history;
+pub mod linearizability;
