@@ -242,7 +242,7 @@ pub struct History {
 pub enum HistoryError {
     /// Reading failed (or a line is not UTF-8).
     Io {
-        /// The line being read (1-based).
+        /// The line being read (1-based); 0 if the file could not be opened.
         line: usize,
         /// What went wrong.
         source: io::Error,
@@ -276,6 +276,7 @@ impl HistoryError {
 impl fmt::Display for HistoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Io { line: 0, source } => write!(f, "{source}"),
             Self::Io { line, source } => write!(f, "line {line}: {source}"),
             Self::Json { line, source } => write!(f, "line {line}: {source}"),
             Self::Invalid { line, reason } => write!(f, "line {line}: {reason}"),
