@@ -40,13 +40,17 @@
 //!   state it leaves cannot lead to what a pending completed operation needs (a `get` of
 //!   another value, an `append` answering another length...), nor is an unknown `set` or `del`
 //!   right after another unknown operation (it would undo it);
-//! - the search runs in rounds that let at most 0, 1, 2, 4... unknown operations take effect,
-//!   then any number: a history where few of them did is found linearizable in an early, cheap
-//!   round, and only the last round, which bounds nothing, can conclude a violation.
+//! - the search runs in rounds: first no unknown operation takes effect; then each may, but
+//!   only within a horizon after its call (16, 256, then 4,096 times the key's median operation
+//!   time), so that old ones stop being candidates; then without limits. A round that finds a
+//!   linearization ends the search, since a linearization found under a limit is one; only the
+//!   last round, which limits nothing, can conclude a violation.
 //!
-//! Even so, many unknown outcomes on one busy key make a violation on it expensive to prove
-//! (the search has to rule out every subset of them), and such a key may come out
-//! [`Verdict::Unknown`].
+//! So a linearizable history is cheap to check when its unknown operations took effect soon
+//! after their call or never, as they do in practice (a request lost, or applied while the
+//! client waited). Proving a violation on a key is another matter: the last round has to rule
+//! out every placement of every unknown operation, and with more than a few of them on one busy
+//! key it may run out of budget, and the key comes out [`Verdict::Unknown`].
 //!
 //! # The model
 //!
@@ -609,6 +613,18 @@ struct Frame {
     pass2: bool,
     /// Whether the first pass had skipped an unknown candidate before it.
     saw_unknown: bool,
+    /// The second pass's frontier then.
+    frontier: u64,
+}
+
+/// What one round of the search lets unknown-outcome operations do.
+#[derive(Clone, Copy)]
+struct Round {
+    /// At most this many take effect.
+    cap: Option<usize>,
+    /// Each only within this long (in nanoseconds) after its call: before the return that
+    /// stops the search.
+    horizon: Option<u64>,
 }
 
 /// One key's search.
@@ -829,36 +845,73 @@ impl<'a> Search<'a> {
         None
     }
 
-    /// The search, in rounds that let at most 0, 1, 2, 4... unknown-outcome operations take
-    /// effect, then any number: a round that finds a linearization ends the search, and only
-    /// the last one can conclude a violation. The budget is shared by the rounds.
+    /// The search, in rounds that restrict the unknown-outcome operations more and more
+    /// loosely: first none takes effect; then each may only take effect within a horizon after
+    /// its call, 16, 256 and 4,096 times the key's median operation time; then there is no
+    /// limit. A round that finds a linearization ends the search (a linearization under a limit
+    /// is one), and only the last one can conclude a violation. The budget is shared by the
+    /// rounds.
     fn run(&mut self, options: &CheckOptions, start: Instant) -> Outcome {
-        let unknown_ops = self.ops.len() - self.completed;
-        let mut cap = 0;
-        loop {
-            let limit = (cap < unknown_ops).then_some(cap);
-            match self.run_capped(options, start, limit) {
-                Outcome::Violation(_) if limit.is_some() => {
+        let mut rounds = Vec::new();
+        if self.ops.len() > self.completed {
+            rounds.push(Round {
+                cap: Some(0),
+                horizon: None,
+            });
+            let mut durations: Vec<u64> = self
+                .ops
+                .iter()
+                .filter_map(|op| op.op.ret.map(|ret| ret - op.op.call))
+                .collect();
+            durations.sort_unstable();
+            let median = durations
+                .get(durations.len() / 2)
+                .copied()
+                .unwrap_or(0)
+                .max(1);
+            let first = self.ops.first().map_or(0, |op| op.op.call);
+            let last = self
+                .ops
+                .iter()
+                .filter_map(|op| op.op.ret)
+                .max()
+                .unwrap_or(0);
+            for factor in [16, 256, 4096] {
+                let horizon = median.saturating_mul(factor);
+                if horizon < last.saturating_sub(first) {
+                    rounds.push(Round {
+                        cap: None,
+                        horizon: Some(horizon),
+                    });
+                }
+            }
+        }
+        rounds.push(Round {
+            cap: None,
+            horizon: None,
+        });
+        let last = rounds.len() - 1;
+        for (n, round) in rounds.into_iter().enumerate() {
+            match self.run_round(options, start, round) {
+                Outcome::Violation(_) if n < last => {
                     self.explored += self.cache.len() as u64;
                     self.cache = Cache::new(self.cache.unknown_words);
-                    cap = (cap * 2).max(1);
                 }
                 outcome => return outcome,
             }
         }
+        Outcome::Unknown("no round of the search ran".into())
     }
 
-    /// One round of the search, with at most `cap` unknown-outcome operations taking effect.
+    /// One round of the search, within `round`'s limits on unknown-outcome operations.
     ///
     /// Candidates are tried in two passes: the completed ones first, in call order from the
     /// head of the list; then, if none leads anywhere, the unknown-outcome ones, the latest call
     /// first (the one a read is most likely to have seen).
-    fn run_capped(
-        &mut self,
-        options: &CheckOptions,
-        start: Instant,
-        cap: Option<usize>,
-    ) -> Outcome {
+    fn run_round(&mut self, options: &CheckOptions, start: Instant, round: Round) -> Outcome {
+        let Round { cap, horizon } = round;
+        // The time of the first return in the list, when the second pass began.
+        let mut frontier = 0;
         let mut applied_unknown = 0;
         let mut completed_left = self.completed;
         let mut lin = LinSet::new(self.completed);
@@ -889,6 +942,7 @@ impl<'a> Search<'a> {
             } else if saw_unknown && cap.is_none_or(|cap| applied_unknown < cap) {
                 // A return: every completed candidate is tried; now the unknown ones.
                 pass2 = true;
+                frontier = self.ops[(node - 1) / 2].op.ret.unwrap_or(u64::MAX);
                 node = self.prev[node];
                 continue;
             } else {
@@ -901,6 +955,11 @@ impl<'a> Search<'a> {
                 if op.unknown != pass2 {
                     saw_unknown |= op.unknown;
                     node = advance(self);
+                    continue;
+                }
+                // Past the horizon: so are all older ones, further on in this pass.
+                if pass2 && horizon.is_some_and(|h| frontier.saturating_sub(op.op.call) > h) {
+                    node = HEAD;
                     continue;
                 }
                 // An unknown set or del right after an unknown operation would undo it: the
@@ -930,6 +989,7 @@ impl<'a> Search<'a> {
                             state,
                             pass2,
                             saw_unknown,
+                            frontier,
                         });
                         state = new_state;
                         self.lift(call);
@@ -978,6 +1038,7 @@ impl<'a> Search<'a> {
             state = frame.state;
             pass2 = frame.pass2;
             saw_unknown = frame.saw_unknown;
+            frontier = frame.frontier;
             node = if pass2 {
                 self.prev[frame.node]
             } else {

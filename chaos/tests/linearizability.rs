@@ -163,6 +163,22 @@ fn unknown_write_seen_or_not() {
 }
 
 #[test]
+fn unknown_write_seen_much_later() {
+    // Taking effect a thousand operations after its call, far past every horizon of the early
+    // rounds: only the last, unlimited round finds it.
+    let mut ops = vec![set(1, "k", "old", 0, 5), set(2, "k", "late", 10, None)];
+    for i in 0..1_000 {
+        ops.push(get(3, "k", Some("old"), 20 + 20 * i, 30 + 20 * i));
+    }
+    ops.push(get(3, "k", Some("late"), 30_000, 30_010));
+    ops.push(get(4, "k", Some("late"), 30_020, 30_030));
+    assert_ok(ops.clone());
+    // And once seen, it stays.
+    ops.push(get(4, "k", Some("old"), 30_040, 30_050));
+    assert_violation(ops, "k");
+}
+
+#[test]
 fn incr_results() {
     // Two concurrent incrs answer 1 and 2 in either order.
     assert_ok(vec![
