@@ -110,10 +110,13 @@ pub enum Verdict {
     Violation {
         /// The key whose operations cannot be linearized.
         key: String,
-        /// The operations none of which could take effect next after the longest partial
-        /// linearization found: the pending ones, among them one whose return came before it
-        /// could be placed. Unknown-outcome operations among them are only "could have been".
+        /// The completed operations none of which could take effect next after the longest
+        /// partial linearization found: the pending ones, among them one whose return came
+        /// before it could be placed.
         ops: Vec<Operation>,
+        /// How many operations with an unknown outcome could also have taken effect there (and
+        /// did not help).
+        pending_unknown: usize,
         /// How many operations that longest partial linearization has.
         linearized: usize,
         /// Its last operations (at most [`PREFIX_SHOWN`]), in linearization order.
@@ -169,6 +172,7 @@ impl fmt::Display for Verdict {
             Self::Violation {
                 key,
                 ops,
+                pending_unknown,
                 linearized,
                 prefix,
                 value,
@@ -192,6 +196,12 @@ impl fmt::Display for Verdict {
                 write!(f, "  and none of these can take effect next:")?;
                 for op in ops {
                     write!(f, "\n    {op}")?;
+                }
+                if *pending_unknown > 0 {
+                    write!(
+                        f,
+                        "\n  (nor can the {pending_unknown} operation(s) with an unknown outcome pending there help)"
+                    )?;
                 }
                 Ok(())
             }
@@ -288,6 +298,9 @@ pub fn check(history: &History, options: &CheckOptions) -> CheckReport {
 }
 
 /// Checks the operations of one key (all of which must be on `key`; the others are ignored).
+///
+/// The operations should pass [`Operation::validate`], as those of a [`History`] do; for others
+/// (a `get` without a result...) the verdict means little, but nothing panics.
 #[must_use]
 pub fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions) -> KeyReport {
     let start = Instant::now();
@@ -599,8 +612,10 @@ struct Deepest {
     /// The last operations linearized, in order (indices into [`Search::ops`]).
     tail: Vec<usize>,
     state: StateId,
-    /// The operations pending there.
+    /// The completed operations pending there.
     stuck: Vec<usize>,
+    /// How many unknown-outcome operations were pending there.
+    pending_unknown: usize,
 }
 
 /// A linearized operation on the search's stack.
@@ -861,7 +876,7 @@ impl<'a> Search<'a> {
             let mut durations: Vec<u64> = self
                 .ops
                 .iter()
-                .filter_map(|op| op.op.ret.map(|ret| ret - op.op.call))
+                .filter_map(|op| op.op.ret.map(|ret| ret.saturating_sub(op.op.call)))
                 .collect();
             durations.sort_unstable();
             let median = durations
@@ -1124,10 +1139,15 @@ impl<'a> Search<'a> {
             .iter()
             .map(|f| (f.node - 1) / 2)
             .collect();
-        let mut stuck = Vec::new();
+        let (mut stuck, mut pending_unknown) = (Vec::new(), 0);
         let mut node = self.next[HEAD];
         while node != NIL && node % 2 == 1 {
-            stuck.push((node - 1) / 2);
+            let i = (node - 1) / 2;
+            if self.ops[i].unknown {
+                pending_unknown += 1;
+            } else {
+                stuck.push(i);
+            }
             node = self.next[node];
         }
         Deepest {
@@ -1136,6 +1156,7 @@ impl<'a> Search<'a> {
             tail,
             state,
             stuck,
+            pending_unknown,
         }
     }
 
@@ -1144,6 +1165,7 @@ impl<'a> Search<'a> {
         Verdict::Violation {
             key: key.to_owned(),
             ops: deepest.stuck.iter().map(op).collect(),
+            pending_unknown: deepest.pending_unknown,
             linearized: deepest.depth,
             prefix: deepest.tail.iter().map(op).collect(),
             value: self.states.value(deepest.state).map(str::to_owned),

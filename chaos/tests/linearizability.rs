@@ -251,6 +251,7 @@ fn stale_read_after_a_completed_write() {
             set(1, "k", "v1", 0, 10),
             set(2, "k", "v2", 20, 30),
             get(3, "k", Some("v1"), 40, 50),
+            set(4, "k", "v3", 35, None),
             set(1, "fine", "x", 0, 10),
             get(3, "fine", Some("x"), 40, 50),
         ],
@@ -258,6 +259,7 @@ fn stale_read_after_a_completed_write() {
     );
     let Verdict::Violation {
         ops,
+        pending_unknown,
         linearized,
         prefix,
         value,
@@ -272,6 +274,7 @@ fn stale_read_after_a_completed_write() {
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0].op, Op::Get);
     assert_eq!(ops[0].client, 3);
+    assert_eq!(*pending_unknown, 1);
     let shown = verdict.to_string();
     assert!(
         shown.contains(r#"client 3: get("k") -> "v1" [40..50]"#),
