@@ -41,10 +41,12 @@
 //!   another value, an `append` answering another length...), nor is an unknown `set` or `del`
 //!   right after another unknown operation (it would undo it);
 //! - the search runs in rounds: first no unknown operation takes effect; then each may, but
-//!   only within a horizon after its call (16, 256, then 4,096 times the key's median operation
+//!   only within a horizon after its call (4, 16, 64... 4,096 times the key's median operation
 //!   time), so that old ones stop being candidates; then without limits. A round that finds a
-//!   linearization ends the search, since a linearization found under a limit is one; only the
-//!   last round, which limits nothing, can conclude a violation.
+//!   linearization ends the search, since a linearization found under a limit is one; a limited
+//!   round that has to backtrack far below the deepest point it reached gives up (it is most
+//!   likely missing what its limit forbids); only the last round, which limits nothing, can
+//!   conclude a violation.
 //!
 //! So a linearizable history is cheap to check when its unknown operations took effect soon
 //! after their call or never, as they do in practice (a request lost, or applied while the
@@ -315,6 +317,11 @@ pub fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions) -> KeyRe
             reason,
         },
         Outcome::Violation(deepest) => search.violation(key, &deepest),
+        // Only limited rounds give up, and the last round is not limited.
+        Outcome::GaveUp => Verdict::Unknown {
+            key: key.to_owned(),
+            reason: "the search gave up".into(),
+        },
     };
     KeyReport {
         key: key.to_owned(),
@@ -601,6 +608,8 @@ enum Outcome {
     Ok,
     Violation(Deepest),
     Unknown(String),
+    /// A limited round stopped early (see [`Round::give_up`]).
+    GaveUp,
 }
 
 /// The deepest point the search reached before it failed.
@@ -632,6 +641,12 @@ struct Frame {
     frontier: u64,
 }
 
+/// How far below the deepest point it reached a limited round may backtrack before it gives up
+/// (in completed operations): backtracking within a linearizable history is local, so a round
+/// that has to go back this far is most likely failing for want of what its limits forbid,
+/// and would fail only after exploring everything before.
+const GIVE_UP_BELOW: usize = 256;
+
 /// What one round of the search lets unknown-outcome operations do.
 #[derive(Clone, Copy)]
 struct Round {
@@ -640,6 +655,9 @@ struct Round {
     /// Each only within this long (in nanoseconds) after its call: before the return that
     /// stops the search.
     horizon: Option<u64>,
+    /// Whether to stop early (the round is not the last): when it has to backtrack more than
+    /// [`GIVE_UP_BELOW`] completed operations below the deepest point it reached.
+    give_up: bool,
 }
 
 /// One key's search.
@@ -862,16 +880,17 @@ impl<'a> Search<'a> {
 
     /// The search, in rounds that restrict the unknown-outcome operations more and more
     /// loosely: first none takes effect; then each may only take effect within a horizon after
-    /// its call, 16, 256 and 4,096 times the key's median operation time; then there is no
+    /// its call, 4, 16, 64... 4,096 times the key's median operation time; then there is no
     /// limit. A round that finds a linearization ends the search (a linearization under a limit
-    /// is one), and only the last one can conclude a violation. The budget is shared by the
-    /// rounds.
+    /// is one); a limited round that has to backtrack far gives up; only the last round can
+    /// conclude a violation. The budget is shared by the rounds.
     fn run(&mut self, options: &CheckOptions, start: Instant) -> Outcome {
         let mut rounds = Vec::new();
         if self.ops.len() > self.completed {
             rounds.push(Round {
                 cap: Some(0),
                 horizon: None,
+                give_up: true,
             });
             let mut durations: Vec<u64> = self
                 .ops
@@ -891,12 +910,13 @@ impl<'a> Search<'a> {
                 .filter_map(|op| op.op.ret)
                 .max()
                 .unwrap_or(0);
-            for factor in [16, 256, 4096] {
+            for factor in [4, 16, 64, 256, 1024, 4096] {
                 let horizon = median.saturating_mul(factor);
                 if horizon < last.saturating_sub(first) {
                     rounds.push(Round {
                         cap: None,
                         horizon: Some(horizon),
+                        give_up: true,
                     });
                 }
             }
@@ -904,11 +924,12 @@ impl<'a> Search<'a> {
         rounds.push(Round {
             cap: None,
             horizon: None,
+            give_up: false,
         });
         let last = rounds.len() - 1;
         for (n, round) in rounds.into_iter().enumerate() {
             match self.run_round(options, start, round) {
-                Outcome::Violation(_) if n < last => {
+                Outcome::Violation(_) | Outcome::GaveUp if n < last => {
                     self.explored += self.cache.len() as u64;
                     self.cache = Cache::new(self.cache.unknown_words);
                 }
@@ -924,7 +945,11 @@ impl<'a> Search<'a> {
     /// head of the list; then, if none leads anywhere, the unknown-outcome ones, the latest call
     /// first (the one a read is most likely to have seen).
     fn run_round(&mut self, options: &CheckOptions, start: Instant, round: Round) -> Outcome {
-        let Round { cap, horizon } = round;
+        let Round {
+            cap,
+            horizon,
+            give_up,
+        } = round;
         // The time of the first return in the list, when the second pass began.
         let mut frontier = 0;
         let mut applied_unknown = 0;
@@ -954,7 +979,7 @@ impl<'a> Search<'a> {
                 (node != HEAD).then_some(node)
             } else if node != NIL && node % 2 == 1 {
                 Some(node)
-            } else if saw_unknown && cap.is_none_or(|cap| applied_unknown < cap) {
+            } else if node != NIL && saw_unknown && cap.is_none_or(|cap| applied_unknown < cap) {
                 // A return: every completed candidate is tried; now the unknown ones.
                 pass2 = true;
                 frontier = self.ops[(node - 1) / 2].op.ret.unwrap_or(u64::MAX);
@@ -1033,6 +1058,17 @@ impl<'a> Search<'a> {
             let done = self.completed - completed_left;
             if deepest.as_ref().is_none_or(|d| done > d.completed) {
                 deepest = Some(self.deepest(&stack, state, done));
+            }
+            if give_up
+                && deepest
+                    .as_ref()
+                    .is_some_and(|d| done + GIVE_UP_BELOW < d.completed)
+            {
+                // Put the list back as it was for the next round.
+                while let Some(frame) = stack.pop() {
+                    self.unlift(frame.node);
+                }
+                return Outcome::GaveUp;
             }
             let Some(frame) = stack.pop() else {
                 return match deepest {
