@@ -629,16 +629,22 @@ struct Deepest {
 
 /// A linearized operation on the search's stack.
 struct Frame {
-    /// Its call node.
-    node: usize,
+    /// The operation (an index into [`Search::ops`]).
+    op: usize,
     /// The state before it.
     state: StateId,
     /// Whether it was tried in the second pass (unknown outcomes).
     pass2: bool,
-    /// Whether the first pass had skipped an unknown candidate before it.
-    saw_unknown: bool,
     /// The second pass's frontier then.
     frontier: u64,
+}
+
+/// What the unknown-outcome operations that may take effect could add to a state: the lengths
+/// of the pending appends' suffixes, and whether an incr is pending.
+#[derive(Default)]
+struct Pending {
+    suffixes: Vec<usize>,
+    incr: bool,
 }
 
 /// How far below the deepest point it reached a limited round may backtrack before it gives up
@@ -669,6 +675,10 @@ struct Search<'a> {
     next: Vec<usize>,
     prev: Vec<usize>,
     completed: usize,
+    /// The unknown-outcome operations (indices into `ops`) in call order, which is their slots'
+    /// order. They are not in the event list: having no return, they would stay at its head for
+    /// ever, to be stepped over at every step.
+    unknown_ops: Vec<usize>,
     /// Configurations explored in earlier rounds.
     explored: u64,
     /// The most completed operations linearized at once so far.
@@ -734,11 +744,13 @@ impl<'a> Search<'a> {
         // Events in time order; at equal times calls first, then by operation.
         let mut events: Vec<(u64, u8, usize)> = Vec::with_capacity(2 * ops.len());
         for (i, op) in ops.iter().enumerate() {
-            events.push((op.op.call, 0, 2 * i + 1));
             if let Some(ret) = op.op.ret {
+                events.push((op.op.call, 0, 2 * i + 1));
                 events.push((ret, 1, 2 * i + 2));
             }
         }
+        // The unknown ones, in call order (`ops` is): their slots.
+        let unknown_ops: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].unknown).collect();
         events.sort_unstable();
         let nodes = 2 * ops.len() + 1;
         let mut next = vec![NIL; nodes];
@@ -756,17 +768,12 @@ impl<'a> Search<'a> {
             next,
             prev,
             completed,
+            unknown_ops,
             most_completed: 0,
             explored: 0,
             cache: Cache::new(unknown.div_ceil(64)),
             steps: 0,
         }
-    }
-
-    /// Op `i`'s return node, if it has one.
-    fn return_node(&self, call: usize) -> usize {
-        let i = (call - 1) / 2;
-        if self.ops[i].unknown { NIL } else { call + 1 }
     }
 
     fn unlink(&mut self, node: usize) {
@@ -785,21 +792,15 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// Takes an operation's call and return out of the list.
+    /// Takes a completed operation's call and return out of the list.
     fn lift(&mut self, call: usize) {
         self.unlink(call);
-        let ret = self.return_node(call);
-        if ret != NIL {
-            self.unlink(ret);
-        }
+        self.unlink(call + 1);
     }
 
-    /// Puts back the operation lifted last.
+    /// Puts back the completed operation lifted last.
     fn unlift(&mut self, call: usize) {
-        let ret = self.return_node(call);
-        if ret != NIL {
-            self.relink(ret);
-        }
+        self.relink(call + 1);
         self.relink(call);
     }
 
@@ -942,16 +943,15 @@ impl<'a> Search<'a> {
     /// One round of the search, within `round`'s limits on unknown-outcome operations.
     ///
     /// Candidates are tried in two passes: the completed ones first, in call order from the
-    /// head of the list; then, if none leads anywhere, the unknown-outcome ones, the latest call
-    /// first (the one a read is most likely to have seen).
+    /// head of the event list; then, if none leads anywhere, the unknown-outcome ones called by
+    /// the first return in the list (kept apart, in call order), the latest call first (the one
+    /// a read is most likely to have seen).
     fn run_round(&mut self, options: &CheckOptions, start: Instant, round: Round) -> Outcome {
         let Round {
             cap,
             horizon,
             give_up,
         } = round;
-        // The time of the first return in the list, when the second pass began.
-        let mut frontier = 0;
         let mut applied_unknown = 0;
         let mut completed_left = self.completed;
         let mut lin = LinSet::new(self.completed);
@@ -960,10 +960,13 @@ impl<'a> Search<'a> {
         let mut key = Vec::new();
         let mut deepest: Option<Deepest> = None;
         let mut state = ABSENT;
+        // The first pass walks the event list from `node`; the second the unknown operations
+        // called by `frontier` (the first return's time), from slot `below` down.
         let mut node = self.next[HEAD];
         let mut pass2 = false;
-        // Whether the first pass skipped an unknown candidate (else the second has nothing).
-        let mut saw_unknown = false;
+        let mut frontier = 0;
+        let mut below = 0;
+        let mut pending = Pending::default();
         loop {
             if completed_left == 0 {
                 return Outcome::Ok;
@@ -974,90 +977,78 @@ impl<'a> Search<'a> {
                     return Outcome::Unknown(reason);
                 }
             }
-            // The candidate to try now, if any is left in this pass.
+            // The candidate to try now (an index into `ops`), if any is left in this pass.
             let candidate = if pass2 {
-                (node != HEAD).then_some(node)
+                self.next_unknown(&unknown, &mut below, frontier, horizon)
             } else if node != NIL && node % 2 == 1 {
-                Some(node)
-            } else if node != NIL && saw_unknown && cap.is_none_or(|cap| applied_unknown < cap) {
+                let i = (node - 1) / 2;
+                node = self.next[node];
+                Some(i)
+            } else if node != NIL
+                && !self.unknown_ops.is_empty()
+                && cap.is_none_or(|cap| applied_unknown < cap)
+            {
                 // A return: every completed candidate is tried; now the unknown ones.
                 pass2 = true;
                 frontier = self.ops[(node - 1) / 2].op.ret.unwrap_or(u64::MAX);
-                node = self.prev[node];
+                below = self.called_by(frontier);
+                pending = self.pending(&unknown, below, frontier, horizon);
                 continue;
             } else {
                 None
             };
-            if let Some(call) = candidate {
-                let i = (call - 1) / 2;
+            if let Some(i) = candidate {
                 let op = &self.ops[i];
-                let advance = |s: &Self| if pass2 { s.prev[call] } else { s.next[call] };
-                if op.unknown != pass2 {
-                    saw_unknown |= op.unknown;
-                    node = advance(self);
-                    continue;
-                }
-                // Past the horizon: so are all older ones, further on in this pass.
-                if pass2 && horizon.is_some_and(|h| frontier.saturating_sub(op.op.call) > h) {
-                    node = HEAD;
-                    continue;
-                }
                 // An unknown set or del right after an unknown operation would undo it: the
                 // same with the earlier one left pending is tried anyway.
                 let overwrites = matches!(op.step, Step::Set(_) | Step::Del { .. });
-                let after_unknown = stack
-                    .last()
-                    .is_some_and(|f| self.ops[(f.node - 1) / 2].unknown);
+                let after_unknown = stack.last().is_some_and(|f| self.ops[f.op].unknown);
                 if op.unknown && overwrites && after_unknown {
-                    node = advance(self);
                     continue;
                 }
                 let (is_unknown, slot) = (op.unknown, op.slot);
                 let next_state = self
                     .step(state, i)
-                    .filter(|&s| !is_unknown || self.may_serve(s, call));
-                if let Some(new_state) = next_state {
-                    if is_unknown {
-                        set_bit(&mut unknown, slot, true);
-                    } else {
-                        lin.set(slot);
-                    }
-                    lin.key(new_state, &mut key);
-                    if self.cache.insert(&key, &unknown) {
-                        stack.push(Frame {
-                            node: call,
-                            state,
-                            pass2,
-                            saw_unknown,
-                            frontier,
-                        });
-                        state = new_state;
-                        self.lift(call);
-                        if is_unknown {
-                            applied_unknown += 1;
-                        } else {
-                            completed_left -= 1;
-                            self.most_completed =
-                                self.most_completed.max(self.completed - completed_left);
-                        }
-                        node = self.next[HEAD];
-                        pass2 = false;
-                        saw_unknown = false;
-                        continue;
-                    }
+                    .filter(|&s| !is_unknown || self.may_serve(s, &pending));
+                let Some(new_state) = next_state else {
+                    continue;
+                };
+                if is_unknown {
+                    set_bit(&mut unknown, slot, true);
+                } else {
+                    lin.set(slot);
+                }
+                lin.key(new_state, &mut key);
+                if !self.cache.insert(&key, &unknown) {
                     if is_unknown {
                         set_bit(&mut unknown, slot, false);
                     } else {
                         lin.clear(slot);
                     }
+                    continue;
                 }
-                node = advance(self);
+                stack.push(Frame {
+                    op: i,
+                    state,
+                    pass2,
+                    frontier,
+                });
+                state = new_state;
+                if is_unknown {
+                    applied_unknown += 1;
+                } else {
+                    self.lift(2 * i + 1);
+                    completed_left -= 1;
+                    self.most_completed = self.most_completed.max(self.completed - completed_left);
+                }
+                node = self.next[HEAD];
+                pass2 = false;
                 continue;
             }
             // Every candidate here has been tried: backtrack.
             let done = self.completed - completed_left;
             if deepest.as_ref().is_none_or(|d| done > d.completed) {
-                deepest = Some(self.deepest(&stack, state, done));
+                deepest = Some(self.deepest(&stack, &unknown, state, done));
             }
             if give_up
                 && deepest
@@ -1066,7 +1057,9 @@ impl<'a> Search<'a> {
             {
                 // Put the list back as it was for the next round.
                 while let Some(frame) = stack.pop() {
-                    self.unlift(frame.node);
+                    if !self.ops[frame.op].unknown {
+                        self.unlift(2 * frame.op + 1);
+                    }
                 }
                 return Outcome::GaveUp;
             }
@@ -1076,30 +1069,90 @@ impl<'a> Search<'a> {
                     None => Outcome::Unknown("the search ended without a verdict".into()),
                 };
             };
-            let i = (frame.node - 1) / 2;
-            self.unlift(frame.node);
-            let op = &self.ops[i];
+            let op = &self.ops[frame.op];
+            let slot = op.slot;
             if op.unknown {
-                set_bit(&mut unknown, op.slot, false);
+                set_bit(&mut unknown, slot, false);
                 applied_unknown -= 1;
             } else {
-                lin.clear(op.slot);
+                self.unlift(2 * frame.op + 1);
+                lin.clear(slot);
                 completed_left += 1;
             }
             state = frame.state;
             pass2 = frame.pass2;
-            saw_unknown = frame.saw_unknown;
             frontier = frame.frontier;
-            node = if pass2 {
-                self.prev[frame.node]
+            if pass2 {
+                // Carry on below it.
+                below = slot;
+                pending = self.pending(&unknown, self.called_by(frontier), frontier, horizon);
             } else {
-                self.next[frame.node]
-            };
+                node = self.next[2 * frame.op + 1];
+            }
         }
     }
 
-    /// Whether the unknown-outcome operation at `call` taking effect now, leaving `state`, could
-    /// be of use.
+    /// How many unknown-outcome operations are called by `time` (a return's time: a call at
+    /// the same time counts as before it).
+    fn called_by(&self, time: u64) -> usize {
+        self.unknown_ops
+            .partition_point(|&i| self.ops[i].op.call <= time)
+    }
+
+    /// The next unknown-outcome candidate of the second pass: the latest called below slot
+    /// `below` that has not taken effect, unless it is past the horizon (then so are all older
+    /// ones: none).
+    fn next_unknown(
+        &self,
+        unknown: &[u64],
+        below: &mut usize,
+        frontier: u64,
+        horizon: Option<u64>,
+    ) -> Option<usize> {
+        while *below > 0 {
+            *below -= 1;
+            if bit(unknown, *below) {
+                continue;
+            }
+            let i = self.unknown_ops[*below];
+            if horizon.is_some_and(|h| frontier.saturating_sub(self.ops[i].op.call) > h) {
+                *below = 0;
+                return None;
+            }
+            return Some(i);
+        }
+        None
+    }
+
+    /// What the unknown-outcome operations that may take effect now (the first `called` in call
+    /// order, within the horizon, not taken yet) could add: see [`Self::may_serve`].
+    fn pending(
+        &self,
+        unknown: &[u64],
+        called: usize,
+        frontier: u64,
+        horizon: Option<u64>,
+    ) -> Pending {
+        let mut pending = Pending::default();
+        for slot in (0..called).rev() {
+            let op = &self.ops[self.unknown_ops[slot]];
+            if horizon.is_some_and(|h| frontier.saturating_sub(op.op.call) > h) {
+                break;
+            }
+            if bit(unknown, slot) {
+                continue;
+            }
+            match &op.step {
+                Step::Append { suffix, .. } => pending.suffixes.push(suffix.len()),
+                Step::Incr { .. } => pending.incr = true,
+                _ => {}
+            }
+        }
+        pending
+    }
+
+    /// Whether an unknown-outcome operation taking effect now, leaving `state`, could be of use,
+    /// given what the `pending` ones could add after it.
     ///
     /// A run of unknown-outcome operations is of use only if the completed operation after it
     /// accepts what it would not have accepted before it: a linearization in which it accepts
@@ -1113,37 +1166,21 @@ impl<'a> Search<'a> {
     /// reach: strings that have this one as a prefix and are longer by a sum of pending
     /// suffixes' lengths, or, from an integer (or what appends can make one) with an incr
     /// pending, anything.
-    fn may_serve(&self, state: StateId, call: usize) -> bool {
+    fn may_serve(&self, state: StateId, pending: &Pending) -> bool {
         let value = self.states.value(state).unwrap_or_default();
-        let mut suffixes = Vec::new();
-        let mut incr_pending = false;
-        let mut node = self.next[HEAD];
-        while node != NIL && node % 2 == 1 {
-            let op = &self.ops[(node - 1) / 2];
-            if op.unknown && node != call {
-                match &op.step {
-                    Step::Append { suffix, .. } => suffixes.push(suffix.len()),
-                    Step::Incr { .. } => incr_pending = true,
-                    _ => {}
-                }
-            }
-            node = self.next[node];
-        }
+        let (suffixes, incr_pending) = (&pending.suffixes, pending.incr);
         // An incr can take an integer anywhere; appends can make "" or "-" an integer first.
         if incr_pending && (self.states.int(state).is_some() || value.is_empty() || value == "-") {
             return true;
         }
         // What appends can add to `value`: sums of distinct pending suffixes' lengths.
         let extends_to = |longer: &str| {
-            longer.starts_with(value) && is_subset_sum(&suffixes, longer.len() - value.len())
+            longer.starts_with(value) && is_subset_sum(suffixes, longer.len() - value.len())
         };
         let mut node = self.next[HEAD];
         while node != NIL && node % 2 == 1 {
             let op = &self.ops[(node - 1) / 2];
             node = self.next[node];
-            if op.unknown {
-                continue;
-            }
             let serves = match &op.step {
                 Step::Get(want) => match self.states.value(*want) {
                     None => state == ABSENT,
@@ -1152,7 +1189,7 @@ impl<'a> Search<'a> {
                 Step::Append { suffix, len } => len
                     .and_then(|l| usize::try_from(l).ok())
                     .and_then(|l| l.checked_sub(value.len() + suffix.len()))
-                    .is_some_and(|extra| is_subset_sum(&suffixes, extra)),
+                    .is_some_and(|extra| is_subset_sum(suffixes, extra)),
                 Step::Incr { delta, result } => result
                     .and_then(|r| r.checked_sub(*delta))
                     .is_some_and(|want| {
@@ -1170,22 +1207,30 @@ impl<'a> Search<'a> {
     }
 
     /// Where the search is: `stack` linearized, `state` after it, `completed` of them completed.
-    fn deepest(&self, stack: &[Frame], state: StateId, completed: usize) -> Deepest {
+    fn deepest(
+        &self,
+        stack: &[Frame],
+        unknown: &[u64],
+        state: StateId,
+        completed: usize,
+    ) -> Deepest {
         let tail = stack[stack.len().saturating_sub(PREFIX_SHOWN)..]
             .iter()
-            .map(|f| (f.node - 1) / 2)
+            .map(|f| f.op)
             .collect();
-        let (mut stuck, mut pending_unknown) = (Vec::new(), 0);
+        let mut stuck = Vec::new();
         let mut node = self.next[HEAD];
         while node != NIL && node % 2 == 1 {
-            let i = (node - 1) / 2;
-            if self.ops[i].unknown {
-                pending_unknown += 1;
-            } else {
-                stuck.push(i);
-            }
+            stuck.push((node - 1) / 2);
             node = self.next[node];
         }
+        let frontier = match node {
+            NIL => u64::MAX,
+            ret => self.ops[(ret - 1) / 2].op.ret.unwrap_or(u64::MAX),
+        };
+        let pending_unknown = (0..self.called_by(frontier))
+            .filter(|&slot| !bit(unknown, slot))
+            .count();
         Deepest {
             completed,
             depth: stack.len(),
@@ -1229,6 +1274,11 @@ fn is_subset_sum(lens: &[usize], sum: usize) -> bool {
         }
     }
     reachable[sum / 64] >> (sum % 64) & 1 == 1
+}
+
+/// Whether bit `i` is set.
+fn bit(words: &[u64], i: usize) -> bool {
+    words.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
 }
 
 /// Sets or clears bit `i`.
