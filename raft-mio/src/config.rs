@@ -34,7 +34,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub client: Option<String>,
 
-    /// The data directory (created if missing). Default ./raft-kv-<id>.
+    /// The data directory (created if missing). Default `./raft-kv-<id>`.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
 
@@ -72,7 +72,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS")]
     pub election_max_ms: Option<u64>,
 
-    /// Take a snapshot (and compact the log) every this many entries. Default 10000.
+    /// Take a snapshot (and compact the log) every this many entries. Default 100000 (a
+    /// snapshot blocks the node while it is written: see the README).
     #[arg(long, value_name = "N")]
     pub snapshot_entries: Option<u64>,
 
@@ -182,9 +183,7 @@ impl ServeArgs {
         raft.heartbeat_ticks = ticks(self.heartbeat_ms.unwrap_or(20), "--heartbeat-ms")?;
         raft.election_ticks_min = ticks(self.election_min_ms.unwrap_or(100), "--election-min-ms")?;
         raft.election_ticks_max = ticks(self.election_max_ms.unwrap_or(200), "--election-max-ms")?;
-        if let Some(n) = self.snapshot_entries {
-            raft.snapshot_log_entries = n.max(1);
-        }
+        raft.snapshot_log_entries = self.snapshot_entries.unwrap_or(100_000).max(1);
         raft.validate().map_err(|e| format!("timeouts: {e}"))?;
         config.runtime.tick = Duration::from_millis(tick);
         config.request_timeout = Duration::from_millis(self.request_timeout_ms.unwrap_or(5000));

@@ -45,10 +45,12 @@ pub fn resp_request(data: &[u8]) -> Result<(), String> {
         max_args: 1024,
         max_bulk: 1 << 16,
         max_inline: 1 << 12,
+        max_request: 1 << 18,
     };
     let ctx = commands::Ctx {
         fsync: true,
         max_clients: 16,
+        max_entry_bytes: 1 << 20,
     };
     let mut rest = data;
     loop {
@@ -72,7 +74,16 @@ pub fn resp_request(data: &[u8]) -> Result<(), String> {
                 }
                 rest = &rest[used..];
             }
-            Ok(Parsed::Incomplete) | Err(_) => return Ok(()),
+            Ok(Parsed::Incomplete { need }) => {
+                if need <= rest.len() {
+                    return Err(format!(
+                        "incomplete with {} bytes, needing {need}",
+                        rest.len()
+                    ));
+                }
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
         }
     }
 }

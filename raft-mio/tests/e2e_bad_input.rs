@@ -229,3 +229,78 @@ fn a_peer_from_another_cluster_or_with_a_wrong_id_is_refused() {
     // The cluster never saw a change of leader.
     assert_eq!(c.leader(), Some(leader));
 }
+
+#[test]
+fn a_long_pipeline_then_a_half_close_gets_every_reply() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.wait_leader();
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    for id in [leader, follower] {
+        let mut s = TcpStream::connect(c.node(id).client).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let key = format!("piped-{id}");
+        let request = format!("INCR {key}\r\n").repeat(1000);
+        s.write_all(request.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let replies = String::from_utf8(out).unwrap();
+        assert_eq!(replies.lines().count(), 1000, "at node {id}");
+        assert!(
+            replies.ends_with(":1000\r\n"),
+            "at node {id}: {}",
+            &replies[replies.len() - 20..]
+        );
+        let mut con = c.con(id);
+        let n: i64 = con.get(&key).unwrap();
+        assert_eq!(n, 1000);
+    }
+}
+
+#[test]
+fn oversized_and_amplified_requests_are_refused_and_the_node_carries_on() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.wait_leader();
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let mut con = c.con(follower);
+    // Larger than the log takes: refused at the follower, not forwarded.
+    let huge = vec![b'x'; 9 << 20];
+    let e = redis::cmd("SET")
+        .arg("huge")
+        .arg(&huge)
+        .query::<()>(&mut con)
+        .unwrap_err();
+    assert!(e.to_string().contains("maximum entry size"), "{e}");
+    // One 4 MiB value asked for 100 times: refused before it is copied.
+    let big = vec![b'y'; 4 << 20];
+    let _: () = con.set("big", &big).unwrap();
+    let e = redis::cmd("MGET")
+        .arg(vec!["big"; 100])
+        .query::<Vec<Option<Vec<u8>>>>(&mut con)
+        .unwrap_err();
+    assert!(e.to_string().contains("reply exceeds"), "{e}");
+    // Prefixes nested deep, and a pathological CONFIG GET pattern, answer at once.
+    let mut deep = redis::cmd("RAFT.STALE");
+    for _ in 0..10_000 {
+        deep.arg("RAFT.STALE");
+    }
+    deep.arg("GET").arg("k");
+    assert!(deep.query::<()>(&mut con).is_err());
+    let started = Instant::now();
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(format!("{}x", "*".repeat(200)))
+        .query(&mut con)
+        .unwrap();
+    assert!(got.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    still_serves(&c, follower, "after-oversized");
+    // A member's address is not rewritten by a mistaken RAFT.ADDLEARNER.
+    let e = redis::cmd("RAFT.ADDLEARNER")
+        .arg(leader)
+        .arg("127.0.0.1:1")
+        .query::<()>(&mut con)
+        .unwrap_err();
+    assert!(e.to_string().contains("already a member"), "{e}");
+    still_serves(&c, leader, "after-addlearner");
+}

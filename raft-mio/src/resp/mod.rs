@@ -23,6 +23,9 @@ pub struct Limits {
     pub max_bulk: usize,
     /// The longest inline command or header line. Default 64 KiB, as in Redis.
     pub max_inline: usize,
+    /// The most bytes of arguments one request may carry. Default 32 MiB (the store's largest
+    /// value is 8 MiB; Redis's `client-query-buffer-limit` is 1 GiB).
+    pub max_request: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +34,7 @@ impl Default for Limits {
             max_args: 1 << 20,
             max_bulk: 16 << 20,
             max_inline: 64 << 10,
+            max_request: 32 << 20,
         }
     }
 }
@@ -53,6 +57,8 @@ pub enum ProtocolError {
     MissingCrlf,
     /// An inline command with an unbalanced quote.
     UnbalancedQuotes,
+    /// A request whose arguments add up to more than the limit.
+    TooBigRequest,
 }
 
 impl fmt::Display for ProtocolError {
@@ -65,6 +71,7 @@ impl fmt::Display for ProtocolError {
             Self::TooBigInline => f.write_str("too big inline request"),
             Self::MissingCrlf => f.write_str("expected CRLF after a bulk string"),
             Self::UnbalancedQuotes => f.write_str("unbalanced quotes in request"),
+            Self::TooBigRequest => f.write_str("too big request"),
         }
     }
 }
@@ -77,8 +84,19 @@ pub enum Parsed {
     /// A whole request: its arguments (command name first; none for an empty request, which
     /// is ignored), and how many bytes it took.
     Request(Vec<Vec<u8>>, usize),
-    /// Only part of a request: read more.
-    Incomplete,
+    /// Only part of a request: read more. Parsing again before the buffer holds at least
+    /// `need` bytes cannot get further.
+    Incomplete {
+        /// The buffer length below which the request is still incomplete.
+        need: usize,
+    },
+}
+
+impl Parsed {
+    /// Incomplete, needing at least `need` bytes.
+    const fn more(need: usize) -> Self {
+        Self::Incomplete { need }
+    }
 }
 
 /// Finds `\r\n` in `buf` from `from`; the index of the `\r`.
@@ -116,7 +134,7 @@ fn parse_len(digits: &[u8]) -> Option<i64> {
 /// [`ProtocolError`] for bytes that break the protocol; the connection must then be closed.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
     match buf.first() {
-        None => Ok(Parsed::Incomplete),
+        None => Ok(Parsed::more(1)),
         Some(b'*') => parse_multibulk(buf, limits),
         Some(_) => parse_inline(buf, limits),
     }
@@ -127,7 +145,7 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError>
         return if buf.len() > limits.max_inline {
             Err(ProtocolError::TooBigCount)
         } else {
-            Ok(Parsed::Incomplete)
+            Ok(Parsed::more(buf.len() + 1))
         };
     };
     let count = buf
@@ -142,11 +160,13 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError>
     if count > limits.max_args {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
-    // Allocate for the arguments as they arrive, not as claimed.
-    let mut args = Vec::with_capacity(count.min(64));
+    // Frame the whole request before copying any of it: a large request arriving in pieces is
+    // scanned again at each piece, never copied again.
+    let mut ranges = Vec::with_capacity(count.min(64));
+    let mut total: usize = 0;
     for _ in 0..count {
         match buf.get(pos) {
-            None => return Ok(Parsed::Incomplete),
+            None => return Ok(Parsed::more(pos + 1)),
             Some(b'$') => {}
             Some(&other) => return Err(ProtocolError::ExpectedDollar(other)),
         }
@@ -154,7 +174,7 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError>
             return if buf.len() - pos > limits.max_inline {
                 Err(ProtocolError::TooBigCount)
             } else {
-                Ok(Parsed::Incomplete)
+                Ok(Parsed::more(buf.len() + 1))
             };
         };
         let len = buf
@@ -163,24 +183,23 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError>
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n <= limits.max_bulk)
             .ok_or(ProtocolError::InvalidBulkLength)?;
-        let start = skip_line_end(buf, end);
-        let Some(data) = buf.get(start..start + len) else {
-            return Ok(Parsed::Incomplete);
-        };
-        match buf.get(start + len..start + len + 2) {
-            None => return Ok(Parsed::Incomplete),
-            Some(b"\r\n") => {}
-            Some(_) => {
-                // Wait for both bytes before judging a lone "\r".
-                if buf.len() < start + len + 2 {
-                    return Ok(Parsed::Incomplete);
-                }
-                return Err(ProtocolError::MissingCrlf);
-            }
+        total = total.saturating_add(len);
+        if total > limits.max_request {
+            return Err(ProtocolError::TooBigRequest);
         }
-        args.push(data.to_vec());
+        let start = skip_line_end(buf, end);
+        match buf.get(start + len..start + len + 2) {
+            None => return Ok(Parsed::more(start + len + 2)),
+            Some(b"\r\n") => {}
+            Some(_) => return Err(ProtocolError::MissingCrlf),
+        }
+        ranges.push(start..start + len);
         pos = start + len + 2;
     }
+    let args = ranges
+        .into_iter()
+        .map(|r| buf.get(r).unwrap_or_default().to_vec())
+        .collect();
     Ok(Parsed::Request(args, pos))
 }
 
@@ -198,7 +217,7 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
         return if buf.len() > limits.max_inline {
             Err(ProtocolError::TooBigInline)
         } else {
-            Ok(Parsed::Incomplete)
+            Ok(Parsed::more(buf.len() + 1))
         };
     };
     let line = buf.get(..end).unwrap_or_default();
@@ -346,7 +365,10 @@ mod tests {
             Ok(Parsed::Request(args(&["SET", "k", "hello"]), req.len()))
         );
         for cut in 0..req.len() {
-            assert_eq!(parse(&req[..cut]), Ok(Parsed::Incomplete), "cut at {cut}");
+            let Ok(Parsed::Incomplete { need }) = parse(&req[..cut]) else {
+                panic!("cut at {cut}: not incomplete");
+            };
+            assert!(need > cut && need <= req.len(), "cut at {cut}: need {need}");
         }
     }
 
@@ -373,7 +395,7 @@ mod tests {
         );
         assert_eq!(parse(b"\r\n"), Ok(Parsed::Request(vec![], 2)));
         assert_eq!(parse(b"set \"k\r\n"), Err(ProtocolError::UnbalancedQuotes));
-        assert_eq!(parse(b"PING"), Ok(Parsed::Incomplete));
+        assert!(matches!(parse(b"PING"), Ok(Parsed::Incomplete { .. })));
     }
 
     #[test]
@@ -400,6 +422,14 @@ mod tests {
             Err(ProtocolError::MissingCrlf)
         );
         assert_eq!(parse(b"*0\r\n"), Ok(Parsed::Request(vec![], 4)));
+        let limits = Limits {
+            max_request: 10,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse_request(b"*2\r\n$6\r\nabcdef\r\n$6\r\n", &limits),
+            Err(ProtocolError::TooBigRequest)
+        );
         let long = vec![b'a'; 70 << 10];
         assert_eq!(parse(&long), Err(ProtocolError::TooBigInline));
         let mut long_count = b"*".to_vec();

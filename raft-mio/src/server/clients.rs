@@ -52,9 +52,13 @@ struct Conn {
     closing: bool,
     /// The peer closed its end: no more requests, but the replies still go out.
     read_closed: bool,
-    /// Reading stopped at a limit with bytes possibly left in the socket: read again once there
-    /// is room (no new readable event comes for them).
+    /// Reading or parsing stopped at a limit, with requests possibly left in the buffer or the
+    /// socket: go on once there is room (no new readable event comes for bytes already there).
     paused: bool,
+    /// What is left in the buffer is the start of a request: parsing again before it holds
+    /// `need` bytes cannot get further; after the peer closed its end, it never completes.
+    tail_incomplete: bool,
+    need: usize,
 }
 
 impl Conn {
@@ -67,12 +71,26 @@ impl Conn {
         self.queued() + self.ready_bytes
     }
 
-    /// Whether to read and parse more requests now.
+    /// Whether there is room for more requests in flight.
+    fn room(&self) -> bool {
+        self.replies.len() < MAX_PENDING && self.output() < MAX_OUTPUT
+    }
+
+    /// Whether to read more from the socket now.
     fn open_for_requests(&self) -> bool {
-        !self.closing
-            && !self.read_closed
-            && self.replies.len() < MAX_PENDING
-            && self.output() < MAX_OUTPUT
+        !self.closing && !self.read_closed && self.room()
+    }
+
+    /// Whether the buffer may still hold a whole request not yet parsed.
+    fn requests_buffered(&self) -> bool {
+        self.rpos < self.rbuf.len() && !self.tail_incomplete
+    }
+
+    /// Whether everything the client will ever get has been written: close it.
+    fn done(&self) -> bool {
+        (self.closing || (self.read_closed && !self.requests_buffered()))
+            && self.replies.is_empty()
+            && self.queued() == 0
     }
 
     fn push_reply(&mut self, reply: Option<Vec<u8>>) -> u64 {
@@ -271,6 +289,8 @@ impl ClientLoop {
                             closing: false,
                             read_closed: false,
                             paused: false,
+                            tail_incomplete: false,
+                            need: 0,
                         },
                     );
                 }
@@ -314,27 +334,41 @@ impl ClientLoop {
                     }
                 }
             }
-        } else if !conn.closing {
+        } else if !conn.closing && !conn.read_closed {
             conn.paused = true;
         }
         self.parse(token, finished);
         self.after_io(token);
     }
 
-    /// Parses and starts the requests buffered on `token`, while it is open for requests.
+    /// Parses and starts the requests buffered on `token`, while there is room for them.
     fn parse(&mut self, token: Token, finished: &mut Vec<Finished>) {
         loop {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
             };
-            if conn.closing || conn.replies.len() >= MAX_PENDING || conn.output() >= MAX_OUTPUT {
+            if conn.closing {
+                break;
+            }
+            if !conn.room() {
+                conn.paused = true;
                 break;
             }
             let pending = conn.rbuf.get(conn.rpos..).unwrap_or_default();
+            if pending.is_empty() || pending.len() < conn.need {
+                conn.tail_incomplete = !pending.is_empty();
+                break;
+            }
             match resp::parse_request(pending, &self.limits) {
-                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Incomplete { need }) => {
+                    conn.need = need;
+                    conn.tail_incomplete = true;
+                    break;
+                }
                 Ok(Parsed::Request(args, used)) => {
                     conn.rpos += used;
+                    conn.need = 0;
+                    conn.tail_incomplete = false;
                     if !args.is_empty() {
                         self.counters.commands += 1;
                         self.start(token, args, finished);
@@ -357,9 +391,6 @@ impl ClientLoop {
             } else if conn.rpos > READ_CHUNK {
                 conn.rbuf.drain(..conn.rpos);
                 conn.rpos = 0;
-            }
-            if !conn.open_for_requests() && !conn.closing && !conn.read_closed {
-                conn.paused = true;
             }
         }
     }
@@ -407,21 +438,29 @@ impl ClientLoop {
                 conn.push_reply(Some(reply));
                 return;
             }
-            Command::Write { command, stamp } => match stamp {
-                Some(stamp) => OpKind::write(command, stamp, false),
-                None => OpKind::write(command, conn.session.begin(), true),
-            },
+            Command::Write { command, stamp } => {
+                let own = stamp.is_none();
+                let stamp = stamp.unwrap_or_else(|| conn.session.begin());
+                let kind = OpKind::write(command, stamp, own);
+                if kind.encoded_len() > self.ctx.max_entry_bytes {
+                    // The log would refuse it; refused here, it is not forwarded either.
+                    if own {
+                        conn.session.finish(stamp.seq);
+                    }
+                    let mut out = Vec::new();
+                    Reply(&mut out).error("ERR the command is larger than the maximum entry size");
+                    conn.push_reply(Some(out));
+                    return;
+                }
+                kind
+            }
             Command::Read(query) => OpKind::Read(query),
             Command::ReadLocal(query) => OpKind::ReadLocal(query),
             Command::Info(sections) => OpKind::Status(StatusFor::Info(sections)),
             Command::Members => OpKind::Status(StatusFor::Members),
             Command::Transfer(to) => OpKind::Transfer(to),
             Command::Change(change) => OpKind::Change(change),
-            Command::AddLearner { id, addr } => OpKind::AddLearner {
-                id,
-                addr,
-                recorded: false,
-            },
+            Command::AddLearner { id, addr } => OpKind::AddLearner { id, addr },
         };
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
@@ -436,6 +475,7 @@ impl ClientLoop {
 
     /// Puts finished replies in their slots.
     fn deliver(&mut self, finished: &mut Vec<Finished>) {
+        let mut again = Vec::new();
         for f in finished.drain(..) {
             let Some(conn) = self.conns.get_mut(&f.conn) else {
                 continue;
@@ -445,6 +485,21 @@ impl ClientLoop {
             }
             let reply = match f.body {
                 FinishedBody::Reply(reply) => reply,
+                FinishedBody::Resubmit(bytes) => {
+                    let Ok(request) = raft_std::kv::decode_request(&bytes) else {
+                        continue;
+                    };
+                    log::info!(
+                        "client {} ({}): session expired; continuing with a new one",
+                        conn.id,
+                        conn.addr
+                    );
+                    conn.session = Session::random();
+                    let stamp = conn.session.begin();
+                    let kind = OpKind::write(request.command, stamp, true);
+                    self.ops.resubmit_at(f.conn, f.slot, kind, &mut again);
+                    continue;
+                }
                 FinishedBody::Status(status, what) => match what {
                     StatusFor::Info(sections) => info::info(
                         &self.info,
@@ -480,6 +535,11 @@ impl ClientLoop {
                 self.close(token);
             }
         }
+        // Resubmitted writes that finished at once (say, the node has stopped).
+        if !again.is_empty() {
+            finished.append(&mut again);
+            self.deliver(finished);
+        }
     }
 
     /// Reads and parses what connections held back while they were full, now that they may
@@ -488,14 +548,21 @@ impl ClientLoop {
         let paused: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.paused && c.open_for_requests())
+            .filter(|(_, c)| c.paused && !c.closing && c.room())
             .map(|(&t, _)| t)
             .collect();
         for token in paused {
-            if let Some(conn) = self.conns.get_mut(&token) {
-                conn.paused = false;
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            conn.paused = false;
+            if conn.read_closed {
+                // Nothing more comes from the socket, but whole requests may wait in the buffer.
+                self.parse(token, finished);
+                self.after_io(token);
+            } else {
+                self.on_readable(token, read_buf, finished);
             }
-            self.on_readable(token, read_buf, finished);
         }
     }
 
@@ -512,7 +579,7 @@ impl ClientLoop {
         for token in tokens {
             if let Some(conn) = self.conns.get_mut(&token) {
                 conn.drain_replies();
-                if conn.queued() == 0 && !conn.closing && !conn.read_closed {
+                if conn.queued() == 0 && !conn.done() {
                     continue;
                 }
             }
@@ -539,8 +606,7 @@ impl ClientLoop {
         if conn.wpos == conn.wbuf.len() {
             conn.wbuf.clear();
             conn.wpos = 0;
-            let done = conn.replies.is_empty();
-            if (conn.closing || conn.read_closed) && done {
+            if conn.done() {
                 return self.close(token);
             }
         } else if conn.wpos > (1 << 20) {

@@ -53,6 +53,8 @@ pub(crate) struct Ctx {
     pub(crate) fsync: bool,
     /// `CONFIG GET maxclients`.
     pub(crate) max_clients: usize,
+    /// The largest write the log takes, encoded (`Config::max_entry_bytes`).
+    pub(crate) max_entry_bytes: usize,
 }
 
 fn reply(f: impl FnOnce(&mut Reply<'_>)) -> Command {
@@ -73,6 +75,8 @@ pub(crate) fn arity_error(name: &str) -> Command {
 }
 
 const SYNTAX: &str = "ERR syntax error";
+/// The longest `CONFIG GET` pattern looked at (longer ones match nothing).
+const MAX_PATTERN: usize = 256;
 const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 
 /// The command table: name and Redis arity (n: exactly n arguments counting the name; -n: at
@@ -109,6 +113,14 @@ const ARITY: &[(&str, i32)] = &[
     ("raft.once", -5),
     ("raft.stale", -2),
 ];
+
+const NESTED: &str = "ERR RAFT.ONCE and RAFT.STALE take a plain command, not another RAFT.*";
+
+/// Whether the command in `args` is itself a `RAFT.*` command (which a prefix may not take).
+fn nests(args: &[Vec<u8>]) -> bool {
+    args.first()
+        .is_some_and(|a| a.len() >= 5 && a[..5].eq_ignore_ascii_case(b"raft."))
+}
 
 /// The names of the commands served (for `COMMAND COUNT`).
 pub(crate) fn command_count() -> usize {
@@ -288,10 +300,10 @@ fn parse_known(name: &str, mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
             let Some(id) = node_id(&args[0]) else {
                 return error("ERR invalid node id");
             };
-            let addr = String::from_utf8_lossy(&args[1]).into_owned();
-            match crate::transport::resolve(&addr) {
+            // An IP address, not a name: resolving would block every client of this loop.
+            match String::from_utf8_lossy(&args[1]).parse::<SocketAddr>() {
                 Ok(addr) => Command::AddLearner { id, addr },
-                Err(e) => error(&format!("ERR {e}")),
+                Err(_) => error("ERR the address must be ip:port"),
             }
         }
         "raft.promote" | "raft.remove" | "raft.transfer" => {
@@ -305,7 +317,9 @@ fn parse_known(name: &str, mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
             }
         }
         "raft.members" => Command::Members,
+        "raft.once" if args.get(3..).is_some_and(nests) => error(NESTED),
         "raft.once" => parse_once(args, ctx),
+        "raft.stale" if nests(&args) => error(NESTED),
         "raft.stale" => match parse(args, ctx) {
             Command::Read(query) => Command::ReadLocal(query),
             Command::Now(reply) => Command::Now(reply),
@@ -368,9 +382,9 @@ fn parse_config(args: &[Vec<u8>], ctx: &Ctx) -> Command {
             let matched: Vec<&(&str, String)> = settings
                 .iter()
                 .filter(|(k, _)| {
-                    args[1..]
-                        .iter()
-                        .any(|p| glob(&p.to_ascii_lowercase(), k.as_bytes()))
+                    args[1..].iter().any(|p| {
+                        p.len() <= MAX_PATTERN && glob(&p.to_ascii_lowercase(), k.as_bytes())
+                    })
                 })
                 .collect();
             reply(|r| {
@@ -393,17 +407,36 @@ fn parse_config(args: &[Vec<u8>], ctx: &Ctx) -> Command {
     }
 }
 
-/// A glob match with `*` and `?` only (enough for `CONFIG GET`).
+/// A glob match with `*` and `?` only (enough for `CONFIG GET`): iterative, in time linear in
+/// the pattern times the text, whatever the pattern (a recursive one is exponential in its stars).
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match (pattern.split_first(), text.split_first()) {
-        (None, None) => true,
-        (Some((b'*', rest)), _) => {
-            glob(rest, text) || text.split_first().is_some_and(|(_, t)| glob(pattern, t))
+    let (mut p, mut t) = (0, 0);
+    // Where the last star was, and the text position it is matched up to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || Some(&c) == text.get(t) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                // Let the last star take one more byte, and go on from there.
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
         }
-        (Some((b'?', p)), Some((_, t))) => glob(p, t),
-        (Some((c, p)), Some((d, t))) if c == d => glob(p, t),
-        _ => false,
     }
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 fn parse_client(args: &[Vec<u8>]) -> Command {
@@ -480,6 +513,7 @@ mod tests {
         Ctx {
             fsync: true,
             max_clients: 10_000,
+            max_entry_bytes: 8 << 20,
         }
     }
 
@@ -568,6 +602,42 @@ mod tests {
         assert_eq!(err(&["PING"]), "+PONG\r\n");
         assert_eq!(err(&["PING", "hi"]), "$2\r\nhi\r\n");
         assert!(matches!(run(&["QUIT"]), Command::Close(_)));
+    }
+
+    #[test]
+    fn prefixes_do_not_nest() {
+        assert!(err(&["RAFT.STALE", "RAFT.STALE", "GET", "k"]).contains("not another RAFT"));
+        assert!(
+            err(&[
+                "RAFT.ONCE",
+                "1",
+                "1",
+                "1",
+                "raft.once",
+                "1",
+                "1",
+                "1",
+                "INCR",
+                "c"
+            ])
+            .contains("not another RAFT")
+        );
+        // Deep nesting answers at once instead of recursing.
+        let mut deep = vec!["raft.stale"; 100_000];
+        deep.extend(["GET", "k"]);
+        assert!(err(&deep).contains("not another RAFT"));
+    }
+
+    #[test]
+    fn glob_is_linear_in_the_stars() {
+        let stars = "*".repeat(200) + "x";
+        let t = std::time::Instant::now();
+        assert!(!glob(stars.as_bytes(), b"appendfsync"));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert!(glob(b"a*f*c", b"appendfsync"));
+        assert!(glob(b"*sync", b"appendfsync"));
+        assert!(!glob(b"*syn", b"appendfsync"));
+        assert!(glob(b"**", b""));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use raft_core::{Change, NodeId, Refusal};
 use raft_std::client::{Completion, RequestError, Uncertainty};
 use raft_std::error::NodeStopped;
-use raft_std::kv::{KvQuery, KvResponse};
+use raft_std::kv::{KvCommand, KvQuery, KvRequest, KvResponse};
 use raft_std::runtime::RaftNode;
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,9 @@ pub(crate) enum ForwardBody {
     Transfer(NodeId),
     /// Change the membership by this one step.
     Change(Change),
+    /// Record `addr` as node `id`'s peer address (through the log), then add it as a learner;
+    /// refused if it is a member already.
+    AddLearner { id: NodeId, addr: String },
 }
 
 /// What a request answers when it succeeds.
@@ -55,6 +58,8 @@ pub(crate) enum Answer {
     Kv(KvResponse),
     /// Done (a transfer started, a membership change appended).
     Done,
+    /// Refused, for this reason (`-ERR` to the client).
+    Refused(String),
 }
 
 /// A [`RequestError`] on the wire: the kind, which is all the forwarding node routes by.
@@ -154,7 +159,51 @@ pub(crate) fn run(
             Completion::new(move |r| done.complete(r.map(|()| Answer::Done))),
         ),
         ForwardBody::Change(change) => change_membership(node, change, done),
+        ForwardBody::AddLearner { id, addr } => add_learner(node, id, addr, timeout, done),
     }
+}
+
+/// Records `addr` for `id` through the log, so that every node (and every later leader)
+/// accepts it, then adds it as a learner. A member is refused: its address is not rewritten.
+fn add_learner(
+    node: &RaftNode<ServerMachine>,
+    id: NodeId,
+    addr: String,
+    timeout: Duration,
+    done: Completion<Answer>,
+) {
+    let node2 = node.clone();
+    node.status_with(Completion::new(
+        move |status: Result<raft_core::Status, RequestError>| {
+            let status = match status {
+                Ok(s) => s,
+                Err(e) => return done.complete(Err(e)),
+            };
+            if status.role != raft_core::Role::Leader {
+                return done.complete(Err(RequestError::NotLeader {
+                    leader: status.leader,
+                }));
+            }
+            if status.membership.contains(id) {
+                return done.complete(Ok(Answer::Refused(format!(
+                    "node {id} is already a member"
+                ))));
+            }
+            let record = KvRequest::unsessioned(KvCommand::SetPeer {
+                id: id.get(),
+                addr: Some(addr),
+            });
+            let node3 = node2.clone();
+            node2.propose_with(
+                record.encode(),
+                timeout,
+                Completion::new(move |r| match r {
+                    Ok(_) => change_membership(&node3, Change::AddLearner(id), done),
+                    Err(e) => done.complete(Err(e)),
+                }),
+            );
+        },
+    ));
 }
 
 /// Serves a request forwarded by `from`: runs it here and sends the outcome back.

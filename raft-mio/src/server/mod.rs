@@ -3,7 +3,7 @@
 //!
 //! - Writes go through the log and are answered once a majority has them durable; reads are
 //!   linearizable (ReadIndex at the leader). Any node answers any client: a follower forwards
-//!   to the leader ([`forward`]) and relays the answer.
+//!   to the leader (over the peer connection) and relays the answer.
 //! - Every write a connection sends is stamped with that connection's session, so the server's
 //!   own retries (a lost forward, a change of leader) apply it once. `RAFT.ONCE` lets a client
 //!   stamp its writes itself, to retry them through another server after losing a connection.
@@ -96,7 +96,12 @@ impl ServerConfig {
             runtime: RuntimeConfig::new(id),
             request_timeout: Duration::from_secs(5),
             max_clients: 10_000,
-            kv: KvConfig::default(),
+            // Every connection has a session: keep many more than connections at once, so that
+            // an idle connection's session outlives a churn of short ones.
+            kv: KvConfig {
+                max_sessions: 100_000,
+                ..KvConfig::default()
+            },
         }
     }
 }
@@ -246,6 +251,7 @@ fn serve<F: FileSystem>(
     let ctx = commands::Ctx {
         fsync: config.fsync,
         max_clients: config.max_clients,
+        max_entry_bytes: usize::try_from(config.runtime.raft.max_entry_bytes).unwrap_or(usize::MAX),
     };
     let sources = info::InfoSources {
         id: config.id,
@@ -292,7 +298,11 @@ fn install_forwarding(node: &RaftNode<ServerMachine>, net: &Arc<PeerNet>, done: 
             body,
         }) => forward::serve(&node, &handler_net, from, id, timeout_ms, body),
         Some(ForwardFrame::Reply { id, result }) => {
-            done.forwarded(id, result.map_err(forward::WireError::into_request_error));
+            done.forwarded(
+                from,
+                id,
+                result.map_err(forward::WireError::into_request_error),
+            );
         }
         None => log::warn!("peer {from} sent a forwarding frame that does not decode"),
     }));

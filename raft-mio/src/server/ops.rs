@@ -18,7 +18,7 @@ use raft_core::{Change, NodeId, Payload, Role, Status};
 use raft_std::client::{
     Completion, Outcome, RequestError, Retry, Route, Router, Stamp, Uncertainty,
 };
-use raft_std::kv::{KvCommand, KvQuery, KvRequest, KvResponse};
+use raft_std::kv::{KvCommand, KvError, KvQuery, KvRequest, KvResponse};
 use raft_std::runtime::RaftNode;
 
 use super::forward::{self, Answer, ForwardBody, ForwardFrame};
@@ -41,6 +41,9 @@ pub(crate) struct Finished {
 pub(crate) enum FinishedBody {
     /// The RESP reply.
     Reply(Vec<u8>),
+    /// The write (encoded) was refused because the connection's session expired, and never
+    /// applied: stamp it with a new session and submit it again, for the same slot.
+    Resubmit(Payload),
     /// The node's status, for the client loop to render.
     Status(Box<Status>, StatusFor),
 }
@@ -63,11 +66,10 @@ pub(crate) enum OpKind {
     Read(KvQuery),
     Transfer(NodeId),
     Change(Change),
-    /// Record `addr` for `id` (a write), then add `id` as a learner.
+    /// Record `addr` for `id` (a write), then add `id` as a learner (at the leader).
     AddLearner {
         id: NodeId,
         addr: SocketAddr,
-        recorded: bool,
     },
     /// This node's own status (never routed).
     Status(StatusFor),
@@ -85,12 +87,19 @@ impl OpKind {
         }
     }
 
+    /// The bytes a write puts in the log (0 for anything else).
+    pub(crate) fn encoded_len(&self) -> usize {
+        match self {
+            Self::Write { bytes, .. } => bytes.len(),
+            _ => 0,
+        }
+    }
+
     /// Whether sending it again can never apply it twice.
     const fn idempotent(&self) -> bool {
         match self {
             Self::Write { .. } | Self::Read(_) | Self::Status(_) | Self::ReadLocal(_) => true,
-            Self::AddLearner { recorded, .. } => !*recorded,
-            Self::Transfer(_) | Self::Change(_) => false,
+            Self::AddLearner { .. } | Self::Transfer(_) | Self::Change(_) => false,
         }
     }
 
@@ -101,20 +110,10 @@ impl OpKind {
             Self::Read(q) => ForwardBody::Read(q.clone()),
             Self::Transfer(to) => ForwardBody::Transfer(*to),
             Self::Change(c) => ForwardBody::Change(*c),
-            Self::AddLearner {
-                id,
-                addr,
-                recorded: false,
-            } => ForwardBody::Write(
-                KvRequest::unsessioned(KvCommand::SetPeer {
-                    id: id.get(),
-                    addr: Some(addr.to_string()),
-                })
-                .encode(),
-            ),
-            Self::AddLearner {
-                id, recorded: true, ..
-            } => ForwardBody::Change(Change::AddLearner(*id)),
+            Self::AddLearner { id, addr } => ForwardBody::AddLearner {
+                id: *id,
+                addr: addr.to_string(),
+            },
             Self::Status(_) | Self::ReadLocal(_) => return None,
         })
     }
@@ -150,7 +149,8 @@ pub(crate) struct DoneQueue {
 }
 
 pub(crate) enum Done {
-    Answer(u64, u64, Result<Answer, RequestError>),
+    /// Op, attempt, the node that answered a forwarded attempt (`None` for this node), result.
+    Answer(u64, u64, Option<NodeId>, Result<Answer, RequestError>),
     Status(u64, Result<Box<Status>, RequestError>),
 }
 
@@ -174,10 +174,11 @@ impl DoneQueue {
     }
 
     /// A reply to a forwarded request, from the peer transport.
-    pub(crate) fn forwarded(&self, id: u64, result: Result<Answer, RequestError>) {
+    pub(crate) fn forwarded(&self, from: NodeId, id: u64, result: Result<Answer, RequestError>) {
         self.push(Done::Answer(
             id >> ATTEMPT_BITS,
             id & ((1 << ATTEMPT_BITS) - 1),
+            Some(from),
             result,
         ));
     }
@@ -201,6 +202,7 @@ pub(crate) struct Ops {
     timers: BinaryHeap<Reverse<(Instant, u64, u64, TimerKind)>>,
     request_timeout: Duration,
     attempt_timeout: Duration,
+    /// The last leader this node knew of (kept while it knows of none, during an election).
     last_leader: Option<NodeId>,
 }
 
@@ -221,7 +223,9 @@ impl Ops {
             done,
             router: Router::new(nodes).with_pause(pause),
             ops: HashMap::new(),
-            next: 1,
+            // A random start, so that answers meant for this process's previous life (forwarded
+            // before a restart) do not match the ids of this one.
+            next: (raft_std::client::ClientId::random().0 >> (64 - 40)).max(1),
             timers: BinaryHeap::new(),
             request_timeout,
             attempt_timeout,
@@ -275,7 +279,7 @@ impl Ops {
             let done = Arc::clone(&self.done);
             self.node.read_local_with(
                 query.clone(),
-                Completion::new(move |r| done.push(Done::Answer(id, 1, r.map(Answer::Kv)))),
+                Completion::new(move |r| done.push(Done::Answer(id, 1, None, r.map(Answer::Kv)))),
             );
             return;
         }
@@ -318,7 +322,7 @@ impl Ops {
                 &self.node,
                 body,
                 timeout,
-                Completion::new(move |r| done.push(Done::Answer(id, attempt, r))),
+                Completion::new(move |r| done.push(Done::Answer(id, attempt, None, r))),
             );
             return;
         }
@@ -362,7 +366,9 @@ impl Ops {
     pub(crate) fn on_done(&mut self, items: Vec<Done>, out: &mut Vec<Finished>) {
         for item in items {
             match item {
-                Done::Answer(id, attempt, result) => self.on_answer(id, attempt, result, out),
+                Done::Answer(id, attempt, from, result) => {
+                    self.on_answer(id, attempt, from, result, out);
+                }
                 Done::Status(id, result) => {
                     let Some(op) = self.ops.remove(&id) else {
                         continue;
@@ -389,6 +395,7 @@ impl Ops {
         &mut self,
         id: u64,
         attempt: u64,
+        from: Option<NodeId>,
         result: Result<Answer, RequestError>,
         out: &mut Vec<Finished>,
     ) {
@@ -396,21 +403,31 @@ impl Ops {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
-        // A late answer to an attempt already given up on.
-        if op.attempt & mask != attempt & mask || op.at.is_none() {
+        // A late answer to an attempt already given up on, or one from a node this attempt did
+        // not go to (an answer to this process's previous life, with a clashing id).
+        if op.attempt & mask != attempt & mask
+            || op.at.is_none()
+            || from.is_some_and(|f| Some(f) != op.at)
+            || (from.is_none() && op.at != Some(self.me))
+        {
             return;
         }
         let at = op.at.unwrap_or(self.me);
         match result {
             Ok(answer) => {
                 self.router.succeeded(at);
-                if let OpKind::AddLearner { recorded, .. } = &mut op.kind {
-                    if !*recorded {
-                        // The address is on record everywhere: now the membership change.
-                        *recorded = true;
-                        op.tries = 0;
-                        return self.send(id, at, out);
+                if let Some(error) = store_uncertainty(&answer) {
+                    // The store could not tell whether this write was applied before.
+                    if !op.uncertain
+                        && matches!(op.kind, OpKind::Write { own: true, .. })
+                        && error == KvError::SessionExpired
+                    {
+                        // The connection's session was evicted (idle while many other clients
+                        // wrote), and no attempt of this write got anywhere: it was never
+                        // applied. The connection starts a new session and sends it again.
+                        return self.resubmit(id, out);
                     }
+                    return self.fail(id, &RequestError::Uncertain(Uncertainty::TimedOut), out);
                 }
                 self.finish(id, render(&answer), out);
             }
@@ -462,13 +479,10 @@ impl Ops {
     /// the new one at once (when that is safe), instead of waiting for their timeout.
     pub(crate) fn on_leader(&mut self, out: &mut Vec<Finished>) {
         let observed = self.node.observed();
-        let leader = observed.leader.filter(|_| observed.role != Role::Candidate);
-        if leader == self.last_leader {
+        let Some(new) = observed.leader.filter(|_| observed.role != Role::Candidate) else {
             return;
-        }
-        let old = self.last_leader;
-        self.last_leader = leader;
-        let (Some(old), Some(new)) = (old, leader) else {
+        };
+        let Some(old) = self.last_leader.replace(new).filter(|&old| old != new) else {
             return;
         };
         self.router.set_leader(Some(new));
@@ -484,6 +498,32 @@ impl Ops {
             }
             self.send(id, new, out);
         }
+    }
+
+    fn resubmit(&mut self, id: u64, out: &mut Vec<Finished>) {
+        let Some(op) = self.ops.remove(&id) else {
+            return;
+        };
+        let OpKind::Write { bytes, stamp, .. } = op.kind else {
+            return;
+        };
+        out.push(Finished {
+            conn: op.conn,
+            slot: op.slot,
+            seq: Some(stamp.seq),
+            body: FinishedBody::Resubmit(bytes),
+        });
+    }
+
+    /// Starts `kind` again for `slot` of `conn` (a resubmitted write).
+    pub(crate) fn resubmit_at(
+        &mut self,
+        conn: Token,
+        slot: u64,
+        kind: OpKind,
+        out: &mut Vec<Finished>,
+    ) {
+        self.submit(conn, slot, kind, out);
     }
 
     fn fail(&mut self, id: u64, error: &RequestError, out: &mut Vec<Finished>) {
@@ -514,12 +554,24 @@ impl Ops {
     }
 }
 
+/// The store's answer to a write whose earlier attempt may have been applied: the session
+/// errors (`SessionExpired`, `StaleSequence`), which say the store cannot tell.
+fn store_uncertainty(answer: &Answer) -> Option<KvError> {
+    match answer {
+        Answer::Kv(KvResponse::Error(e @ (KvError::SessionExpired | KvError::StaleSequence))) => {
+            Some(*e)
+        }
+        _ => None,
+    }
+}
+
 /// The RESP reply for a successful answer.
 fn render(answer: &Answer) -> Vec<u8> {
     let mut out = Vec::new();
     let mut r = Reply(&mut out);
     match answer {
         Answer::Done => r.ok(),
+        Answer::Refused(why) => r.error(&format!("ERR {why}")),
         Answer::Kv(response) => render_kv(&mut r, response),
     }
     out

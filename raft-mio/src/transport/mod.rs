@@ -50,8 +50,9 @@ pub struct PeerNetConfig {
     pub advertise: Option<SocketAddr>,
     /// The other nodes' peer addresses (more can be added with [`PeerNet::set_peer`]).
     pub peers: BTreeMap<NodeId, SocketAddr>,
-    /// The largest frame accepted or sent, in bytes. Default 16 MiB: above the core's largest
-    /// entry (8 MiB) plus a message's framing.
+    /// The largest frame accepted or sent, in bytes (a larger one to send is dropped, and
+    /// [`PeerNet::send_app`] refuses it). Default 64 MiB: above the core's largest entry (8 MiB)
+    /// plus a message's framing, and the store's largest read reply (32 MiB).
     pub max_frame: usize,
     /// The most bytes queued for one peer; past it, messages to that peer are dropped (Raft
     /// sends them again). Default 64 MiB.
@@ -74,7 +75,7 @@ impl PeerNetConfig {
             listen,
             advertise: None,
             peers: BTreeMap::new(),
-            max_frame: 16 << 20,
+            max_frame: 64 << 20,
             max_queued: 64 << 20,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
@@ -150,6 +151,7 @@ impl Shared {
 /// A running peer transport. Dropping it stops the event loop.
 pub struct PeerNet {
     shared: Arc<Shared>,
+    max_frame: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
     local_addr: SocketAddr,
 }
@@ -170,6 +172,7 @@ impl PeerNet {
     ///
     /// The listener cannot be bound (the address is in use, say), or the loop cannot start.
     pub fn start(config: PeerNetConfig, inbox: InboxSender) -> io::Result<Self> {
+        let max_frame = config.max_frame;
         let (event_loop, waker, local_addr) = event_loop::EventLoop::bind(config, inbox)?;
         let shared = Arc::new(Shared {
             outbox: Mutex::new(Outbox::default()),
@@ -185,6 +188,7 @@ impl PeerNet {
             .spawn(move || event_loop.run(&thread_shared))?;
         Ok(Self {
             shared,
+            max_frame,
             thread: Mutex::new(Some(thread)),
             local_addr,
         })
@@ -220,8 +224,13 @@ impl PeerNet {
     ///
     /// # Errors
     ///
-    /// [`Unreachable`] if the connection to `to` is not up.
+    /// [`Unreachable`] if the connection to `to` is not up, or the bytes would not fit in a
+    /// frame.
     pub fn send_app(&self, to: NodeId, bytes: Vec<u8>) -> Result<(), Unreachable> {
+        // The frame adds a few bytes of framing to the payload's own.
+        if bytes.len().saturating_add(32) > self.max_frame {
+            return Err(Unreachable { to });
+        }
         {
             let mut out = self.shared.outbox();
             if !out.ready.contains(&to) {

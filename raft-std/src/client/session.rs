@@ -57,7 +57,11 @@ pub struct Stamp {
 /// Writes may overlap (a pipelining client has many in flight): each gets the next sequence
 /// number from [`Session::begin`], keeps it across retries, and is [`Session::finish`]ed once
 /// answered. The state machine keeps the responses of every write from the lowest one still
-/// waiting, so a retry of any of them, in any order, is answered and never applied twice.
+/// waiting, so a retry of any of them, in any order, is answered and not applied again. The
+/// limits of that promise are the state machine's: [`KvStore`](crate::kv::KvStore) keeps a
+/// bounded number of sessions and of responses per session, and says so
+/// ([`KvError::SessionExpired`](crate::kv::KvError::SessionExpired),
+/// [`KvError::StaleSequence`](crate::kv::KvError::StaleSequence)) rather than guess.
 ///
 /// ```
 /// use raft_std::client::{ClientId, Session};

@@ -58,6 +58,9 @@ pub struct KvConfig {
     /// least 1 (0 counts as 1). Default 1,024: a client with more writes in flight than this
     /// may see [`KvError::StaleSequence`] for a retry.
     pub max_responses_per_session: usize,
+    /// The most bytes of values one read may answer; past it the read gets
+    /// [`KvError::ResponseTooLarge`]. Default 32 MiB.
+    pub max_response_bytes: usize,
 }
 
 impl Default for KvConfig {
@@ -67,6 +70,7 @@ impl Default for KvConfig {
             max_value_len: 8 * 1024 * 1024,
             max_sessions: 10_000,
             max_responses_per_session: 1024,
+            max_response_bytes: 32 << 20,
         }
     }
 }
@@ -186,7 +190,8 @@ impl Session {
 ///   apply).
 /// - a session exists: first it forgets the responses below `ack` (taken as at most `seq`).
 ///   Then, if `seq` is below what it has forgotten: [`KvError::StaleSequence`] (the write may
-///   or may not have been applied; only a client retrying an answered write sees this). If it
+///   or may not have been applied: a retry of an acknowledged write, or of one pushed out by
+///   more than [`KvConfig::max_responses_per_session`] later writes in flight). If it
 ///   holds a response for `seq`: a retry, answered with that response and not applied again.
 ///   Otherwise the write is new: applied, and its response kept.
 /// - no session and `ack` at most 1 (the client has heard back from no write yet): the
@@ -537,6 +542,16 @@ impl StateMachine for KvStore {
         match query {
             KvQuery::Get { key } => KvResponse::Value(self.data.get(key).cloned()),
             KvQuery::MGet { keys } => {
+                // Sized before anything is copied: naming one large value many times must not
+                // make the node copy it many times.
+                let bytes = keys.iter().try_fold(0_usize, |sum, k| {
+                    let n = self.data.get(k).map_or(0, Vec::len);
+                    sum.checked_add(n)
+                        .filter(|&s| s <= self.config.max_response_bytes)
+                });
+                if bytes.is_none() {
+                    return KvResponse::Error(KvError::ResponseTooLarge);
+                }
                 KvResponse::Values(keys.iter().map(|k| self.data.get(k).cloned()).collect())
             }
             KvQuery::Exists { keys } => {

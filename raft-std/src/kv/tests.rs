@@ -1353,3 +1353,24 @@ fn restore_survives_random_garbage() {
         assert!(KvStore::default().restore(&mut &junk[..]).is_err());
     }
 }
+
+#[test]
+fn a_read_that_would_answer_too_much_is_refused_before_copying() {
+    let mut n = Node::new(KvConfig {
+        max_response_bytes: 1000,
+        ..KvConfig::default()
+    });
+    n.run(KvCommand::set("big", vec![b'x'; 400]));
+    let keys = |k: usize| KvQuery::MGet {
+        keys: vec![b"big".to_vec(); k],
+    };
+    assert!(matches!(n.store.query(&keys(2)), KvResponse::Values(v) if v.len() == 2));
+    assert_eq!(
+        n.store.query(&keys(3)),
+        KvResponse::Error(KvError::ResponseTooLarge)
+    );
+    assert_eq!(
+        n.store.query(&keys(1_000_000)),
+        KvResponse::Error(KvError::ResponseTooLarge)
+    );
+}

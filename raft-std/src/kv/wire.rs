@@ -253,8 +253,9 @@ pub enum KvResponse {
 pub enum KvError {
     /// The command bytes are not a [`KvRequest`].
     Malformed,
-    /// The client already had a later write applied: this is a retry of an older one, whose
-    /// response is no longer kept. The write may or may not have been applied.
+    /// The write's sequence number is below what its session still keeps responses for (the
+    /// client acknowledged it, or more writes were in flight than the session keeps): a late
+    /// retry. The write may or may not have been applied.
     StaleSequence,
     /// The client's session was evicted (too many clients since it last wrote), so a retry can
     /// no longer be told from a new write. The write was not applied now; an earlier attempt
@@ -269,6 +270,10 @@ pub enum KvError {
     /// A value (or an append's result) is longer than
     /// [`KvConfig::max_value_len`](super::KvConfig::max_value_len).
     ValueTooLarge,
+    /// A read would answer more than
+    /// [`KvConfig::max_response_bytes`](super::KvConfig::max_response_bytes) (an `MGET` of many
+    /// large values, or of one large value many times).
+    ResponseTooLarge,
 }
 
 impl KvError {
@@ -284,6 +289,7 @@ impl KvError {
             Self::Overflow => "ERR increment or decrement would overflow",
             Self::KeyTooLarge => "ERR key exceeds the maximum allowed size",
             Self::ValueTooLarge => "ERR string exceeds maximum allowed size",
+            Self::ResponseTooLarge => "ERR reply exceeds the maximum allowed size",
         }
     }
 
@@ -297,6 +303,7 @@ impl KvError {
             Self::Overflow => 4,
             Self::KeyTooLarge => 5,
             Self::ValueTooLarge => 6,
+            Self::ResponseTooLarge => 7,
         }
     }
 
@@ -310,6 +317,7 @@ impl KvError {
             4 => Self::Overflow,
             5 => Self::KeyTooLarge,
             6 => Self::ValueTooLarge,
+            7 => Self::ResponseTooLarge,
             _ => return None,
         })
     }

@@ -353,9 +353,12 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         let round = self.next_read_round;
         match self.answer(Input::Read(ReadId(round)))? {
             Ok(()) => {
+                // Not past the log: a proposal from an earlier term may have been cut from it,
+                // and waiting for its index would hold the read back for nothing.
+                let after = self.last_proposed.min(self.node.last_log().index);
                 for id in &batch {
                     if let Some(r) = self.reads.get_mut(id) {
-                        r.after = self.last_proposed;
+                        r.after = after;
                     }
                 }
                 self.read_rounds.insert(round, batch);
