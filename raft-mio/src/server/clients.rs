@@ -190,7 +190,10 @@ impl ClientLoop {
                     }
                     token => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(token, &mut read_buf, &mut finished);
+                            // A short read drains the socket (TCP), so one read is enough
+                            // unless the client has closed: then read on to see the end.
+                            let drain = event.is_read_closed() || event.is_error();
+                            self.on_readable(token, &mut read_buf, drain, &mut finished);
                         }
                         if event.is_writable() {
                             self.write(token);
@@ -306,7 +309,13 @@ impl ClientLoop {
         }
     }
 
-    fn on_readable(&mut self, token: Token, read_buf: &mut [u8], finished: &mut Vec<Finished>) {
+    fn on_readable(
+        &mut self,
+        token: Token,
+        read_buf: &mut [u8],
+        drain: bool,
+        finished: &mut Vec<Finished>,
+    ) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -324,6 +333,9 @@ impl ClientLoop {
                         // is held to the limits above.
                         if conn.rbuf.len() - conn.rpos > self.limits.max_bulk + READ_CHUNK {
                             conn.paused = true;
+                            break;
+                        }
+                        if n < read_buf.len() && !drain {
                             break;
                         }
                     }
@@ -561,7 +573,7 @@ impl ClientLoop {
                 self.parse(token, finished);
                 self.after_io(token);
             } else {
-                self.on_readable(token, read_buf, finished);
+                self.on_readable(token, read_buf, true, finished);
             }
         }
     }

@@ -197,7 +197,10 @@ impl EventLoop {
                             self.on_writable(token);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(token, &mut read_buf, shared);
+                            // A short read drains the socket (TCP), so one read is enough
+                            // unless the peer has closed: then read on to see the end.
+                            let drain = event.is_read_closed() || event.is_error();
+                            self.on_readable(token, &mut read_buf, drain, shared);
                         }
                     }
                 }
@@ -421,7 +424,7 @@ impl EventLoop {
         }
     }
 
-    fn on_readable(&mut self, token: Token, read_buf: &mut [u8], shared: &Shared) {
+    fn on_readable(&mut self, token: Token, read_buf: &mut [u8], drain: bool, shared: &Shared) {
         let mut closed = None;
         {
             let Some(conn) = self.conns.get_mut(&token) else {
@@ -433,9 +436,13 @@ impl EventLoop {
                         closed = Some(Close::lost("closed by the peer"));
                         break;
                     }
-                    Ok(n) => conn
-                        .rbuf
-                        .extend_from_slice(read_buf.get(..n).unwrap_or_default()),
+                    Ok(n) => {
+                        conn.rbuf
+                            .extend_from_slice(read_buf.get(..n).unwrap_or_default());
+                        if n < read_buf.len() && !drain {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
