@@ -174,3 +174,17 @@ fn info_reports_the_raft_state_of_every_node() {
             .any(|m| m.starts_with(&format!("{leader} leader")))
     );
 }
+
+#[test]
+fn an_idle_healthy_cluster_holds_no_election() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.wait_leader();
+    c.wait_converged();
+    let terms = |c: &Cluster| -> Vec<String> {
+        (1..=3).map(|id| c.raft_info(id).unwrap()["term"].clone()).collect()
+    };
+    let before = terms(&c);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(terms(&c), before, "no new term in 3 s of idleness");
+    assert_eq!(c.leader(), Some(leader));
+}
