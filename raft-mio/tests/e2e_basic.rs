@@ -181,7 +181,9 @@ fn an_idle_healthy_cluster_holds_no_election() {
     let leader = c.wait_leader();
     c.wait_converged();
     let terms = |c: &Cluster| -> Vec<String> {
-        (1..=3).map(|id| c.raft_info(id).unwrap()["term"].clone()).collect()
+        (1..=3)
+            .map(|id| c.raft_info(id).unwrap()["term"].clone())
+            .collect()
     };
     let before = terms(&c);
     std::thread::sleep(std::time::Duration::from_secs(3));
