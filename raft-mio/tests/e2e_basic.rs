@@ -190,3 +190,35 @@ fn an_idle_healthy_cluster_holds_no_election() {
     assert_eq!(terms(&c), before, "no new term in 3 s of idleness");
     assert_eq!(c.leader(), Some(leader));
 }
+
+#[test]
+fn hello_3_switches_the_connection_to_resp3() {
+    use std::io::{Read, Write};
+    let c = Cluster::start(3, &[]);
+    let mut s = std::net::TcpStream::connect(c.node(1).client).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let read_until = |s: &mut std::net::TcpStream, end: &[u8]| {
+        let mut got = Vec::new();
+        let mut buf = [0_u8; 4096];
+        while !got.ends_with(end) {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    };
+    s.write_all(b"GET missing\r\n").unwrap();
+    assert_eq!(
+        read_until(&mut s, b"\r\n"),
+        b"$-1\r\n",
+        "RESP2 nil by default"
+    );
+    s.write_all(b"HELLO 3 SETNAME me\r\n").unwrap();
+    let hello = read_until(&mut s, b":1\r\n");
+    assert!(hello.starts_with(b"%8\r\n"), "a RESP3 map: {hello:?}");
+    s.write_all(b"GET missing\r\nCLIENT GETNAME\r\nCONFIG GET save\r\n")
+        .unwrap();
+    let got = read_until(&mut s, b"$4\r\nsave\r\n$0\r\n\r\n");
+    assert_eq!(got, b"_\r\n$2\r\nme\r\n%1\r\n$4\r\nsave\r\n$0\r\n\r\n");
+}

@@ -294,54 +294,81 @@ fn unescape(rest: &[u8]) -> (u8, usize) {
     }
 }
 
-/// Appends RESP2 replies to a buffer.
+/// Appends replies to a buffer, in RESP2, or in RESP3 for a client that asked for it with
+/// `HELLO 3` (the types differ only for nil and maps here).
 #[derive(Debug)]
-pub struct Reply<'a>(pub &'a mut Vec<u8>);
+pub struct Reply<'a> {
+    out: &'a mut Vec<u8>,
+    resp3: bool,
+}
+
+impl<'a> Reply<'a> {
+    /// RESP2 replies into `out`.
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        Self { out, resp3: false }
+    }
+
+    /// Replies into `out` in RESP3 if `resp3`, else RESP2.
+    pub fn with_protocol(out: &'a mut Vec<u8>, resp3: bool) -> Self {
+        Self { out, resp3 }
+    }
+}
 
 impl Reply<'_> {
     /// `+text`.
     pub fn simple(&mut self, text: &str) {
-        self.0.push(b'+');
-        self.0.extend_from_slice(text.as_bytes());
-        self.0.extend_from_slice(b"\r\n");
+        self.out.push(b'+');
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
     }
 
     /// `+OK`.
     pub fn ok(&mut self) {
-        self.0.extend_from_slice(b"+OK\r\n");
+        self.out.extend_from_slice(b"+OK\r\n");
     }
 
     /// `-text` (text starts with the error code: `ERR ...`, `TRYAGAIN ...`). Line breaks in
     /// `text` are replaced by spaces: they would end the reply early.
     pub fn error(&mut self, text: &str) {
-        self.0.push(b'-');
-        self.0.extend(
+        self.out.push(b'-');
+        self.out.extend(
             text.bytes()
                 .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
         );
-        self.0.extend_from_slice(b"\r\n");
+        self.out.extend_from_slice(b"\r\n");
     }
 
     /// `:n`.
     pub fn integer(&mut self, n: i64) {
-        let _ = write!(self.0, ":{n}\r\n");
+        let _ = write!(self.out, ":{n}\r\n");
     }
 
-    /// `$len bytes`, or the nil bulk `$-1` for `None`.
+    /// `$len bytes`, or nil for `None` (`$-1` in RESP2, `_` in RESP3).
     pub fn bulk(&mut self, bytes: Option<&[u8]>) {
         match bytes {
             Some(b) => {
-                let _ = write!(self.0, "${}\r\n", b.len());
-                self.0.extend_from_slice(b);
-                self.0.extend_from_slice(b"\r\n");
+                let _ = write!(self.out, "${}\r\n", b.len());
+                self.out.extend_from_slice(b);
+                self.out.extend_from_slice(b"\r\n");
             }
-            None => self.0.extend_from_slice(b"$-1\r\n"),
+            None if self.resp3 => self.out.extend_from_slice(b"_\r\n"),
+            None => self.out.extend_from_slice(b"$-1\r\n"),
         }
     }
 
     /// `*n`: an array header; the caller writes the `n` elements after it.
     pub fn array(&mut self, n: usize) {
-        let _ = write!(self.0, "*{n}\r\n");
+        let _ = write!(self.out, "*{n}\r\n");
+    }
+
+    /// A map of `n` pairs: `%n` in RESP3, an array of `2n` elements in RESP2; the caller writes
+    /// the keys and values after it, alternately.
+    pub fn map(&mut self, n: usize) {
+        if self.resp3 {
+            let _ = write!(self.out, "%{n}\r\n");
+        } else {
+            self.array(n * 2);
+        }
     }
 }
 
@@ -456,7 +483,7 @@ mod tests {
     #[test]
     fn replies_are_framed() {
         let mut out = Vec::new();
-        let mut r = Reply(&mut out);
+        let mut r = Reply::new(&mut out);
         r.ok();
         r.integer(-3);
         r.bulk(Some(b"v"));

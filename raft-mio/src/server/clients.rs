@@ -52,6 +52,8 @@ struct Conn {
     closing: bool,
     /// The peer closed its end: no more requests, but the replies still go out.
     read_closed: bool,
+    /// It asked for RESP3 (`HELLO 3`).
+    resp3: bool,
     /// Reading or parsing stopped at a limit, with requests possibly left in the buffer or the
     /// socket: go on once there is room (no new readable event comes for bytes already there).
     paused: bool,
@@ -291,6 +293,7 @@ impl ClientLoop {
                             session: Session::random(),
                             closing: false,
                             read_closed: false,
+                            resp3: false,
                             paused: false,
                             tail_incomplete: false,
                             need: 0,
@@ -388,7 +391,7 @@ impl ClientLoop {
                 }
                 Err(e) => {
                     let mut out = Vec::new();
-                    Reply(&mut out).error(&format!("ERR Protocol error: {e}"));
+                    Reply::new(&mut out).error(&format!("ERR Protocol error: {e}"));
                     conn.push_reply(Some(out));
                     conn.closing = true;
                     log::debug!("client {} ({}): protocol error: {e}", conn.id, conn.addr);
@@ -426,28 +429,46 @@ impl ClientLoop {
             Command::SetName(name) => {
                 conn.name = Some(name);
                 let mut out = Vec::new();
-                Reply(&mut out).ok();
+                Reply::new(&mut out).ok();
                 conn.push_reply(Some(out));
                 return;
             }
             Command::GetName => {
                 let mut out = Vec::new();
-                Reply(&mut out).bulk(conn.name.as_deref().map(str::as_bytes));
+                Reply::with_protocol(&mut out, conn.resp3)
+                    .bulk(conn.name.as_deref().map(str::as_bytes));
                 conn.push_reply(Some(out));
                 return;
             }
             Command::ClientId => {
                 let mut out = Vec::new();
-                Reply(&mut out).integer(i64::try_from(conn.id).unwrap_or(i64::MAX));
+                Reply::new(&mut out).integer(i64::try_from(conn.id).unwrap_or(i64::MAX));
                 conn.push_reply(Some(out));
                 return;
             }
-            Command::Hello => {
-                let reply = info::hello(self.info.id, conn.id, self.ops_role());
-                let Some(conn) = self.conns.get_mut(&token) else {
-                    return;
-                };
-                conn.push_reply(Some(reply));
+            Command::Hello { resp3, name } => {
+                if let Some(resp3) = resp3 {
+                    conn.resp3 = resp3;
+                }
+                if name.is_some() {
+                    conn.name = name;
+                }
+                let (id, resp3, role) = (conn.id, conn.resp3, self.info.node.observed().role);
+                let reply = info::hello(self.info.id, id, role, resp3);
+                if let Some(conn) = self.conns.get_mut(&token) {
+                    conn.push_reply(Some(reply));
+                }
+                return;
+            }
+            Command::ConfigGet(settings) => {
+                let mut out = Vec::new();
+                let mut r = Reply::with_protocol(&mut out, conn.resp3);
+                r.map(settings.len());
+                for (k, v) in &settings {
+                    r.bulk(Some(k.as_bytes()));
+                    r.bulk(Some(v.as_bytes()));
+                }
+                conn.push_reply(Some(out));
                 return;
             }
             Command::Write { command, stamp } => {
@@ -460,7 +481,8 @@ impl ClientLoop {
                         conn.session.finish(stamp.seq);
                     }
                     let mut out = Vec::new();
-                    Reply(&mut out).error("ERR the command is larger than the maximum entry size");
+                    Reply::new(&mut out)
+                        .error("ERR the command is larger than the maximum entry size");
                     conn.push_reply(Some(out));
                     return;
                 }
@@ -481,10 +503,6 @@ impl ClientLoop {
         self.ops.submit(token, slot, kind, finished);
     }
 
-    fn ops_role(&self) -> raft_core::Role {
-        self.info.node.observed().role
-    }
-
     /// Puts finished replies in their slots.
     fn deliver(&mut self, finished: &mut Vec<Finished>) {
         let mut again = Vec::new();
@@ -497,6 +515,7 @@ impl ClientLoop {
             }
             let reply = match f.body {
                 FinishedBody::Reply(reply) => reply,
+                FinishedBody::Answer(answer) => super::ops::render(&answer, conn.resp3),
                 FinishedBody::Resubmit(bytes) => {
                     let Ok(request) = raft_std::kv::decode_request(&bytes) else {
                         continue;

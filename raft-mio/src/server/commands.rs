@@ -42,8 +42,14 @@ pub(crate) enum Command {
     GetName,
     /// `CLIENT ID`.
     ClientId,
-    /// `HELLO` (protocol 2 or none).
-    Hello,
+    /// `HELLO [2|3] [AUTH user pass] [SETNAME name]`: switch to this protocol version (none:
+    /// keep it), name the connection.
+    Hello {
+        resp3: Option<bool>,
+        name: Option<String>,
+    },
+    /// `CONFIG GET`: these settings, as a map (an array of pairs in RESP2).
+    ConfigGet(Vec<(&'static str, String)>),
 }
 
 /// What the parser needs to know of the server.
@@ -59,7 +65,7 @@ pub(crate) struct Ctx {
 
 fn reply(f: impl FnOnce(&mut Reply<'_>)) -> Command {
     let mut out = Vec::new();
-    f(&mut Reply(&mut out));
+    f(&mut Reply::new(&mut out));
     Command::Now(out)
 }
 
@@ -278,14 +284,7 @@ fn parse_known(name: &str, mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
         "config" => parse_config(&args, ctx),
         "client" => parse_client(&args),
         "command" => parse_command(&args),
-        "hello" => match args.first() {
-            None => Command::Hello,
-            Some(v) if v.as_slice() == b"2" => Command::Hello,
-            Some(v) if parse_i64(v).is_some() => {
-                error("NOPROTO sorry, this protocol version is not supported")
-            }
-            Some(_) => error("ERR Protocol version is not an integer or out of range"),
-        },
+        "hello" => parse_hello(&args),
         "select" => match parse_i64(&args[0]) {
             Some(0) => reply(|r| r.ok()),
             Some(_) => error("ERR DB index is out of range"),
@@ -293,7 +292,7 @@ fn parse_known(name: &str, mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
         },
         "quit" => {
             let mut out = Vec::new();
-            Reply(&mut out).ok();
+            Reply::new(&mut out).ok();
             Command::Close(out)
         }
         "raft.addlearner" => {
@@ -379,21 +378,15 @@ fn parse_config(args: &[Vec<u8>], ctx: &Ctx) -> Command {
                 ("maxclients", &*ctx.max_clients.to_string()),
             ]
             .map(|(k, v)| (k, v.to_owned()));
-            let matched: Vec<&(&str, String)> = settings
-                .iter()
+            let matched = settings
+                .into_iter()
                 .filter(|(k, _)| {
                     args[1..].iter().any(|p| {
                         p.len() <= MAX_PATTERN && glob(&p.to_ascii_lowercase(), k.as_bytes())
                     })
                 })
                 .collect();
-            reply(|r| {
-                r.array(matched.len() * 2);
-                for (k, v) in matched {
-                    r.bulk(Some(k.as_bytes()));
-                    r.bulk(Some(v.as_bytes()));
-                }
-            })
+            Command::ConfigGet(matched)
         }
         b"get" => arity_error("config|get"),
         b"set" => error("ERR CONFIG SET is not supported by raft-kv: restart with new flags"),
@@ -437,6 +430,37 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     pattern
         .get(p..)
         .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+}
+
+/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`. There is no password to
+/// check: AUTH is accepted and ignored, as by a Redis without `requirepass`.
+fn parse_hello(args: &[Vec<u8>]) -> Command {
+    let mut it = args.iter();
+    let resp3 = match it.next() {
+        None => None,
+        Some(v) => match parse_i64(v) {
+            Some(2) => Some(false),
+            Some(3) => Some(true),
+            Some(_) => return error("NOPROTO unsupported protocol version"),
+            None => return error("ERR Protocol version is not an integer or out of range"),
+        },
+    };
+    let mut name = None;
+    while let Some(option) = it.next() {
+        match option.to_ascii_lowercase().as_slice() {
+            b"auth" => {
+                if it.next().is_none() || it.next().is_none() {
+                    return error(SYNTAX);
+                }
+            }
+            b"setname" => match it.next() {
+                Some(n) => name = Some(String::from_utf8_lossy(n).into_owned()),
+                None => return error(SYNTAX),
+            },
+            _ => return error(SYNTAX),
+        }
+    }
+    Command::Hello { resp3, name }
 }
 
 fn parse_client(args: &[Vec<u8>]) -> Command {
@@ -560,7 +584,14 @@ mod tests {
             err(&["MSET", "a", "1", "b"]),
             "-ERR wrong number of arguments for 'mset' command\r\n"
         );
-        assert!(err(&["HELLO", "3"]).starts_with("-NOPROTO"));
+        assert!(err(&["HELLO", "4"]).starts_with("-NOPROTO"));
+        assert_eq!(
+            run(&["HELLO", "3", "AUTH", "u", "p", "SETNAME", "me"]),
+            Command::Hello {
+                resp3: Some(true),
+                name: Some("me".into())
+            }
+        );
         assert!(err(&["SET", "k", "v", "EX", "10"]).contains("do not expire"));
         assert_eq!(
             err(&["DECRBY", "k", "-9223372036854775808"]),
@@ -642,9 +673,14 @@ mod tests {
 
     #[test]
     fn config_get_matches_globs() {
-        let r = err(&["CONFIG", "GET", "append*"]);
-        assert!(r.starts_with("*4\r\n"), "{r}");
-        assert_eq!(err(&["CONFIG", "GET", "nothing"]), "*0\r\n");
+        let Command::ConfigGet(found) = run(&["CONFIG", "GET", "append*"]) else {
+            panic!("not a CONFIG GET");
+        };
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            run(&["CONFIG", "GET", "nothing"]),
+            Command::ConfigGet(vec![])
+        );
         assert!(glob(b"*", b"save"));
         assert!(glob(b"s?ve", b"save"));
         assert!(!glob(b"s?ve", b"sve"));

@@ -181,7 +181,7 @@ pub(crate) fn info(
         );
     }
     let mut out = Vec::with_capacity(text.len() + 16);
-    Reply(&mut out).bulk(Some(text.trim_end().as_bytes()));
+    Reply::new(&mut out).bulk(Some(text.trim_end().as_bytes()));
     out
 }
 
@@ -211,7 +211,7 @@ pub(crate) fn members(src: &InfoSources, status: &Status) -> Vec<u8> {
         lines.push(format!("{id} {role} {}", addr(id)));
     }
     let mut out = Vec::new();
-    let mut r = Reply(&mut out);
+    let mut r = Reply::new(&mut out);
     r.array(lines.len());
     for line in &lines {
         r.bulk(Some(line.as_bytes()));
@@ -219,17 +219,17 @@ pub(crate) fn members(src: &InfoSources, status: &Status) -> Vec<u8> {
     out
 }
 
-/// The `HELLO` reply in RESP2: a flat array of field names and values.
-pub(crate) fn hello(id: NodeId, conn: u64, role: Role) -> Vec<u8> {
+/// The `HELLO` reply: a map (a flat array of names and values in RESP2).
+pub(crate) fn hello(id: NodeId, conn: u64, role: Role, resp3: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut r = Reply(&mut out);
-    r.array(14);
+    let mut r = Reply::with_protocol(&mut out, resp3);
+    r.map(8);
     for (k, v) in [("server", "redis"), ("version", "7.0.0")] {
         r.bulk(Some(k.as_bytes()));
         r.bulk(Some(v.as_bytes()));
     }
     r.bulk(Some(b"proto"));
-    r.integer(2);
+    r.integer(if resp3 { 3 } else { 2 });
     r.bulk(Some(b"id"));
     r.integer(i64::try_from(conn).unwrap_or(i64::MAX));
     r.bulk(Some(b"mode"));
@@ -240,6 +240,8 @@ pub(crate) fn hello(id: NodeId, conn: u64, role: Role) -> Vec<u8> {
     } else {
         b"replica"
     }));
+    r.bulk(Some(b"modules"));
+    r.array(0);
     r.bulk(Some(b"raft_node"));
     r.integer(i64::try_from(id.get()).unwrap_or(i64::MAX));
     out

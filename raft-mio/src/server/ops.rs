@@ -39,8 +39,10 @@ pub(crate) struct Finished {
 }
 
 pub(crate) enum FinishedBody {
-    /// The RESP reply.
+    /// The RESP reply (an error: the same in RESP2 and RESP3).
     Reply(Vec<u8>),
+    /// The answer, for the client loop to write in the connection's protocol.
+    Answer(Answer),
     /// The write (encoded) was refused because the connection's session expired, and never
     /// applied: stamp it with a new session and submit it again, for the same slot.
     Resubmit(Payload),
@@ -429,7 +431,7 @@ impl Ops {
                     }
                     return self.fail(id, &RequestError::Uncertain(Uncertainty::TimedOut), out);
                 }
-                self.finish(id, render(&answer), out);
+                self.finish(id, FinishedBody::Answer(answer), out);
             }
             Err(e) if matches!(op.kind, OpKind::ReadLocal(_)) => self.fail(id, &e, out),
             Err(e) => {
@@ -530,12 +532,12 @@ impl Ops {
         let uncertain = self.ops.get(&id).is_some_and(|op| op.uncertain);
         if uncertain && error.outcome() != Outcome::Unknown {
             let error = RequestError::Uncertain(Uncertainty::TimedOut);
-            return self.finish(id, error_reply(&error), out);
+            return self.finish(id, FinishedBody::Reply(error_reply(&error)), out);
         }
-        self.finish(id, error_reply(error), out);
+        self.finish(id, FinishedBody::Reply(error_reply(error)), out);
     }
 
-    fn finish(&mut self, id: u64, reply: Vec<u8>, out: &mut Vec<Finished>) {
+    fn finish(&mut self, id: u64, body: FinishedBody, out: &mut Vec<Finished>) {
         let Some(op) = self.ops.remove(&id) else {
             return;
         };
@@ -549,7 +551,7 @@ impl Ops {
             conn: op.conn,
             slot: op.slot,
             seq,
-            body: FinishedBody::Reply(reply),
+            body,
         });
     }
 }
@@ -565,10 +567,10 @@ fn store_uncertainty(answer: &Answer) -> Option<KvError> {
     }
 }
 
-/// The RESP reply for a successful answer.
-fn render(answer: &Answer) -> Vec<u8> {
+/// The reply for a successful answer, in RESP3 if `resp3`.
+pub(crate) fn render(answer: &Answer, resp3: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut r = Reply(&mut out);
+    let mut r = Reply::with_protocol(&mut out, resp3);
     match answer {
         Answer::Done => r.ok(),
         Answer::Refused(why) => r.error(&format!("ERR {why}")),
@@ -597,7 +599,7 @@ pub(crate) fn render_kv(r: &mut Reply<'_>, response: &KvResponse) {
 /// `-UNCERTAIN` (it may have been applied), or `-ERR` (refused for good).
 pub(crate) fn error_reply(error: &RequestError) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut r = Reply(&mut out);
+    let mut r = Reply::new(&mut out);
     let text = match error {
         RequestError::Stopped(_) => "the node serving it stopped".to_owned(),
         e => e.to_string(),
