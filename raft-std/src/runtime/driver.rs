@@ -178,8 +178,15 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
             if self.shared.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            let wait = self.until_timer();
-            if let Some(item) = self.inbox.recv_timeout(wait) {
+            let mut wait = self.until_timer();
+            // Say it may sleep, then look for requests sent meanwhile (see `Shared::asleep`).
+            self.shared.asleep.store(true, Ordering::SeqCst);
+            if self.shared.queued.load(Ordering::SeqCst) > 0 {
+                wait = Duration::ZERO;
+            }
+            let first = self.inbox.recv_timeout(wait);
+            self.shared.asleep.store(false, Ordering::SeqCst);
+            if let Some(item) = first {
                 self.inbound(item)?;
                 for _ in 0..MAX_BATCH {
                     let Some(item) = self.inbox.try_recv() else {
@@ -253,7 +260,10 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
     fn requests(&mut self) -> Result<Result<(), Stop>, NodeError> {
         loop {
             let request = match self.requests.try_recv() {
-                Ok(r) => r,
+                Ok(r) => {
+                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                    r
+                }
                 Err(TryRecvError::Empty) => {
                     self.start_read_round()?;
                     return Ok(Ok(()));

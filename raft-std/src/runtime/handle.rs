@@ -1,7 +1,7 @@
 //! [`RaftNode`]: the handle to a node thread, and what it shares with the thread.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -86,6 +86,13 @@ pub(super) struct Shared {
     pub(super) open: Mutex<bool>,
     pub(super) failure: Mutex<Option<Arc<NodeError>>>,
     pub(super) thread: Mutex<Option<JoinHandle<()>>>,
+    /// Requests sent and not yet taken by the thread (briefly negative: the thread may take a
+    /// request before its sender counts it).
+    pub(super) queued: AtomicIsize,
+    /// The thread is about to wait on its inbox, or waits: a new request must wake it. While
+    /// it is busy it takes every queued request at the end of its round, so no wake-up (a
+    /// syscall each) is sent.
+    pub(super) asleep: AtomicBool,
     role: AtomicU8,
     term: AtomicU64,
     /// The leader's id, 0 for none.
@@ -341,8 +348,14 @@ impl<M: StateMachine> RaftNode<M> {
         match self.requests.send(request) {
             Ok(()) => {
                 drop(open);
-                // A thread gone since is completing (or has completed) what it holds.
-                self.wake.wake();
+                // Counted once queued, and `asleep` read after: the thread sets `asleep` before
+                // it reads the count, so either it sees this request (and takes it without
+                // waiting) or this sees it asleep and wakes it (SeqCst).
+                self.shared.queued.fetch_add(1, Ordering::SeqCst);
+                if self.shared.asleep.load(Ordering::SeqCst) {
+                    // A thread gone since is completing (or has completed) what it holds.
+                    self.wake.wake();
+                }
             }
             Err(mpsc::SendError(request)) => {
                 drop(open);
