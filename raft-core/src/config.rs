@@ -41,7 +41,9 @@ pub struct Config {
     /// behind still gets entries rather than the whole snapshot. Default 1024.
     pub snapshot_trailing_entries: u64,
     /// Suggest a snapshot ([`Event::SnapshotSuggested`](crate::Event::SnapshotSuggested)) when
-    /// the in-memory log holds more entries than this. Default 10,000.
+    /// more entries than this have been applied since the latest snapshot. The log in memory then
+    /// holds at most this many entries after the snapshot, plus `snapshot_trailing_entries`
+    /// before it, plus those not yet applied. Default 10,000.
     pub snapshot_log_entries: u64,
     /// The largest snapshot chunk to request from the adapter. Default 1 MiB.
     pub snapshot_chunk_bytes: u32,

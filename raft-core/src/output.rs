@@ -276,7 +276,8 @@ pub enum Event {
         /// The leader this node now knows of.
         leader: Option<NodeId>,
     },
-    /// The in-memory log has grown past `Config::snapshot_log_entries`: the application should
+    /// More than `Config::snapshot_log_entries` entries were applied since the latest snapshot:
+    /// the application should
     /// take a snapshot (at `applied`) and report it with
     /// [`Input::SnapshotTaken`](crate::Input::SnapshotTaken).
     SnapshotSuggested {

@@ -98,12 +98,13 @@ impl<R: Rng> Node<R> {
         Ok(())
     }
 
-    /// Suggests a snapshot once the in-memory log passes the configured size.
+    /// Suggests a snapshot once more than `snapshot_log_entries` applied entries follow the
+    /// latest one. Counted from the snapshot, not as the log's length: the log keeps
+    /// `snapshot_trailing_entries` below the snapshot, and with more of those than the interval
+    /// a length rule would suggest a snapshot after every entry.
     pub(crate) fn maybe_suggest_snapshot(&mut self, out: &mut Outputs) {
-        if !self.snapshot_suggested
-            && self.log.len() as u64 > self.config.snapshot_log_entries
-            && self.applied > self.snapshot.last.index
-        {
+        let since = self.applied.0.saturating_sub(self.snapshot.last.index.0);
+        if !self.snapshot_suggested && since > self.config.snapshot_log_entries {
             self.snapshot_suggested = true;
             out.events.push(Event::SnapshotSuggested {
                 applied: self.applied,

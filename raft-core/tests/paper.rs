@@ -1502,3 +1502,37 @@ fn snapshot_is_suggested_again_after_installing_one_from_the_leader() {
         "no suggestion after the installed snapshot"
     );
 }
+
+/// Raft §7: snapshots come once per `snapshot_log_entries` applied entries, also when the log
+/// keeps more trailing entries below a snapshot than that (found by the chaos runs: a length rule
+/// suggested a snapshot after every entry once the log passed the interval, and never compacted).
+#[test]
+fn a_snapshot_is_suggested_once_per_interval_even_with_more_trailing_entries() {
+    let mut h = Harness::with_config(2, THREE, |c| {
+        c.snapshot_log_entries = 20;
+        c.snapshot_trailing_entries = 1024;
+    });
+    let mut suggestions = 0;
+    let mut last = LogId::ZERO;
+    for _ in 0..10 {
+        let commit = last.index.0 + 10;
+        h.recv(append(1, 2, 1, last, &[1; 10], commit));
+        h.persist();
+        let out = h.step(Input::Applied(Index(commit)));
+        last = LogId::new(1, commit);
+        if out
+            .events
+            .iter()
+            .any(|e| matches!(e, raft_core::Event::SnapshotSuggested { .. }))
+        {
+            suggestions += 1;
+            let meta = h.node.snapshot_meta(Index(commit)).expect("applied");
+            h.step(Input::SnapshotTaken(Box::new(meta)));
+        }
+    }
+    // 100 entries at an interval of 20: after 30, 60 and 90.
+    assert_eq!(
+        suggestions, 3,
+        "one snapshot per interval, not one per entry"
+    );
+}

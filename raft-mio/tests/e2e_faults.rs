@@ -266,3 +266,62 @@ fn sigterm_exits_zero_and_loses_no_acknowledged_write() {
         );
     }
 }
+
+#[test]
+fn a_node_whose_fsync_fails_exits_and_the_cluster_carries_on() {
+    // Needs strace to inject the error (`.ci/run` installs it).
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        println!("skipped: strace is not installed");
+        return;
+    }
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.wait_leader();
+    let victim = (1..=3).find(|&i| i != leader).unwrap();
+    let pid = c.node(victim).pid().unwrap();
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-p", &pid.to_string()])
+        .args(["-e", "trace=fdatasync,fsync"])
+        .args([
+            "-e",
+            "inject=fdatasync:error=EIO",
+            "-e",
+            "inject=fsync:error=EIO",
+        ])
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(500));
+    let mut con = c.con(leader);
+    for i in 0..20 {
+        let _: () = con.set(format!("k{i}"), i).unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = c.local.exited(victim) {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the node did not exit");
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = strace.kill();
+    let _ = strace.wait();
+    assert_eq!(status.code(), Some(1), "it exits non-zero");
+    let log = c.log(victim);
+    assert!(
+        log.contains("fsync") && log.contains("Input/output error"),
+        "{log}"
+    );
+    // The others carry on, and the node comes back on its data.
+    for i in 20..40 {
+        let _: () = con.set(format!("k{i}"), i).unwrap();
+    }
+    c.spawn(victim);
+    c.wait_serving(victim);
+    c.wait_converged();
+    c.wait_for("the node to hold every key", || {
+        (local_keys(&c, victim) == Some(40)).then_some(())
+    });
+}

@@ -203,6 +203,14 @@ impl ClientLoop {
                     }
                 }
             }
+            if stopping.is_none() && self.info.node.has_stopped() {
+                // A storage error stopped the node: this process serves no more. Requests in
+                // flight still go where the router says (another node may lead); then it exits
+                // with the error, for a supervisor to see.
+                log::error!("the node has stopped: no new clients; exiting");
+                stopping = Some(Instant::now());
+                self.begin_shutdown();
+            }
             if self.accept_later {
                 self.accept_later = false;
                 self.accept();

@@ -318,6 +318,16 @@ impl Ops {
         let Some(body) = op.kind.body() else {
             return;
         };
+        if to == self.me && self.node.has_stopped() {
+            // This node stopped (a storage error): only another node can serve it.
+            let error = RequestError::Stopped(raft_std::error::NodeStopped { cause: None });
+            return match self.router.unreachable(self.me) {
+                Route::After(_, next) | Route::Now(next) if next == self.me => {
+                    self.fail(id, &error, out);
+                }
+                route => self.follow(id, route, &error, out),
+            };
+        }
         if to == self.me {
             let done = Arc::clone(&self.done);
             forward::run(

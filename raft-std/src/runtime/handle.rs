@@ -598,6 +598,12 @@ impl<M: StateMachine> RaftNode<M> {
         )
     }
 
+    /// Whether the node has stopped (shut down, or stopped by an error): cheap, an atomic load.
+    #[must_use]
+    pub fn has_stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Acquire)
+    }
+
     /// Whether the node thread is still running.
     #[must_use]
     pub fn is_running(&self) -> bool {
