@@ -205,12 +205,17 @@ fn a_local_read_answers_from_the_node_itself() {
 
 #[test]
 fn reads_that_arrive_together_share_one_read_index_round() {
-    // With room for only 4 rounds in the core, 200 reads at once are all served: each batch the
-    // node thread takes from its queue is one round (one heartbeat to each follower).
-    let (cluster, _lists) = cluster(3, |o| o.runtime.raft.max_pending_reads = 4);
+    // With room for a single round in the core, 200 reads queued together are all served: the
+    // node thread takes them in one batch and starts one round (one heartbeat to each follower)
+    // for all of them. To queue them together, the thread is held in a completion meanwhile.
+    let (cluster, _lists) = cluster(3, |o| o.runtime.raft.max_pending_reads = 1);
     let leader = cluster.wait_for_leader(WAIT).unwrap();
     cluster.propose(b"a".to_vec()).unwrap();
     let node = cluster.node(leader).unwrap();
+    let (held, release) = mpsc::channel::<()>();
+    node.status_with(Completion::new(move |_| {
+        let _ = release.recv_timeout(WAIT);
+    }));
     let reads: Vec<_> = (0..200)
         .map(|_| {
             let (done, rx) = Completion::channel();
@@ -218,8 +223,10 @@ fn reads_that_arrive_together_share_one_read_index_round() {
             rx
         })
         .collect();
+    held.send(()).unwrap();
     for rx in reads {
-        assert!(matches!(rx.recv_timeout(WAIT).unwrap(), Ok(Answer::Len(1))));
+        let answer = rx.recv_timeout(WAIT).unwrap();
+        assert!(matches!(answer, Ok(Answer::Len(1))), "{answer:?}");
     }
     assert_eq!(node.stats().unwrap().refused, 0, "no round was refused");
 }
