@@ -179,7 +179,10 @@ fn info_reports_the_raft_state_of_every_node() {
 fn an_idle_healthy_cluster_holds_no_election() {
     // Election timeouts of 1-2 s: the other tests of this binary run at the same time, and on a
     // loaded 2-core machine a node starved for 100 ms would otherwise look like a failure.
-    let c = Cluster::start(3, &["--election-min-ms", "1000", "--election-max-ms", "2000"]);
+    let c = Cluster::start(
+        3,
+        &["--election-min-ms", "1000", "--election-max-ms", "2000"],
+    );
     let leader = c.wait_leader();
     c.wait_converged();
     let terms = |c: &Cluster| -> Vec<String> {
