@@ -579,28 +579,66 @@ impl Nemesis {
         let (ok, reply) = Self::membership(cl, &["RAFT.REMOVE", &victim.to_string()]);
         self.count("member-remove");
         self.event(format!("RAFT.REMOVE {victim}: {reply}"));
-        if ok {
-            cl.kill(victim);
-            if let Some(n) = cl.nodes.get_mut(&victim) {
-                n.retired = true;
-            }
-            cl.publish();
-            self.event(format!("node {victim} removed: stopped for good"));
+        if !ok {
+            return;
         }
+        // +OK says the change was appended, not that it is done: a node stopped while the
+        // joint configuration still needs it may leave the cluster without a quorum for good.
+        if !Self::wait_change_done(cl, victim) {
+            self.event(format!(
+                "the removal of {victim} did not finish within 10 s: it keeps running"
+            ));
+            return;
+        }
+        cl.kill(victim);
+        if let Some(n) = cl.nodes.get_mut(&victim) {
+            n.retired = true;
+        }
+        cl.publish();
+        self.event(format!(
+            "node {victim} removed (the change is committed): stopped for good"
+        ));
     }
 
-    fn add(&mut self, cl: &mut Cluster) {
+    /// Waits up to 10 s for the leader to say no change is in progress and `gone` is no member.
+    fn wait_change_done(cl: &Cluster, gone: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let info = cl.leader().and_then(|l| cl.info(l));
+            if let Some(i) = info {
+                let named = |f: &str| {
+                    i.get(f)
+                        .is_some_and(|v| v.split(',').any(|x| x == gone.to_string()))
+                };
+                if i.get("joint").map(String::as_str) == Some("0")
+                    && !named("voters")
+                    && !named("learners")
+                {
+                    return true;
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn add(&mut self, cl: &mut Cluster) -> bool {
         let Some(leader) = cl.wait_leader(Duration::from_secs(5)) else {
-            return self.event("no leader: no new node");
+            self.event("no leader: no new node");
+            return false;
         };
         let peers = voters(cl, leader);
         let mono = self.rng.chance(0.5);
         let id = match cl.create(&peers, true, mono) {
             Ok(id) => id,
-            Err(e) => return self.note(format!("could not create a node: {e}")),
+            Err(e) => {
+                self.note(format!("could not create a node: {e}"));
+                return false;
+            }
         };
         if let Err(e) = cl.spawn(id) {
-            return self.note(format!("could not start node {id}: {e}"));
+            self.note(format!("could not start node {id}: {e}"));
+            return false;
         }
         let addr = cl.net.peer_addr(id, 0).to_string();
         let (ok, reply) = Self::membership(cl, &["RAFT.ADDLEARNER", &id.to_string(), &addr]);
@@ -609,7 +647,7 @@ impl Nemesis {
             "new node {id} (fresh data) joins: RAFT.ADDLEARNER {id} {addr}: {reply}"
         ));
         if !ok {
-            return;
+            return false;
         }
         // Let it catch up (from a snapshot, most likely) before it votes.
         let deadline = Instant::now() + Duration::from_secs(8);
@@ -626,13 +664,22 @@ impl Nemesis {
             }
             thread::sleep(Duration::from_millis(100));
         }
-        let (_, reply) = Self::membership(cl, &["RAFT.PROMOTE", &id.to_string()]);
+        let (ok, reply) = Self::membership(cl, &["RAFT.PROMOTE", &id.to_string()]);
         self.event(format!("RAFT.PROMOTE {id}: {reply}"));
+        ok && Self::wait_change_done(cl, 0)
     }
 
     fn member(&mut self, cl: &mut Cluster) {
         let during = self.rng.chance(0.7) && self.partition(cl).is_some();
         let voters = cl.leader().map(|l| voters(cl, l)).unwrap_or_default();
+        if voters.len() < self.size {
+            // Below its size (an earlier change half done): grow back only.
+            self.count("member-grow");
+            self.add(cl);
+            self.heal_links(cl);
+            self.reconcile(cl);
+            return;
+        }
         let remove_first = if voters.len() > self.size {
             true
         } else if voters.len() < self.size {
@@ -652,11 +699,14 @@ impl Nemesis {
             }
             self.add(cl);
         } else {
-            self.add(cl);
+            let added = self.add(cl);
             if during && self.rng.chance(0.5) {
                 self.heal_links(cl);
             }
-            self.remove(cl);
+            // A replacement: the old node goes only once the new one votes.
+            if added {
+                self.remove(cl);
+            }
         }
         self.heal_links(cl);
         self.reconcile(cl);
@@ -745,5 +795,25 @@ pub(crate) fn show(reply: &std::io::Result<Value>) -> String {
         Ok(Value::Error(e)) => format!("-{e}"),
         Ok(v) => format!("{v:?}"),
         Err(e) => format!("({e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_lists_parse() {
+        assert_eq!(Fault::parse_list("all").unwrap().len(), Fault::ALL.len());
+        assert_eq!(
+            Fault::parse_list("kill, partition,kill").unwrap(),
+            vec![Fault::Partition, Fault::Kill]
+        );
+        assert!(
+            Fault::parse_list("kil")
+                .unwrap_err()
+                .contains("unknown fault")
+        );
+        assert!(Fault::Fsync.needs_root() && !Fault::Partition.needs_root());
     }
 }

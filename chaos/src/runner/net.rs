@@ -126,6 +126,31 @@ impl Netns {
     }
 }
 
+/// The nft script that replaces the link rules with `faults`.
+pub(crate) fn rules(faults: &LinkFaults) -> String {
+    let mut script = format!("flush chain bridge {TABLE} links\n");
+    let mut rule = |body: String| {
+        script.push_str(&format!("add rule bridge {TABLE} links {body}\n"));
+    };
+    for &(a, b) in &faults.cut {
+        let (va, vb) = (veth(a), veth(b));
+        // The connection a dialed to b's peer port, both ways; the one b dialed to a stays.
+        rule(format!(
+            "iifname \"{va}\" oifname \"{vb}\" tcp dport {PEER_PORT} drop"
+        ));
+        rule(format!(
+            "iifname \"{vb}\" oifname \"{va}\" tcp sport {PEER_PORT} drop"
+        ));
+    }
+    for (&(a, b), &p) in &faults.loss {
+        let (va, vb) = (veth(a), veth(b));
+        rule(format!(
+            "iifname \"{va}\" oifname \"{vb}\" numgen random mod 100 < {p} drop"
+        ));
+    }
+    script
+}
+
 /// Runs an nft script.
 fn nft(script: &str) -> io::Result<()> {
     let mut child = Command::new("nft")
@@ -198,32 +223,7 @@ impl Net for Netns {
     }
 
     fn set_faults(&self, faults: &LinkFaults) -> io::Result<()> {
-        let mut script = format!("flush chain bridge {TABLE} links\n");
-        let rule = |s: &mut String, body: String| {
-            s.push_str(&format!("add rule bridge {TABLE} links {body}\n"));
-        };
-        for &(a, b) in &faults.cut {
-            let (va, vb) = (veth(a), veth(b));
-            rule(
-                &mut script,
-                format!("iifname \"{va}\" oifname \"{vb}\" tcp dport {PEER_PORT} drop"),
-            );
-            rule(
-                &mut script,
-                format!("iifname \"{vb}\" oifname \"{va}\" tcp sport {PEER_PORT} drop"),
-            );
-        }
-        for (&(a, b), &p) in &faults.loss {
-            rule(
-                &mut script,
-                format!(
-                    "iifname \"{}\" oifname \"{}\" numgen random mod 100 < {p} drop",
-                    veth(a),
-                    veth(b)
-                ),
-            );
-        }
-        nft(&script)
+        nft(&rules(faults))
     }
 
     fn teardown(&self) {
@@ -241,5 +241,30 @@ impl Net for Netns {
         let _ = run("ip", &["link", "del", BRIDGE]);
         cleanup::set_bridge(false);
         cleanup::wait_veths_gone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_one_way_cut_drops_one_connection_both_ways_and_loss_is_per_link() {
+        let mut f = LinkFaults::default();
+        f.cut.insert((1, 2));
+        f.loss.insert((2, 3), 30);
+        let script = rules(&f);
+        assert_eq!(
+            script,
+            "flush chain bridge rkvchaos links\n\
+             add rule bridge rkvchaos links iifname \"rkv-v1\" oifname \"rkv-v2\" tcp dport 7001 drop\n\
+             add rule bridge rkvchaos links iifname \"rkv-v2\" oifname \"rkv-v1\" tcp sport 7001 drop\n\
+             add rule bridge rkvchaos links iifname \"rkv-v2\" oifname \"rkv-v3\" numgen random mod 100 < 30 drop\n"
+        );
+        let mut both = LinkFaults::default();
+        both.cut_between(&[1], &[2, 3]);
+        assert_eq!(both.cut.len(), 4);
+        assert!(both.cut.contains(&(3, 1)) && both.cut.contains(&(1, 3)));
+        assert!(LinkFaults::default().is_empty());
     }
 }

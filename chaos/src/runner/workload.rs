@@ -211,12 +211,22 @@ fn client_loop(
     let mut rng = SplitMix64::new(config.seed ^ client.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut ops = Vec::new();
     let mut stats = Stats::default();
-    // The node this client sticks to, by position in the list (which changes with membership).
-    let mut at = usize::try_from(client).unwrap_or(0);
+    // The node this client sticks to, by position in the list (which changes with membership):
+    // its home, or after a failure the next ones for a while, then home again (else the
+    // clients would drift away from nodes that failed once and never come back).
+    let home = usize::try_from(client).unwrap_or(0);
+    let mut at = home;
+    let mut away_until = 0_u64;
     let mut conn: Option<Client> = None;
     let mut seq = 0_u64;
     while !stop.load(Ordering::Acquire) {
+        if conn.is_some() && at != home && seq >= away_until {
+            conn = None;
+        }
         if conn.is_none() {
+            if seq >= away_until {
+                at = home;
+            }
             let list = addrs.read().unwrap_or_else(PoisonError::into_inner).clone();
             if list.is_empty() {
                 thread::sleep(Duration::from_millis(50));
@@ -227,6 +237,7 @@ fn client_loop(
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     at += 1;
+                    away_until = seq + 40;
                     thread::sleep(Duration::from_millis(20));
                     continue;
                 }
@@ -271,10 +282,62 @@ fn client_loop(
         if move_on {
             conn = None;
             at += 1;
+            away_until = seq + 40;
         }
         if !config.interval.is_zero() {
             thread::sleep(config.interval);
         }
     }
     (ops, stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(op: &Op, reply: Value) -> (&'static str, Option<OpResult>) {
+        let mut stats = Stats::default();
+        match outcome(op, &reply, &mut stats) {
+            Outcome::Done(r) => ("done", r),
+            Outcome::NotApplied => ("not applied", None),
+            Outcome::Unknown => ("unknown", None),
+        }
+    }
+
+    #[test]
+    fn replies_map_to_history_outcomes() {
+        let set = Op::Set("v".into());
+        assert_eq!(out(&set, Value::Simple("OK".into())), ("done", None));
+        assert_eq!(
+            out(&Op::Get, Value::Bulk(None)),
+            ("done", Some(OpResult::Value(None)))
+        );
+        assert_eq!(
+            out(&Op::Incr(2), Value::Integer(7)),
+            ("done", Some(OpResult::Integer(7)))
+        );
+        assert_eq!(
+            out(&set, Value::Error("TRYAGAIN no leader".into())).0,
+            "not applied"
+        );
+        assert_eq!(
+            out(
+                &Op::Incr(1),
+                Value::Error("ERR value is not an integer or out of range".into())
+            )
+            .0,
+            "not applied"
+        );
+        assert_eq!(
+            out(&set, Value::Error("UNCERTAIN outcome unknown".into())).0,
+            "unknown"
+        );
+        // Anything else is not known to be harmless: unknown outcome.
+        assert_eq!(out(&set, Value::Integer(1)).0, "unknown");
+        assert_eq!(out(&Op::Del, Value::Integer(2)).0, "unknown");
+        assert_eq!(
+            request(&Op::Append("x".into()), "k"),
+            vec![b"APPEND".to_vec(), b"k".to_vec(), b"x".to_vec()]
+        );
+    }
 }
