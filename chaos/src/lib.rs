@@ -52,3 +52,4 @@
 pub mod generate;
 pub mod history;
 pub mod linearizability;
+pub mod runner;

@@ -114,6 +114,13 @@ impl<R: rand_core::Rng> crate::Node<R> {
             self.reads.wait_for_commit(id);
             return Ok(());
         }
+        // A deliberately broken build for the chaos runner's teeth: never in a normal build.
+        #[cfg(feature = "bug-read-index-no-heartbeat")]
+        if self.role == crate::Role::Leader {
+            let index = self.commit;
+            out.reads.push(ReadResult::Ready { id, index });
+            return Ok(());
+        }
         self.reads.start(id, self.commit);
         self.broadcast_heartbeat(out);
         self.confirm_reads(out);

@@ -247,6 +247,12 @@ impl Ops {
 
     /// Starts a request for the reply in `slot` of `conn`.
     pub(crate) fn submit(&mut self, conn: Token, slot: u64, kind: OpKind, out: &mut Vec<Finished>) {
+        // Deliberately broken, for the chaos runner's teeth: a follower answers reads itself.
+        #[cfg(feature = "bug-follower-local-read")]
+        let kind = match kind {
+            OpKind::Read(q) if self.node.observed().role != Role::Leader => OpKind::ReadLocal(q),
+            kind => kind,
+        };
         let id = self.next;
         self.next += 1;
         let status = match &kind {
@@ -329,6 +335,16 @@ impl Ops {
             };
         }
         if to == self.me {
+            // Deliberately broken, for the chaos runner's teeth: the leader answers a SET at once.
+            #[cfg(feature = "bug-early-ack")]
+            if let ForwardBody::Write(b) = &body {
+                if raft_std::kv::decode_request(b)
+                    .is_ok_and(|r| matches!(r.command, KvCommand::Set { .. }))
+                {
+                    let ok = Ok(Answer::Kv(KvResponse::Ok));
+                    self.done.push(Done::Answer(id, attempt, None, ok));
+                }
+            }
             let done = Arc::clone(&self.done);
             forward::run(
                 &self.node,
