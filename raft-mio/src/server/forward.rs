@@ -114,26 +114,78 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<ForwardFrame> {
     }
 }
 
-/// Runs a step of membership change at `node` (which must lead): reads the membership in force
-/// and asks for the change from it.
+/// Runs a step of membership change at `node` (which must lead): reads the membership in force,
+/// asks for the change from it, and answers once the change is done: the target configuration
+/// (after the joint one, when voters change) committed. Until then the cluster may still need
+/// the nodes of the old configuration, so "+OK" must not come sooner.
 pub(crate) fn change_membership(
     node: &RaftNode<ServerMachine>,
     change: Change,
+    timeout: Duration,
     done: Completion<Answer>,
 ) {
     let node2 = node.clone();
     node.status_with(Completion::new(
         move |status: Result<raft_core::Status, RequestError>| match status {
             Ok(status) => match status.membership.with_changes(&[change]) {
-                Ok(target) => node2.change_membership_with(
-                    target,
-                    Completion::new(move |r| done.complete(r.map(|_| Answer::Done))),
-                ),
+                Ok(target) => {
+                    let node3 = node2.clone();
+                    let wanted = target.clone();
+                    node2.change_membership_with(
+                        target,
+                        Completion::new(move |r| match r {
+                            Ok(_) => wait_until_committed(node3, wanted, timeout, done),
+                            Err(e) => done.complete(Err(e)),
+                        }),
+                    );
+                }
                 Err(e) => done.complete(Err(RequestError::Refused(Refusal::InvalidMembership(e)))),
             },
             Err(e) => done.complete(Err(e)),
         },
     ));
+}
+
+/// Answers `done` once `target` is the configuration in force and committed at `node`, or with
+/// an unknown outcome if that does not happen within `timeout` (or `node` stops leading).
+/// Polls from a thread of its own: membership changes are rare, and the node thread must not
+/// wait.
+fn wait_until_committed(
+    node: RaftNode<ServerMachine>,
+    target: raft_core::Membership,
+    timeout: Duration,
+    done: Completion<Answer>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("raft-kv-membership".into())
+        .spawn(move || {
+            let deadline = std::time::Instant::now() + timeout;
+            // The last index when the target was first seen in force: once that is committed,
+            // so is the target's entry.
+            let mut seen_at = None;
+            let unknown = || RequestError::Uncertain(Uncertainty::TimedOut);
+            loop {
+                let status = match node.status() {
+                    Ok(s) => s,
+                    Err(e) => return done.complete(Err(e)),
+                };
+                if status.role != raft_core::Role::Leader {
+                    return done.complete(Err(unknown()));
+                }
+                if seen_at.is_none() && status.membership == target {
+                    seen_at = Some(status.last_log.index);
+                }
+                if seen_at.is_some_and(|at| status.commit >= at) {
+                    return done.complete(Ok(Answer::Done));
+                }
+                if std::time::Instant::now() >= deadline {
+                    return done.complete(Err(unknown()));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+    // Without a thread the change still goes on; its outcome is unknown to the client.
+    drop(spawned);
 }
 
 /// Runs `body` at `node` and calls `done` with the outcome.
@@ -158,7 +210,7 @@ pub(crate) fn run(
             to,
             Completion::new(move |r| done.complete(r.map(|()| Answer::Done))),
         ),
-        ForwardBody::Change(change) => change_membership(node, change, done),
+        ForwardBody::Change(change) => change_membership(node, change, timeout, done),
         ForwardBody::AddLearner { id, addr } => add_learner(node, id, addr, timeout, done),
     }
 }
@@ -198,7 +250,7 @@ fn add_learner(
                 record.encode(),
                 timeout,
                 Completion::new(move |r| match r {
-                    Ok(_) => change_membership(&node3, Change::AddLearner(id), done),
+                    Ok(_) => change_membership(&node3, Change::AddLearner(id), timeout, done),
                     Err(e) => done.complete(Err(e)),
                 }),
             );

@@ -317,10 +317,14 @@ impl Ops {
         op.tries += 1;
         op.at = Some(to);
         let attempt = op.attempt;
-        let timeout = op
-            .deadline
-            .saturating_duration_since(now)
-            .min(self.attempt_timeout);
+        // An attempt that may be sent again gets a share of the time; one that may not (a
+        // membership change, a transfer) gets all of it.
+        let remaining = op.deadline.saturating_duration_since(now);
+        let timeout = if op.kind.idempotent() {
+            remaining.min(self.attempt_timeout)
+        } else {
+            remaining
+        };
         let Some(body) = op.kind.body() else {
             return;
         };
