@@ -414,11 +414,23 @@ impl Nemesis {
         doing: &str,
     ) -> Option<String> {
         let deadline = Instant::now() + patience;
+        // A node stopped by a storage error logs it, routes what it had in flight, then exits:
+        // after the log line, wait on for the exit.
+        let mut logged: Option<String> = None;
         while Instant::now() < deadline {
             for (gone, status) in cl.reap(doing) {
                 if gone == id {
-                    return Some(format!("its process exited: {status}"));
+                    return Some(match &logged {
+                        Some(text) => {
+                            format!("it logged \"{text}\" and its process exited: {status}")
+                        }
+                        None => format!("its process exited: {status}"),
+                    });
                 }
+            }
+            if logged.is_some() {
+                thread::sleep(Duration::from_millis(20));
+                continue;
             }
             let log = cl
                 .nodes
@@ -431,18 +443,18 @@ impl Nemesis {
             )
             .into_owned();
             if let Some(line) = tail.lines().find(|l| l.contains("stopped:")) {
-                let text = line.split("] ").nth(1).unwrap_or(line).to_owned();
-                if !self.stayed_up_noted {
-                    self.stayed_up_noted = true;
-                    self.notes.push(format!(
-                        "node {id}'s Raft node stopped ({doing}) but its process stayed up (it was then killed by the runner)"
-                    ));
-                }
-                return Some(format!("it logged \"{text}\" (the process stays up)"));
+                logged = Some(line.split("] ").nth(1).unwrap_or(line).to_owned());
             }
             thread::sleep(Duration::from_millis(20));
         }
-        None
+        let text = logged?;
+        if !self.stayed_up_noted {
+            self.stayed_up_noted = true;
+            self.notes.push(format!(
+                "node {id}'s Raft node stopped ({doing}) but its process stayed up (it was then killed by the runner)"
+            ));
+        }
+        Some(format!("it logged \"{text}\" (the process stays up)"))
     }
 
     fn fsync(&mut self, cl: &mut Cluster) {

@@ -189,6 +189,15 @@ impl Net for Netns {
         }
         let (n, v) = (ns(id), veth(id));
         let addr = format!("{}/24", ip(id));
+        // A namespace of an earlier run lives on while a process in it does (one still shutting
+        // down, say), and keeps its veth: remove both, or the names are taken.
+        if let Ok(pids) = Command::new("ip").args(["netns", "pids", &n]).output() {
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                let _ = run("kill", &["-KILL", pid]);
+            }
+        }
+        let _ = run("ip", &["link", "del", &v]);
+        let _ = run("ip", &["netns", "del", &n]);
         run("ip", &["netns", "add", &n])?;
         cleanup::add_namespace(&n);
         run(
