@@ -137,6 +137,18 @@ pub(super) struct EventLoop {
     jitter: u64,
 }
 
+/// Gives up a connection whose sent data stays unacknowledged for `timeout`
+/// (`TCP_USER_TIMEOUT`); see [`super::PeerNetConfig::unacked_timeout`]. Where the system has no such
+/// option, TCP's own (much longer) limits apply.
+fn set_unacked_timeout(stream: &TcpStream, timeout: Duration) {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
+        log::debug!("TCP_USER_TIMEOUT not set: {e}");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
+    let _ = (stream, timeout);
+}
+
 impl EventLoop {
     /// Binds the listener and builds the loop (not yet running).
     pub(super) fn bind(
@@ -236,6 +248,7 @@ impl EventLoop {
             match self.listener.accept() {
                 Ok((mut stream, remote)) => {
                     let _ = stream.set_nodelay(true);
+                    set_unacked_timeout(&stream, self.config.unacked_timeout);
                     let token = self.token();
                     if let Err(e) =
                         self.poll
@@ -280,13 +293,14 @@ impl EventLoop {
                     // Raft's messages are small and latency-bound: no Nagle delay (with the
                     // peer's delayed ACK it holds a message back for 40 ms).
                     let _ = stream.set_nodelay(true);
+                    set_unacked_timeout(&stream, self.config.unacked_timeout);
                     let token = self.token();
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
                         self.dial_failed(id, &e.to_string());
                         continue;
                     }
-                    let deadline = now + self.config.handshake_timeout;
+                    let deadline = now + self.config.connect_timeout;
                     let mut conn =
                         Conn::new(stream, addr, Side::Outbound { peer: id }, Some(deadline));
                     conn.phase = Phase::Connecting;
@@ -696,14 +710,19 @@ impl EventLoop {
 
     fn expire_handshakes(&mut self) {
         let now = Instant::now();
-        let late: Vec<Token> = self
+        let late: Vec<(Token, Side)> = self
             .conns
             .iter()
             .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
-            .map(|(&t, _)| t)
+            .map(|(&t, c)| (t, c.side))
             .collect();
-        for token in late {
-            self.close(token, &Close::bad("no handshake within the timeout"));
+        for (token, side) in late {
+            let close = match side {
+                // The network, most likely (a partition dropped the SYN): dial again.
+                Side::Outbound { .. } => Close::lost("no answer within the connect timeout"),
+                Side::Inbound { .. } => Close::bad("no handshake within the timeout"),
+            };
+            self.close(token, &close);
         }
     }
 
