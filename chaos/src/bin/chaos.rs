@@ -59,6 +59,10 @@ struct Common {
     /// Client threads.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// Client threads that only read (GET), after the others: they keep asking a node (a
+    /// deposed leader, say) while the read-write clients wait on a write.
+    #[arg(long, default_value_t = 3)]
+    readers: usize,
     /// Keys taking strings, and keys taking numbers.
     #[arg(long, default_value_t = 4)]
     string_keys: usize,
@@ -68,7 +72,7 @@ struct Common {
     #[arg(long, default_value_t = 25)]
     interval_ms: u64,
     /// The faults to mix (comma-separated; `all`): partition, loss, kill, pause, member,
-    /// transfer, snapshot-restart, fsync, disk-full, clock.
+    /// transfer, snapshot-restart, fsync, disk-full, clock, slow-clock.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Namespaces (root), loopback with proxies, or namespaces where they work.
@@ -166,6 +170,7 @@ fn configs(
             seconds: c.seconds,
             nodes: c.nodes as usize,
             clients: c.clients,
+            readers: c.readers,
             string_keys: c.string_keys,
             counter_keys: c.counter_keys,
             interval: Duration::from_millis(c.interval_ms),

@@ -32,6 +32,23 @@ pub(crate) struct Clock {
     pub(crate) mono: bool,
 }
 
+/// The timing flags of a node whose clock runs at half speed: every Raft timer (tick,
+/// heartbeat, election and check-quorum timeouts) takes twice as long in real time as the
+/// others' (raft-kv's defaults: 10, 20, 100 and 200 ms). raft-kv measures time only through
+/// these timers (and request deadlines), so this is what a clock running slow does to it.
+/// libfaketime's rate option cannot do it: Rust's timed waits hand the kernel absolute deadlines
+/// taken from the faked clock, and a node whose faked clock runs behind the real one then spins.
+pub(crate) const SLOW_CLOCK_FLAGS: [&str; 8] = [
+    "--tick-ms",
+    "20",
+    "--heartbeat-ms",
+    "40",
+    "--election-min-ms",
+    "200",
+    "--election-max-ms",
+    "400",
+];
+
 /// One node.
 pub(crate) struct Node {
     pub(crate) id: u64,
@@ -44,6 +61,8 @@ pub(crate) struct Node {
     pub(crate) join: bool,
     pub(crate) tmpfs: bool,
     pub(crate) clock: Option<Clock>,
+    /// Its Raft timers run at half speed (a slow clock; see [`SLOW_CLOCK_FLAGS`]).
+    pub(crate) slow: bool,
     pub(crate) child: Option<Child>,
     pub(crate) paused: bool,
     pub(crate) strace: Option<Child>,
@@ -152,6 +171,7 @@ impl Cluster {
                 join,
                 tmpfs,
                 clock,
+                slow: false,
                 child: None,
                 paused: false,
                 strace: None,
@@ -196,6 +216,9 @@ impl Cluster {
             .env("RUST_LOG", "info");
         if node.join {
             cmd.arg("--join");
+        }
+        if node.slow {
+            cmd.args(SLOW_CLOCK_FLAGS);
         }
         if let Some(c) = &node.clock {
             cmd.env("LD_PRELOAD", LIBFAKETIME)

@@ -83,6 +83,8 @@ pub struct RunConfig {
     pub nodes: usize,
     /// Client threads.
     pub clients: usize,
+    /// Client threads that only read.
+    pub readers: usize,
     /// Keys taking strings (get, set, append, del).
     pub string_keys: usize,
     /// Keys taking numbers (get, incr, del, set).
@@ -203,6 +205,11 @@ fn drive(
         let mono = rng.chance(0.5);
         cl.create(&founders, false, mono)?;
     }
+    if faults.contains(&Fault::SlowClock) {
+        if let Some(n) = cl.nodes.get_mut(&1) {
+            n.slow = true;
+        }
+    }
     for &id in &founders {
         cl.spawn(id)?;
     }
@@ -218,6 +225,9 @@ fn drive(
             .collect::<Vec<_>>()
             .join(",")
     ));
+    if cl.nodes.get(&1).is_some_and(|n| n.slow) {
+        nemesis.event("node 1's clock runs at half speed (its Raft timers take twice as long)");
+    }
     if cl.wait_leader(Duration::from_secs(20)).is_none() {
         return Err(io::Error::other(format!(
             "no leader 20 s after the start (logs in {})",
@@ -227,6 +237,8 @@ fn drive(
     nemesis.event("leader elected; clients start");
     let wl = WorkloadConfig {
         clients: config.clients,
+        readers: config.readers,
+        writers_avoid: cl.nodes.get(&1).and_then(|n| n.slow.then_some(1)),
         string_keys: config.string_keys,
         counter_keys: config.counter_keys,
         interval: config.interval,

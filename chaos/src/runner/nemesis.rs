@@ -39,11 +39,17 @@ pub enum Fault {
     /// One node's clock jumps (libfaketime): the wall clock by up to a day either way, or the
     /// monotonic clock forward by 2 to 20 s.
     Clock,
+    /// One node's clock runs at half speed for the whole run (its Raft timers take twice as
+    /// long); the fault makes it leader (`RAFT.TRANSFER`) and then isolates it from its peers
+    /// for 1 to 3 s. Its check-quorum then fires after the others have elected a new leader:
+    /// for a while there are two leaders, and only the heartbeat round of ReadIndex keeps
+    /// the old one from serving stale reads.
+    SlowClock,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Partition,
         Self::Loss,
         Self::Kill,
@@ -54,6 +60,7 @@ impl Fault {
         Self::Fsync,
         Self::DiskFull,
         Self::Clock,
+        Self::SlowClock,
     ];
 
     /// Its name on the command line.
@@ -70,6 +77,7 @@ impl Fault {
             Self::Fsync => "fsync",
             Self::DiskFull => "disk-full",
             Self::Clock => "clock",
+            Self::SlowClock => "slow-clock",
         }
     }
 
@@ -324,7 +332,49 @@ impl Nemesis {
             Fault::DiskFull => self.disk_full(cl),
             Fault::Clock => self.clock(cl),
             Fault::Member => self.member(cl),
+            Fault::SlowClock => self.slow_leader(cl),
         }
+    }
+
+    /// Makes the slow-clock node leader, then isolates it from its peers for a while.
+    fn slow_leader(&mut self, cl: &Cluster) {
+        let Some(slow) = cl
+            .running()
+            .into_iter()
+            .find(|id| cl.nodes.get(id).is_some_and(|n| n.slow && !n.paused))
+        else {
+            self.note("slow-clock: the slow node is not running".to_owned());
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let leader = cl.leader();
+            if leader == Some(slow) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                self.event(format!(
+                    "slow-clock: node {slow} did not become leader within 3 s (skipped)"
+                ));
+                return;
+            }
+            if let Some(l) = leader {
+                let _ = cl.call(l, &["RAFT.TRANSFER", &slow.to_string()]);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        let rest: Vec<u64> = cl.active().into_iter().filter(|&n| n != slow).collect();
+        let mut links = LinkFaults::default();
+        links.cut_between(&[slow], &rest);
+        self.set_links(cl, links, "slow-clock");
+        self.count("slow-clock");
+        let hold = self.between(1000, 3000);
+        self.event(format!(
+            "slow-clock: node {slow} (Raft timers at half speed) made leader, then isolated from {rest:?} for {} ms",
+            ms(hold)
+        ));
+        thread::sleep(hold);
+        self.heal_links(cl);
     }
 
     fn restart(&mut self, cl: &mut Cluster, id: u64) {

@@ -5,6 +5,11 @@
 //!   and `-ERR value is not an integer` (an `incr` on a string: refused, changed nothing) leave it
 //!   out of the history; `-UNCERTAIN`, any other error, a timeout or a lost connection record it
 //!   with an unknown outcome (`ret: null`) and the client moves to another node.
+//! - Readers: clients that only GET, each sticking to its node like the others. A stale read
+//!   needs a GET *called* at a deposed leader after the new leader acknowledged a write; the
+//!   read-write clients rarely give one, since their first SET at an isolated leader holds
+//!   them there until it times out, long after the old leader has stepped down.
+//!   With the slow-clock fault, the read-write clients keep off the slow node.
 //! - Keys: `s0..` take get, set, append and del with values no other operation writes (`s` +
 //!   client + sequence); `n0..` take get, incr, del and now and then a set of a unique number.
 
@@ -64,6 +69,12 @@ impl Stats {
 #[derive(Clone, Debug)]
 pub(crate) struct WorkloadConfig {
     pub(crate) clients: usize,
+    /// Clients that only read (numbered after the others).
+    pub(crate) readers: usize,
+    /// A node the read-write clients never use (the slow-clock node: it then gets only reads,
+    /// and raft-kv holds a read until the node's own pending writes are applied, so writes
+    /// reaching it would hide a leader that serves reads without confirming it still leads).
+    pub(crate) writers_avoid: Option<u64>,
     pub(crate) string_keys: usize,
     pub(crate) counter_keys: usize,
     /// The pause between two operations of a client.
@@ -94,7 +105,7 @@ impl Workload {
         clock: Clock,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let handles = (1..=config.clients)
+        let handles = (1..=config.clients + config.readers)
             .map(|c| {
                 let (config, addrs, stop) = (config.clone(), Arc::clone(addrs), Arc::clone(&stop));
                 thread::spawn(move || client_loop(c as u64, &config, &addrs, clock, &stop))
@@ -175,10 +186,22 @@ pub(crate) fn outcome(op: &Op, reply: &Value, stats: &mut Stats) -> Outcome {
     }
 }
 
+fn is_reader(config: &WorkloadConfig, client: u64) -> bool {
+    usize::try_from(client).is_ok_and(|c| c > config.clients)
+}
+
 fn pick_op(rng: &mut SplitMix64, config: &WorkloadConfig, client: u64, seq: u64) -> (String, Op) {
     let total = config.string_keys + config.counter_keys;
     let k = rng.index(total.max(1));
     let r = rng.below(100);
+    if is_reader(config, client) {
+        let key = if k < config.string_keys {
+            format!("s{k}")
+        } else {
+            format!("n{}", k - config.string_keys)
+        };
+        return (key, Op::Get);
+    }
     if k < config.string_keys {
         let key = format!("s{k}");
         let op = match r {
@@ -209,6 +232,7 @@ fn client_loop(
     stop: &AtomicBool,
 ) -> (Vec<Operation>, Stats) {
     let mut rng = SplitMix64::new(config.seed ^ client.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let reader = is_reader(config, client);
     let mut ops = Vec::new();
     let mut stats = Stats::default();
     // The node this client sticks to, by position in the list (which changes with membership):
@@ -227,7 +251,10 @@ fn client_loop(
             if seq >= away_until {
                 at = home;
             }
-            let list = addrs.read().unwrap_or_else(PoisonError::into_inner).clone();
+            let mut list = addrs.read().unwrap_or_else(PoisonError::into_inner).clone();
+            if !reader && list.len() > 1 {
+                list.retain(|&(id, _)| Some(id) != config.writers_avoid);
+            }
             if list.is_empty() {
                 thread::sleep(Duration::from_millis(50));
                 continue;
