@@ -221,6 +221,18 @@ fn a_node_joins_as_a_learner_and_is_promoted() {
         members.iter().any(|m| m.starts_with("4 voter")),
         "{members:?}"
     );
+    // Removing the node that is down: +OK means the configuration without it is committed, so
+    // an operator may delete its data at once (the chaos runs' finding 3).
+    let _: () = redis::cmd("RAFT.REMOVE").arg(down).query(&mut con).unwrap();
+    let info = c.raft_info(leader).unwrap();
+    let rest: Vec<String> = (1..=4)
+        .filter(|&i| i != down)
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(
+        (info["voters"].as_str(), info["joint"].as_str()),
+        (rest.join(",").as_str(), "0")
+    );
 }
 
 #[test]
