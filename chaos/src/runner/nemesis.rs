@@ -336,45 +336,51 @@ impl Nemesis {
         }
     }
 
-    /// Makes the slow-clock node leader, then isolates it from its peers for a while.
+    /// Two or three times: makes the slow-clock node leader, then isolates it from its peers
+    /// for a while. (Each time, a write in flight at the old leader when it is cut off holds
+    /// its reads back, so not every window with two leaders can show a stale read.)
     fn slow_leader(&mut self, cl: &Cluster) {
-        let Some(slow) = cl
-            .running()
-            .into_iter()
-            .find(|id| cl.nodes.get(id).is_some_and(|n| n.slow && !n.paused))
-        else {
-            self.note("slow-clock: the slow node is not running".to_owned());
-            return;
-        };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let leader = cl.leader();
-            if leader == Some(slow) {
-                break;
-            }
-            if Instant::now() >= deadline {
-                self.event(format!(
-                    "slow-clock: node {slow} did not become leader within 3 s (skipped)"
-                ));
+        let rounds = 2 + self.rng.below(2);
+        for _ in 0..rounds {
+            let Some(slow) = cl
+                .running()
+                .into_iter()
+                .find(|id| cl.nodes.get(id).is_some_and(|n| n.slow && !n.paused))
+            else {
+                self.note("slow-clock: the slow node is not running".to_owned());
                 return;
+            };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                let leader = cl.leader();
+                if leader == Some(slow) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    self.event(format!(
+                        "slow-clock: node {slow} did not become leader within 3 s (skipped)"
+                    ));
+                    return;
+                }
+                if let Some(l) = leader {
+                    let _ = cl.call(l, &["RAFT.TRANSFER", &slow.to_string()]);
+                }
+                thread::sleep(Duration::from_millis(100));
             }
-            if let Some(l) = leader {
-                let _ = cl.call(l, &["RAFT.TRANSFER", &slow.to_string()]);
-            }
-            thread::sleep(Duration::from_millis(100));
+            let rest: Vec<u64> = cl.active().into_iter().filter(|&n| n != slow).collect();
+            let mut links = LinkFaults::default();
+            links.cut_between(&[slow], &rest);
+            self.set_links(cl, links, "slow-clock");
+            self.count("slow-clock");
+            let hold = self.between(800, 2000);
+            self.event(format!(
+                "slow-clock: node {slow} (Raft timers at half speed) made leader, then isolated from {rest:?} for {} ms",
+                ms(hold)
+            ));
+            thread::sleep(hold);
+            self.heal_links(cl);
+            thread::sleep(Duration::from_millis(300));
         }
-        let rest: Vec<u64> = cl.active().into_iter().filter(|&n| n != slow).collect();
-        let mut links = LinkFaults::default();
-        links.cut_between(&[slow], &rest);
-        self.set_links(cl, links, "slow-clock");
-        self.count("slow-clock");
-        let hold = self.between(1000, 3000);
-        self.event(format!(
-            "slow-clock: node {slow} (Raft timers at half speed) made leader, then isolated from {rest:?} for {} ms",
-            ms(hold)
-        ));
-        thread::sleep(hold);
-        self.heal_links(cl);
     }
 
     fn restart(&mut self, cl: &mut Cluster, id: u64) {
