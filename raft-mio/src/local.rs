@@ -11,13 +11,43 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A free loopback port: bound and released (another process could take it in between, which
-/// on a test machine does not happen).
+/// A free loopback port, bound and released, below the system's range of ephemeral ports.
+///
+/// A port the kernel hands out for `bind(0)` comes from the ephemeral range, which outgoing
+/// connections draw from too: between this check and the node's own bind, a connection from
+/// another test could take it (a CI run failed with "Address already in use" that way). Ports
+/// below the range are never given to outgoing connections, so only another listener could
+/// take one in between. Candidates are tried from a per-process starting point, each once.
 ///
 /// # Errors
 ///
 /// No port can be bound.
 pub fn free_port() -> io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    /// The lowest port tried.
+    const LOW: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(LOW);
+    if span >= 1_000 {
+        let seed = std::process::id().wrapping_mul(2_654_435_761)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+        let _ = NEXT.compare_exchange(0, seed | 1, Ordering::Relaxed, Ordering::Relaxed);
+        for _ in 0..500 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let Ok(port) = u16::try_from(LOW + n % span) else {
+                continue;
+            };
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
