@@ -122,9 +122,77 @@ pub enum Refusal {
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Rejected(r) => write!(f, "rejected input: {r:?}"),
-            Self::Misuse(m) => write!(f, "API misuse: {m:?}"),
-            Self::Refused(r) => write!(f, "refused: {r:?}"),
+            Self::Rejected(r) => write!(f, "rejected input: {r}"),
+            Self::Misuse(m) => write!(f, "API misuse: {m}"),
+            Self::Refused(r) => write!(f, "refused: {r}"),
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongRecipient { to } => write!(f, "the message is addressed to node {to}"),
+            Self::FromSelf => f.write_str("the message claims to come from this node"),
+            Self::UnknownSender { from } => {
+                write!(f, "a response from node {from}, which is not a member")
+            }
+            Self::MalformedEntries => f.write_str(
+                "the entries are not contiguous after prev, or their terms go backwards or past the message's term",
+            ),
+            Self::CommitPastLog { commit, last } => write!(
+                f,
+                "commit index {commit} is past the end of this node's log ({last})"
+            ),
+            Self::AckPastLog { index } => {
+                write!(f, "a follower acknowledged index {index}, which this leader never had")
+            }
+            Self::ConflictingLeader { from } => {
+                write!(f, "node {from} claims to lead in this leader's term")
+            }
+            Self::MalformedSnapshot => {
+                f.write_str("an empty snapshot, or one of a later term than its sender's")
+            }
+            Self::MalformedVoteRequest => {
+                f.write_str("a vote request whose last log term is above its term")
+            }
+            Self::Overflow => f.write_str("an index or term at the top of its range"),
+        }
+    }
+}
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownWrite => {
+                f.write_str("Persisted acknowledged a write that was never issued")
+            }
+            Self::SnapshotMismatch => {
+                f.write_str("SnapshotTaken named a snapshot the node did not describe")
+            }
+            Self::AppliedPastEmitted { index, emitted } => write!(
+                f,
+                "Applied reported index {index}, past the highest handed out for applying ({emitted})"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLeader { leader: Some(l) } => write!(f, "not the leader (node {l} is)"),
+            Self::NotLeader { leader: None } => f.write_str("not the leader (no leader known)"),
+            Self::TransferInProgress => f.write_str("a leadership transfer is under way"),
+            Self::TooLarge => f.write_str("the proposal is larger than max_entry_bytes"),
+            Self::TooManyReads => f.write_str("too many reads are waiting for confirmation"),
+            Self::InvalidTransferTarget => {
+                f.write_str("the transfer target is not another voter of the configuration")
+            }
+            Self::Exhausted => f.write_str("the log index or term would overflow"),
+            Self::NotVoter => f.write_str("this node is not a voter"),
+            Self::ChangePending => f.write_str("a membership change is still in progress"),
+            Self::InvalidMembership(e) => write!(f, "invalid membership change: {e}"),
         }
     }
 }
@@ -210,3 +278,31 @@ impl fmt::Display for RestoreError {
 }
 
 impl core::error::Error for RestoreError {}
+
+#[cfg(test)]
+mod tests {
+    use alloc::string::ToString;
+
+    use super::*;
+
+    #[test]
+    fn errors_display_as_sentences_not_debug() {
+        let n = |i| NodeId::new(i).unwrap();
+        assert_eq!(
+            StepError::from(Refusal::NotLeader { leader: Some(n(2)) }).to_string(),
+            "refused: not the leader (node 2 is)"
+        );
+        assert_eq!(
+            StepError::from(Reject::CommitPastLog {
+                commit: Index(9),
+                last: Index(4)
+            })
+            .to_string(),
+            "rejected input: commit index 9 is past the end of this node's log (4)"
+        );
+        assert_eq!(
+            StepError::from(Misuse::UnknownWrite).to_string(),
+            "API misuse: Persisted acknowledged a write that was never issued"
+        );
+    }
+}
