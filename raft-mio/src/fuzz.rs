@@ -1,6 +1,10 @@
-//! What the fuzz targets run (`fuzz/fuzz_targets/peer_frame.rs`, `resp_request.rs`), callable
+//! What the fuzz targets run (`fuzz/fuzz_targets/peer_frame.rs`, `resp_request.rs`,
+//! `kv_snapshot.rs`), callable
 //! from tests so that `cargo test` replays their corpora without a fuzzer. Each returns an
 //! error describing a broken property; a panic is a bug too.
+
+use raft_std::kv::{KvConfig, KvStore};
+use raft_std::state_machine::StateMachine;
 
 use crate::frame::{self, FrameDecoder};
 use crate::resp::{self, Limits, Parsed};
@@ -86,4 +90,34 @@ pub fn resp_request(data: &[u8]) -> Result<(), String> {
             Err(_) => return Ok(()),
         }
     }
+}
+
+/// Restores a KV store from arbitrary bytes (what a node does with a snapshot file or a
+/// leader's InstallSnapshot): an error or a store, never a panic. A store restored must
+/// snapshot to bytes that restore to a store with the same snapshot.
+///
+/// # Errors
+///
+/// A restored store whose snapshot does not round-trip.
+pub fn kv_snapshot(data: &[u8]) -> Result<(), String> {
+    let snapshot = |store: &KvStore| {
+        let mut out = Vec::new();
+        store
+            .snapshot(&mut out)
+            .map(|()| out)
+            .map_err(|e| format!("a restored store did not snapshot: {e}"))
+    };
+    let mut store = KvStore::new(KvConfig::default());
+    if store.restore(&mut &data[..]).is_err() {
+        return Ok(());
+    }
+    let first = snapshot(&store)?;
+    let mut again = KvStore::new(KvConfig::default());
+    again
+        .restore(&mut &first[..])
+        .map_err(|e| format!("its own snapshot did not restore: {e}"))?;
+    if snapshot(&again)? != first {
+        return Err("a snapshot restored and taken again changed".to_owned());
+    }
+    Ok(())
 }

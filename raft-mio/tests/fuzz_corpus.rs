@@ -1,6 +1,6 @@
 //! Replays the committed fuzz corpora of the raft-mio targets (`fuzz/corpus/peer_frame`,
-//! `fuzz/corpus/resp_request`) and any saved crash inputs (`fuzz/regressions/<target>/`)
-//! through the functions the targets wrap, so that `cargo test` catches a regression without
+//! `resp_request`, `kv_snapshot`, `kv_request`) and any saved crash inputs
+//! (`fuzz/regressions/<target>/`) through the functions the targets wrap, so that `cargo test` catches a regression without
 //! a fuzzer (ARCHITECTURE.md, "Testing layers").
 
 use std::path::{Path, PathBuf};
@@ -46,6 +46,11 @@ fn peer_frame_corpus() {
 #[test]
 fn resp_request_corpus() {
     replay("resp_request", raft_mio::fuzz::resp_request);
+}
+
+#[test]
+fn kv_snapshot_corpus() {
+    replay("kv_snapshot", raft_mio::fuzz::kv_snapshot);
 }
 
 #[test]
