@@ -1,10 +1,16 @@
 //! What the fuzz targets run (`fuzz/fuzz_targets/peer_frame.rs`, `resp_request.rs`,
-//! `kv_snapshot.rs`), callable
+//! `kv_snapshot.rs`, `wal_segment.rs`), callable
 //! from tests so that `cargo test` replays their corpora without a fuzzer. Each returns an
 //! error describing a broken property; a panic is a bug too.
 
+use std::path::Path;
+
+use raft_core::{Membership, NodeId};
 use raft_std::kv::{KvConfig, KvStore};
 use raft_std::state_machine::StateMachine;
+use raft_std::storage::faulty::FaultyFs;
+use raft_std::storage::file::{FileStorage, Identity, Options};
+use raft_std::storage::fs::FileSystem;
 
 use crate::frame::{self, FrameDecoder};
 use crate::resp::{self, Limits, Parsed};
@@ -118,6 +124,56 @@ pub fn kv_snapshot(data: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("its own snapshot did not restore: {e}"))?;
     if snapshot(&again)? != first {
         return Err("a snapshot restored and taken again changed".to_owned());
+    }
+    Ok(())
+}
+
+/// Opens a data directory (in memory) whose first WAL segment holds arbitrary bytes, as a node
+/// does at start: a refusal ([`StorageError`](raft_std::storage::StorageError), naming the file
+/// and offset) or what it recovered, never a panic. A directory recovered once (a torn tail cut)
+/// must open again and recover the same.
+///
+/// # Errors
+///
+/// The fresh directory could not be made, or a recovered directory did not open again the same.
+pub fn wal_segment(data: &[u8]) -> Result<(), String> {
+    let dir = Path::new("/d");
+    let open = |fs: FaultyFs| {
+        let node = NodeId::new(1).ok_or("node id 1")?;
+        let voters = [
+            node,
+            NodeId::new(2).ok_or("id")?,
+            NodeId::new(3).ok_or("id")?,
+        ];
+        let membership = Membership::new(&voters).map_err(|e| e.to_string())?;
+        let identity = Identity {
+            cluster_id: 7,
+            node_id: node,
+        };
+        let options = Options {
+            segment_size: 2048,
+            write_buffer: 512,
+        };
+        Ok::<_, String>(FileStorage::open_with(
+            fs, dir, identity, membership, options,
+        ))
+    };
+    let fs = FaultyFs::new(1);
+    // A fresh directory: its IDENTITY file and first segment.
+    drop(open(fs.clone())?.map_err(|e| format!("a fresh directory: {e}"))?);
+    let names = fs.list_dir(dir).map_err(|e| e.to_string())?;
+    let segment = names
+        .iter()
+        .find(|n| n.ends_with(".wal"))
+        .ok_or("a fresh directory has no segment")?;
+    fs.put(&dir.join(segment), data);
+    let Ok((storage, first)) = open(fs.clone())? else {
+        return Ok(());
+    };
+    drop(storage);
+    let (_, again) = open(fs)?.map_err(|e| format!("recovered once, then refused: {e}"))?;
+    if again != first {
+        return Err("a second open recovered something else".to_owned());
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Replays the committed fuzz corpora of the raft-mio targets (`fuzz/corpus/peer_frame`,
-//! `resp_request`, `kv_snapshot`, `kv_request`) and any saved crash inputs
+//! `resp_request`, `kv_snapshot`, `wal_segment`, `kv_request`) and any saved crash inputs
 //! (`fuzz/regressions/<target>/`) through the functions the targets wrap, so that `cargo test` catches a regression without
 //! a fuzzer (ARCHITECTURE.md, "Testing layers").
 
@@ -51,6 +51,11 @@ fn resp_request_corpus() {
 #[test]
 fn kv_snapshot_corpus() {
     replay("kv_snapshot", raft_mio::fuzz::kv_snapshot);
+}
+
+#[test]
+fn wal_segment_corpus() {
+    replay("wal_segment", raft_mio::fuzz::wal_segment);
 }
 
 #[test]
