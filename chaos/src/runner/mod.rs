@@ -205,10 +205,10 @@ fn drive(
         let mono = rng.chance(0.5);
         cl.create(&founders, false, mono)?;
     }
-    if faults.contains(&Fault::SlowClock) {
-        if let Some(n) = cl.nodes.get_mut(&1) {
-            n.slow = true;
-        }
+    // The slow-clock node, for the whole run.
+    let slow = faults.contains(&Fault::SlowClock).then_some(1);
+    if let Some(n) = slow.and_then(|id| cl.nodes.get_mut(&id)) {
+        n.slow = true;
     }
     for &id in &founders {
         cl.spawn(id)?;
@@ -225,8 +225,10 @@ fn drive(
             .collect::<Vec<_>>()
             .join(",")
     ));
-    if cl.nodes.get(&1).is_some_and(|n| n.slow) {
-        nemesis.event("node 1's clock runs at half speed (its Raft timers take twice as long)");
+    if let Some(id) = slow {
+        nemesis.event(format!(
+            "node {id}'s clock runs at half speed (its Raft timers take twice as long)"
+        ));
     }
     if cl.wait_leader(Duration::from_secs(20)).is_none() {
         return Err(io::Error::other(format!(
@@ -238,7 +240,7 @@ fn drive(
     let wl = WorkloadConfig {
         clients: config.clients,
         readers: config.readers,
-        writers_avoid: cl.nodes.get(&1).and_then(|n| n.slow.then_some(1)),
+        writers_avoid: slow,
         string_keys: config.string_keys,
         counter_keys: config.counter_keys,
         interval: config.interval,

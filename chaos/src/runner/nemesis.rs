@@ -40,8 +40,8 @@ pub enum Fault {
     /// monotonic clock forward by 2 to 20 s.
     Clock,
     /// One node's clock runs at half speed for the whole run (its Raft timers take twice as
-    /// long); the fault makes it leader (`RAFT.TRANSFER`) and then isolates it from its peers
-    /// for 1 to 3 s. Its check-quorum then fires after the others have elected a new leader:
+    /// long); each turn makes it leader (`RAFT.TRANSFER`) and then isolates it from its peers
+    /// for 0.8 to 2 s, two or three times. Its check-quorum then fires after the others have elected a new leader:
     /// for a while there are two leaders, and only the heartbeat round of ReadIndex keeps
     /// the old one from serving stale reads.
     SlowClock,

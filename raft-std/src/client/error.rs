@@ -137,7 +137,7 @@ impl fmt::Display for RequestError {
             Self::LeaderChanged => f.write_str("leadership changed; not applied, retry"),
             Self::Stopped(s) => s.fmt(f),
             Self::Timeout => f.write_str("no answer in time"),
-            Self::Refused(r) => write!(f, "refused: {}", refusal_text(r)),
+            Self::Refused(r) => write!(f, "refused: {r}"),
             Self::Uncertain(u) => u.fmt(f),
         }
     }
@@ -161,23 +161,6 @@ impl fmt::Display for Uncertainty {
                 f.write_str("outcome unknown: covered by a snapshot from the leader")
             }
         }
-    }
-}
-
-/// A refusal in words, for logs and client-facing errors.
-#[must_use]
-pub fn refusal_text(refusal: &Refusal) -> &'static str {
-    match refusal {
-        Refusal::NotLeader { .. } => "not the leader",
-        Refusal::TransferInProgress => "a leadership transfer is in progress",
-        Refusal::TooLarge => "the command is larger than the maximum entry size",
-        Refusal::TooManyReads => "too many reads are waiting",
-        Refusal::InvalidTransferTarget => "the transfer target is not another voter",
-        Refusal::Exhausted => "the log index or term would overflow",
-        Refusal::NotVoter => "this node is not a voter",
-        Refusal::ChangePending => "a membership change is still in progress",
-        Refusal::InvalidMembership(_) => "the target membership is not valid",
-        _ => "refused by the core",
     }
 }
 

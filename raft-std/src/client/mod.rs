@@ -15,6 +15,6 @@ mod router;
 mod session;
 
 pub use completion::Completion;
-pub use error::{Outcome, RequestError, Retry, Uncertainty, refusal_text};
+pub use error::{Outcome, RequestError, Retry, Uncertainty};
 pub use router::{Route, Router};
 pub use session::{ClientId, Session, Stamp};
