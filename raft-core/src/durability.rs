@@ -4,8 +4,8 @@
 use alloc::collections::VecDeque;
 
 use crate::message::Message;
-use crate::output::{Outputs, Write, WriteId};
-use crate::types::Index;
+use crate::output::{Outputs, Write};
+use crate::types::{Index, WriteId};
 
 /// A write handed to the adapter and not yet acknowledged.
 #[derive(Debug, Clone, Copy)]

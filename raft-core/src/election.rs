@@ -1,6 +1,116 @@
-//! Randomized election timeouts: the only use of the RNG.
+//! Leader election (Raft §5.2, §5.4.1) with pre-vote (thesis §9.6): the votes a (pre-)candidate
+//! collects, the RequestVote receiver rules, and the randomized election timeout (the only use of
+//! the RNG). The role changes an election causes are the node's
+//! ([`Node::campaign`](crate::Node)), driven by what [`Votes::tally`] says.
 
 use rand_core::Rng;
+
+use crate::membership::{MAX_MEMBERS, VoteResult};
+use crate::message::{Message, MessageBody};
+use crate::output::Outputs;
+use crate::shared::Shared;
+use crate::types::{LogId, NodeId, Term};
+
+/// The votes of one (pre-)election, this node's own aside.
+#[derive(Debug, Default)]
+pub(crate) struct Votes {
+    /// Answers received, the first from each voter.
+    received: heapless::Vec<(NodeId, bool), MAX_MEMBERS>,
+    /// A candidate's write recording its vote for itself: its own vote counts once that is
+    /// durable. `None` in a pre-vote, which records nothing and counts itself at once.
+    self_vote_write: Option<u64>,
+}
+
+impl Votes {
+    /// A pre-vote round: this node's own pre-vote counts at once.
+    pub(crate) fn pre_vote() -> Self {
+        Self::default()
+    }
+
+    /// An election: this node's vote counts once write `self_vote_write` is durable.
+    pub(crate) fn election(self_vote_write: u64) -> Self {
+        Self {
+            received: heapless::Vec::new(),
+            self_vote_write: Some(self_vote_write),
+        }
+    }
+
+    /// Records a voter's answer. The first answer counts; a duplicate changes nothing.
+    pub(crate) fn record(&mut self, from: NodeId, granted: bool) {
+        if !self.received.iter().any(|(v, _)| *v == from) {
+            // Cannot overflow: only voters are recorded, at most MAX_MEMBERS.
+            let _ = self.received.push((from, granted));
+        }
+    }
+
+    /// The result of the round so far, by the configuration in force.
+    pub(crate) fn tally(&self, s: &Shared) -> VoteResult {
+        let own = match self.self_vote_write {
+            None => Some(true),
+            Some(w) => s.durability.is_acked(w).then_some(true),
+        };
+        let id = s.id;
+        s.membership.vote_result(|m| {
+            if m == id {
+                own
+            } else {
+                self.received.iter().find(|(v, _)| *v == m).map(|&(_, g)| g)
+            }
+        })
+    }
+}
+
+/// Asks every other voter for its (pre-)vote in `term`.
+pub(crate) fn request_votes(
+    s: &Shared,
+    term: Term,
+    pre_vote: bool,
+    transfer: bool,
+    out: &mut Outputs,
+) {
+    let body = MessageBody::VoteRequest {
+        last_log: s.log.last(),
+        pre_vote,
+        leader_transfer: transfer,
+    };
+    for to in s.membership.members() {
+        if to != s.id && s.membership.is_voter(to) {
+            out.sends.push(Message {
+                from: s.id,
+                to,
+                term,
+                body: body.clone(),
+            });
+        }
+    }
+}
+
+/// RequestVote receiver rules (Raft Figure 2, §5.2, §5.4.1). The term has been reconciled:
+/// `term` is this node's term, or for a pre-vote the (possibly higher) proposed term.
+pub(crate) fn handle_vote_request(
+    s: &mut Shared,
+    from: NodeId,
+    term: Term,
+    last_log: LogId,
+    pre_vote: bool,
+    out: &mut Outputs,
+) {
+    // One vote per term: grant only to the candidate already voted for, or if this node has
+    // neither voted nor heard of a leader in the term. A pre-vote for a later term promises
+    // nothing and may always be granted.
+    let can_vote = s.vote == Some(from)
+        || (s.vote.is_none() && s.leader.is_none())
+        || (pre_vote && term > s.term);
+    let granted = can_vote && s.log.candidate_is_up_to_date(last_log);
+    if granted && !pre_vote {
+        s.vote = Some(from);
+        s.persist_hard_state(out);
+        s.election_elapsed = 0;
+    }
+    let reply_term = if pre_vote && granted { term } else { s.term };
+    let body = MessageBody::VoteResponse { granted, pre_vote };
+    s.respond(from, reply_term, body, out);
+}
 
 /// Draws an election timeout uniformly from `[min, max)`.
 ///

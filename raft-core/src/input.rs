@@ -5,9 +5,10 @@ use alloc::boxed::Box;
 
 use crate::membership::Membership;
 use crate::message::Message;
-use crate::output::WriteId;
 use crate::restore::SnapshotMeta;
-use crate::types::{Index, LogId, NodeId, Payload};
+use crate::types::{Index, LogId, NodeId, Payload, WriteId};
+// The old paths (`crate::input::ReadId`, `crate::output::WriteId`), still used inside the crate.
+pub(crate) use crate::types::ReadId;
 
 /// An input to [`Node::step`](crate::Node::step).
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -66,8 +67,3 @@ pub struct SnapshotChunk {
     /// Whether the snapshot ends with this chunk.
     pub done: bool,
 }
-
-/// The caller's name for a read request, echoed back when the read is ready.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct ReadId(pub u64);

@@ -229,13 +229,16 @@ extern crate alloc;
 #[cfg(any(test, feature = "arbitrary"))]
 extern crate std;
 
+mod check_quorum;
 mod config;
 mod durability;
 mod election;
 mod error;
+mod follower;
 mod input;
 #[cfg(any(test, feature = "sim"))]
 mod invariants;
+mod leader;
 mod log;
 mod membership;
 mod message;
@@ -246,22 +249,27 @@ mod read_index;
 mod reconfiguration;
 mod replication;
 mod restore;
+mod role;
+mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod snapshot;
 mod status;
+mod transfer;
 mod types;
-mod voting;
+mod validate;
 
 pub use config::{Config, ConfigError};
 pub use error::{Misuse, Refusal, Reject, RestoreError, StepError};
-pub use input::{Input, ReadId, SnapshotChunk};
+pub use input::{Input, SnapshotChunk};
 #[cfg(any(test, feature = "sim"))]
 pub use invariants::InvariantViolation;
 pub use membership::{Change, MAX_MEMBERS, Members, Membership, MembershipError};
 pub use message::{AppendOutcome, Message, MessageBody};
 pub use node::Node;
-pub use output::{Apply, ChunkRequest, Event, Outputs, ReadResult, SnapshotPart, Write, WriteId};
+pub use output::{Apply, ChunkRequest, Event, Outputs, ReadResult, SnapshotPart, Write};
 pub use restore::{Restored, SnapshotMeta};
 pub use status::{PeerStatus, ReplicationState, Role, Stats, Status};
-pub use types::{Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, Term};
+pub use types::{
+    Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, ReadId, Term, WriteId,
+};

@@ -1,32 +1,29 @@
-//! The node: one value holding all of a member's Raft state, driven only by [`Node::step`].
-
-use alloc::boxed::Box;
+//! The node: one value holding a member's Raft state, driven only by [`Node::step`].
+//!
+//! This file holds the whole public API, the dispatcher and the role changes. What each input
+//! does is in the file of its topic, as methods of the state it belongs to: the role-independent
+//! [`Shared`] state (`shared`, `snapshot`, and the follower's receiver rules in `follower`), and
+//! the role state in [`RoleState`]: a leader's [`Leadership`] (`leader`, `replication`,
+//! `reconfiguration`, `snapshot`), a (pre-)candidate's [`Votes`] (`election`).
 
 use rand_core::Rng;
 
 use crate::config::Config;
 use crate::durability::Durability;
-use crate::election::random_timeout;
+use crate::election::{self, Votes, random_timeout};
 use crate::error::{Misuse, Refusal, Reject, RestoreError, StepError};
 use crate::input::Input;
+use crate::leader::{Halt, Leadership, StepDown};
 use crate::log::RaftLog;
-use crate::membership::{MAX_MEMBERS, Membership};
+use crate::membership::{Membership, VoteResult};
 use crate::message::{AppendOutcome, Message, MessageBody};
-use crate::output::{Apply, Event, Outputs};
-use crate::progress::Progress;
-use crate::read_index::ReadIndex;
+use crate::output::{Event, Outputs};
 use crate::restore::{Restored, SnapshotMeta};
-use crate::snapshot::Incoming;
-use crate::status::{ReplicationState, Role, Stats, Status};
-use crate::types::{EntryKind, HardState, Index, LogId, NodeId, Payload, Term};
-
-/// A leadership transfer under way.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Transfer {
-    pub(crate) target: NodeId,
-    pub(crate) elapsed: u32,
-    pub(crate) timeout_now_sent: bool,
-}
+use crate::role::RoleState;
+use crate::shared::Shared;
+use crate::status::{Role, Stats, Status};
+use crate::types::{Index, LogId, NodeId, Payload, Term, WriteId};
+use crate::validate::validate;
 
 /// One member of a Raft cluster, as a deterministic state machine.
 ///
@@ -36,48 +33,14 @@ pub(crate) struct Transfer {
 /// same RNG stream and the same inputs, it produces the same outputs.
 #[derive(Debug)]
 pub struct Node<R> {
-    pub(crate) id: NodeId,
-    pub(crate) config: Config,
-    pub(crate) rng: R,
-    pub(crate) role: Role,
-    pub(crate) term: Term,
-    pub(crate) vote: Option<NodeId>,
-    pub(crate) leader: Option<NodeId>,
-    pub(crate) log: RaftLog,
-    pub(crate) membership: Membership,
-    /// The index of the log entry holding `membership`, or the snapshot's index if the
-    /// configuration comes from the snapshot (no configuration entry after it): the
-    /// configuration in force is the latest in the log (Raft thesis §4.1).
-    pub(crate) config_index: Index,
-    /// This node voted in the configuration before `membership` but not in `membership`: until
-    /// `membership` is committed it may still be needed to elect a leader (thesis §4.2.2).
-    pub(crate) voted_before_config: bool,
-    /// The latest snapshot: taken by the application, installed from a leader, or restored.
-    pub(crate) snapshot: SnapshotMeta,
-    /// A snapshot being received from the leader.
-    pub(crate) incoming: Option<Incoming>,
-    /// The write that installs the latest snapshot received; it is applied once durable.
-    pub(crate) install_write: u64,
-    pub(crate) snapshot_suggested: bool,
-    /// The highest index known committed (volatile, Raft Figure 2).
-    pub(crate) commit: Index,
-    /// The highest index the adapter reported applied.
-    pub(crate) applied: Index,
-    /// The highest index handed out in the apply lane.
-    pub(crate) emitted: Index,
-    pub(crate) election_elapsed: u32,
-    pub(crate) election_timeout: u32,
-    pub(crate) heartbeat_elapsed: u32,
-    /// Votes received in the current (pre-)election, excluding this node's own.
-    pub(crate) votes: heapless::Vec<(NodeId, bool), MAX_MEMBERS>,
-    /// The write that records this candidate's vote for itself; it counts once durable.
-    pub(crate) self_vote_write: u64,
-    /// Leader only: progress of every other member.
-    pub(crate) peers: heapless::Vec<Progress, MAX_MEMBERS>,
-    pub(crate) reads: ReadIndex,
-    pub(crate) transfer: Option<Transfer>,
-    pub(crate) durability: Durability,
-    pub(crate) stats: Stats,
+    /// What every role has.
+    s: Shared,
+    /// The role, with what only that role has.
+    role: RoleState,
+    rng: R,
+    /// The last ReadIndex round this node started, in any of its leaderships.
+    read_round: u64,
+    /// The role, term and leader last told in an [`Event::StateChanged`].
     reported: (Role, Term, Option<NodeId>),
 }
 
@@ -96,10 +59,8 @@ impl<R: Rng> Node<R> {
             config.election_ticks_max,
         );
         let log = RaftLog::restored(state.snapshot.last, state.entries);
-        let mut node = Self {
+        let mut s = Shared {
             id: config.id,
-            rng,
-            role: Role::Follower,
             term: state.hard_state.term,
             vote: state.hard_state.vote,
             leader: None,
@@ -116,20 +77,19 @@ impl<R: Rng> Node<R> {
             emitted: state.applied,
             election_elapsed: 0,
             election_timeout,
-            heartbeat_elapsed: 0,
-            votes: heapless::Vec::new(),
-            self_vote_write: 0,
-            peers: heapless::Vec::new(),
-            reads: ReadIndex::default(),
-            transfer: None,
             durability: Durability::default(),
             stats: Stats::default(),
-            reported: (Role::Follower, state.hard_state.term, None),
             config,
         };
         // The configuration in force is the latest in the log, committed or not.
-        node.refresh_membership();
-        Ok(node)
+        s.refresh_membership();
+        Ok(Self {
+            reported: (Role::Follower, s.term, None),
+            s,
+            role: RoleState::Follower,
+            rng,
+            read_round: 0,
+        })
     }
 
     /// Feeds one input to the node; what it wants done is appended to `out`.
@@ -150,19 +110,29 @@ impl<R: Rng> Node<R> {
             }
             Input::Message(m) => self.step_message(m, out),
             Input::Propose(data) => self.propose_entry(data, out).map(drop),
-            Input::Read(id) => self.read(id, out),
-            Input::TransferLeader(to) => self.transfer_leader(to, out),
+            Input::Read(id) => match &mut self.role {
+                RoleState::Leader(l) => l.read(&self.s, id, out),
+                _ => Err(self.not_leader().into()),
+            },
+            Input::TransferLeader(to) => match &mut self.role {
+                RoleState::Leader(l) => l.transfer_leader(&self.s, to, out),
+                _ => Err(self.not_leader().into()),
+            },
             Input::ChangeMembership(target) => self.start_change(&target, out).map(drop),
             Input::Campaign => self.campaign(false, out),
             Input::Persisted(id) => self.persisted(id, out),
             Input::Applied(index) => self.set_applied(index),
             Input::Unreachable(id) => {
-                self.unreachable(id);
+                if let RoleState::Leader(l) = &mut self.role {
+                    l.unreachable(id);
+                }
                 Ok(())
             }
             Input::SnapshotTaken(meta) => self.snapshot_taken(*meta, out),
             Input::SnapshotChunk(chunk) => {
-                self.snapshot_chunk(chunk, out);
+                if let RoleState::Leader(l) = &mut self.role {
+                    l.snapshot_chunk(&self.s, chunk, out);
+                }
                 Ok(())
             }
         };
@@ -200,54 +170,74 @@ impl<R: Rng> Node<R> {
         self.finish_step(result.map(drop), out).and(result)
     }
 
-    pub(crate) fn finish_step(
+    /// Starts a membership change towards `target` (leader only). Returns the id of the
+    /// configuration entry appended: the joint configuration, or `target` itself when only
+    /// learners change.
+    ///
+    /// Build `target` with [`Membership::with_changes`] from [`Node::membership`]. A node that
+    /// joins the cluster starts from [`Restored::initial`] with a membership naming the current
+    /// voters and itself as a learner; it adopts the cluster's real configuration as soon as the
+    /// leader's log reaches it.
+    ///
+    /// # Errors
+    /// [`Refusal::NotLeader`], [`Refusal::TransferInProgress`], [`Refusal::ChangePending`],
+    /// [`Refusal::InvalidMembership`], [`Refusal::Exhausted`].
+    pub fn change_membership(
+        &mut self,
+        target: &Membership,
+        out: &mut Outputs,
+    ) -> Result<LogId, StepError> {
+        let result = self.start_change(target, out);
+        self.finish_step(result.map(drop), out).and(result)
+    }
+
+    /// The metadata of a snapshot of the state machine as of `index`, for
+    /// [`Input::SnapshotTaken`].
+    ///
+    /// Call this when the state machine has applied exactly `index` and is about to be
+    /// snapshotted. `None` if `index` has not been applied or is no longer in the log.
+    #[must_use]
+    pub fn snapshot_meta(&self, index: Index) -> Option<SnapshotMeta> {
+        self.s.snapshot_meta(index)
+    }
+
+    /// The latest snapshot (`LogId::ZERO` for none).
+    #[must_use]
+    pub fn snapshot(&self) -> &SnapshotMeta {
+        &self.s.snapshot
+    }
+
+    /// Checks the node's internal invariants (the simulator and the fuzzers run this after every
+    /// step).
+    ///
+    /// # Errors
+    /// The first invariant found broken.
+    #[cfg(any(test, feature = "sim"))]
+    pub fn check_invariants(&self) -> Result<(), crate::InvariantViolation> {
+        crate::invariants::check_node(&self.s, &self.role)
+    }
+
+    fn finish_step(
         &mut self,
         result: Result<(), StepError>,
         out: &mut Outputs,
     ) -> Result<(), StepError> {
-        self.emit_committed(out);
-        self.maybe_suggest_snapshot(out);
-        let now = (self.role, self.term, self.leader);
-        if now != self.reported {
-            self.reported = now;
-            out.events.push(Event::StateChanged {
-                role: self.role,
-                term: self.term,
-                leader: self.leader,
-            });
+        self.s.emit_committed(out);
+        self.s.maybe_suggest_snapshot(out);
+        let (role, term, leader) = (self.role(), self.s.term, self.s.leader);
+        if (role, term, leader) != self.reported {
+            self.reported = (role, term, leader);
+            out.events.push(Event::StateChanged { role, term, leader });
         }
         match &result {
             Err(StepError::Rejected(r)) => {
-                self.stats.rejected += 1;
-                self.stats.last_rejected = Some(*r);
+                self.s.stats.rejected += 1;
+                self.s.stats.last_rejected = Some(*r);
             }
-            Err(StepError::Refused(_)) => self.stats.refused += 1,
+            Err(StepError::Refused(_)) => self.s.stats.refused += 1,
             _ => {}
         }
         result
-    }
-
-    /// Hands out, in order, what is both committed and durable here: a snapshot installed from
-    /// the leader, then entries.
-    fn emit_committed(&mut self, out: &mut Outputs) {
-        if self.emitted < self.log.base().index {
-            // The log now starts after a snapshot the state machine has not loaded.
-            if !self.durability.is_acked(self.install_write) {
-                return;
-            }
-            out.apply
-                .push(Apply::Snapshot(Box::new(self.snapshot.clone())));
-            self.emitted = self.snapshot.last.index;
-        }
-        let upto = self.commit.min(self.log.persisted());
-        while self.emitted < upto {
-            let next = Index(self.emitted.0 + 1);
-            let Some(entry) = self.log.entry(next) else {
-                break;
-            };
-            out.apply.push(Apply::Entry(entry.clone()));
-            self.emitted = next;
-        }
     }
 
     // ---- accessors -------------------------------------------------------------------------
@@ -255,61 +245,61 @@ impl<R: Rng> Node<R> {
     /// This node's id.
     #[must_use]
     pub fn id(&self) -> NodeId {
-        self.id
+        self.s.id
     }
 
     /// Its current role.
     #[must_use]
     pub fn role(&self) -> Role {
-        self.role
+        self.role.role()
     }
 
     /// Its current term.
     #[must_use]
     pub fn term(&self) -> Term {
-        self.term
+        self.s.term
     }
 
     /// The leader it knows of, if any.
     #[must_use]
     pub fn leader(&self) -> Option<NodeId> {
-        self.leader
+        self.s.leader
     }
 
     /// The highest index it knows committed.
     #[must_use]
     pub fn commit_index(&self) -> Index {
-        self.commit
+        self.s.commit
     }
 
     /// The highest index the adapter reported applied.
     #[must_use]
     pub fn applied_index(&self) -> Index {
-        self.applied
+        self.s.applied
     }
 
     /// The last entry of its log.
     #[must_use]
     pub fn last_log(&self) -> LogId {
-        self.log.last()
+        self.s.log.last()
     }
 
     /// The configuration in force.
     #[must_use]
     pub fn membership(&self) -> &Membership {
-        &self.membership
+        &self.s.membership
     }
 
     /// Counters of what it has seen.
     #[must_use]
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.s.stats
     }
 
     /// The configuration it runs with.
     #[must_use]
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.s.config
     }
 
     /// How many ticks can pass before a timer fires (an election, a heartbeat, a CheckQuorum
@@ -317,21 +307,12 @@ impl<R: Rng> Node<R> {
     /// ahead. Always at least 1.
     #[must_use]
     pub fn ticks_until_timer(&self) -> u32 {
-        match self.role {
-            Role::Leader => {
-                let hb = self
-                    .config
-                    .heartbeat_ticks
-                    .saturating_sub(self.heartbeat_elapsed);
-                let cq = self
-                    .config
-                    .election_ticks_min
-                    .saturating_sub(self.election_elapsed);
-                hb.min(cq).max(1)
-            }
-            _ if self.may_campaign() => self
+        match &self.role {
+            RoleState::Leader(l) => l.ticks_until_timer(&self.s),
+            _ if self.s.may_campaign() => self
+                .s
                 .election_timeout
-                .saturating_sub(self.election_elapsed)
+                .saturating_sub(self.s.election_elapsed)
                 .max(1),
             _ => u32::MAX,
         }
@@ -340,149 +321,144 @@ impl<R: Rng> Node<R> {
     /// A snapshot of the node's state for operators.
     #[must_use]
     pub fn status(&self) -> Status {
-        let mut peers = heapless::Vec::new();
-        for p in &self.peers {
-            // Cannot overflow: both vectors hold at most MAX_MEMBERS.
-            let _ = peers.push(p.status());
-        }
+        let s = &self.s;
         Status {
-            id: self.id,
-            role: self.role,
-            term: self.term,
-            vote: self.vote,
-            leader: self.leader,
-            commit: self.commit,
-            applied: self.applied,
-            last_log: self.log.last(),
-            persisted: self.log.persisted(),
-            snapshot: self.snapshot.last,
-            log_len: self.log.len(),
-            membership: self.membership.clone(),
-            peers,
+            id: s.id,
+            role: self.role(),
+            term: s.term,
+            vote: s.vote,
+            leader: s.leader,
+            commit: s.commit,
+            applied: s.applied,
+            last_log: s.log.last(),
+            persisted: s.log.persisted(),
+            snapshot: s.snapshot.last,
+            log_len: s.log.len(),
+            membership: s.membership.clone(),
+            peers: match &self.role {
+                RoleState::Leader(l) => l.peer_statuses(),
+                _ => heapless::Vec::new(),
+            },
         }
+    }
+
+    // ---- requests ----------------------------------------------------------------------------
+
+    fn not_leader(&self) -> Refusal {
+        Refusal::NotLeader {
+            leader: self.s.leader,
+        }
+    }
+
+    fn propose_entry(&mut self, data: Payload, out: &mut Outputs) -> Result<LogId, StepError> {
+        self.propose_entries(core::slice::from_ref(&data), out)?
+            .ok_or(StepError::Refused(Refusal::Exhausted))
+    }
+
+    fn propose_entries(
+        &mut self,
+        commands: &[Payload],
+        out: &mut Outputs,
+    ) -> Result<Option<LogId>, StepError> {
+        match &mut self.role {
+            RoleState::Leader(l) => l.propose_entries(&mut self.s, commands, out),
+            _ => Err(self.not_leader().into()),
+        }
+    }
+
+    fn start_change(&mut self, target: &Membership, out: &mut Outputs) -> Result<LogId, StepError> {
+        match &mut self.role {
+            RoleState::Leader(l) => l.start_change(&mut self.s, target, out),
+            _ => Err(self.not_leader().into()),
+        }
+    }
+
+    /// Carries out what a leader's handler asked for: stepping down, or an error to return.
+    fn carry_out(&mut self, result: Result<(), Halt>, out: &mut Outputs) -> Result<(), StepError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(Halt::StepDown) => {
+                self.step_down(out);
+                Ok(())
+            }
+            Err(Halt::Error(e)) => Err(e),
+        }
+    }
+
+    /// Back to follower in the current term, with no known leader: a leader whose CheckQuorum
+    /// failed or that was removed, a candidate that lost.
+    fn step_down(&mut self, out: &mut Outputs) {
+        let term = self.s.term;
+        self.become_follower(term, None, out);
     }
 
     // ---- acknowledgements --------------------------------------------------------------------
 
-    fn persisted(&mut self, id: crate::WriteId, out: &mut Outputs) -> Result<(), StepError> {
-        let acked = self.durability.ack(id).ok_or(Misuse::UnknownWrite)?;
+    fn persisted(&mut self, id: WriteId, out: &mut Outputs) -> Result<(), StepError> {
+        let acked = self.s.durability.ack(id).ok_or(Misuse::UnknownWrite)?;
         if let Some(index) = acked.persisted {
-            self.log.set_persisted(index);
+            self.s.log.set_persisted(index);
         }
-        out.sends.extend(self.durability.release());
-        let role = self.role;
-        match role {
-            Role::Leader if self.maybe_commit(out) => self.broadcast_append(true, out),
-            Role::Candidate => self.tally(out),
-            _ => {}
+        out.sends.extend(self.s.durability.release());
+        let outcome = match &mut self.role {
+            RoleState::Leader(l) => l.persisted(&mut self.s, out),
+            RoleState::Candidate(_) => {
+                self.tally(out);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if outcome == Err(StepDown) {
+            self.step_down(out);
         }
         Ok(())
     }
 
     fn set_applied(&mut self, index: Index) -> Result<(), StepError> {
-        if index > self.emitted {
+        if index > self.s.emitted {
             return Err(Misuse::AppliedPastEmitted {
                 index,
-                emitted: self.emitted,
+                emitted: self.s.emitted,
             }
             .into());
         }
-        self.applied = self.applied.max(index);
+        self.s.applied = self.s.applied.max(index);
         Ok(())
     }
 
-    fn unreachable(&mut self, id: NodeId) {
-        if let Some(p) = self.peers.iter_mut().find(|p| p.id == id) {
-            if p.state == ReplicationState::Replicate {
-                p.become_probe();
+    fn snapshot_taken(&mut self, meta: SnapshotMeta, out: &mut Outputs) -> Result<(), StepError> {
+        if self.s.snapshot_taken(meta)? {
+            if let RoleState::Leader(l) = &mut self.role {
+                l.restart_transfers(&self.s, out);
             }
         }
-    }
-
-    // ---- durable state -----------------------------------------------------------------------
-
-    /// Records the current term and vote in the write of this step.
-    pub(crate) fn persist_hard_state(&mut self, out: &mut Outputs) {
-        let hs = HardState {
-            term: self.term,
-            vote: self.vote,
-        };
-        self.durability
-            .write(out, self.log.last_index(), |w| w.hard_state = Some(hs));
-    }
-
-    /// Sends a response once every write issued so far is durable.
-    pub(crate) fn respond(&mut self, to: NodeId, term: Term, body: MessageBody, out: &mut Outputs) {
-        let msg = Message {
-            from: self.id,
-            to,
-            term,
-            body,
-        };
-        self.durability.send_after_writes(msg, out);
-    }
-
-    /// Sends a request now (requests depend on nothing unconfirmed, Raft thesis §10.2.1).
-    pub(crate) fn send(&self, to: NodeId, body: MessageBody, out: &mut Outputs) {
-        out.sends.push(Message {
-            from: self.id,
-            to,
-            term: self.term,
-            body,
-        });
+        Ok(())
     }
 
     // ---- time --------------------------------------------------------------------------------
 
     fn tick(&mut self, out: &mut Outputs) {
-        self.election_elapsed = self.election_elapsed.saturating_add(1);
-        if self.role == Role::Leader {
-            self.tick_leader(out);
-        } else if self.election_elapsed >= self.election_timeout && self.may_campaign() {
-            // A refusal here (the term is exhausted) leaves the node a follower; nothing to do.
-            let _ = self.campaign(false, out);
+        self.s.election_elapsed = self.s.election_elapsed.saturating_add(1);
+        let outcome = match &mut self.role {
+            RoleState::Leader(l) => l.tick(&mut self.s, out),
+            _ if self.s.election_elapsed >= self.s.election_timeout && self.s.may_campaign() => {
+                // A refusal here (the term is exhausted) leaves the node a follower; nothing to do.
+                let _ = self.campaign(false, out);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if outcome == Err(StepDown) {
+            self.step_down(out);
         }
     }
 
-    fn tick_leader(&mut self, out: &mut Outputs) {
-        self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
-        if let Some(t) = &mut self.transfer {
-            t.elapsed = t.elapsed.saturating_add(1);
-            if t.elapsed >= self.config.election_ticks_min {
-                // The target did not take over within an election timeout: resume service.
-                self.transfer = None;
-            }
-        }
-        if self.election_elapsed >= self.config.election_ticks_min {
-            self.election_elapsed = 0;
-            if self.config.check_quorum {
-                let id = self.id;
-                let peers = &self.peers;
-                let active = self
-                    .membership
-                    .has_quorum(|m| m == id || peers.iter().any(|p| p.id == m && p.recent_active));
-                if !active {
-                    self.stats.check_quorum_step_downs += 1;
-                    self.become_follower(self.term, None, out);
-                    return;
-                }
-                for p in &mut self.peers {
-                    p.recent_active = false;
-                }
-            }
-        }
-        if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
-            self.heartbeat_elapsed = 0;
-            self.broadcast_heartbeat(out);
-        }
-    }
-
-    pub(crate) fn reset_election_timer(&mut self) {
-        self.election_elapsed = 0;
-        self.election_timeout = random_timeout(
+    fn reset_election_timer(&mut self) {
+        self.s.election_elapsed = 0;
+        self.s.election_timeout = random_timeout(
             &mut self.rng,
-            self.config.election_ticks_min,
-            self.config.election_ticks_max,
+            self.s.config.election_ticks_min,
+            self.s.config.election_ticks_max,
         );
     }
 
@@ -491,77 +467,138 @@ impl<R: Rng> Node<R> {
     /// or raise its term on a vote request).
     fn in_lease(&self) -> bool {
         match self.role {
-            Role::Leader => self.config.check_quorum,
-            Role::Follower => {
-                self.leader.is_some() && self.election_elapsed < self.config.election_ticks_min
+            RoleState::Leader(_) => self.s.config.check_quorum,
+            RoleState::Follower => {
+                self.s.leader.is_some()
+                    && self.s.election_elapsed < self.s.config.election_ticks_min
             }
-            Role::PreCandidate | Role::Candidate => false,
+            RoleState::PreCandidate(_) | RoleState::Candidate(_) => false,
         }
     }
 
     // ---- roles -------------------------------------------------------------------------------
 
-    pub(crate) fn become_follower(
-        &mut self,
-        term: Term,
-        leader: Option<NodeId>,
-        out: &mut Outputs,
-    ) {
-        if term > self.term {
-            self.term = term;
-            self.vote = None;
-            self.persist_hard_state(out);
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>, out: &mut Outputs) {
+        if term > self.s.term {
+            self.s.term = term;
+            self.s.vote = None;
+            self.s.persist_hard_state(out);
         }
-        if self.role == Role::Leader {
-            self.stats.reads_aborted += self.reads.abort_all(out);
-            self.peers.clear();
-            self.transfer = None;
+        if let RoleState::Leader(l) = &mut self.role {
+            self.s.stats.reads_aborted += l.abort_reads(out);
+            self.read_round = l.reads.round();
         }
-        self.role = Role::Follower;
-        self.leader = leader;
-        self.votes.clear();
+        // Leaving a role drops its state: a leader's peers and transfer, a candidate's votes.
+        self.role = RoleState::Follower;
+        self.s.leader = leader;
         self.reset_election_timer();
     }
 
-    pub(crate) fn become_leader(&mut self, out: &mut Outputs) {
-        self.role = Role::Leader;
-        self.leader = Some(self.id);
-        self.stats.became_leader += 1;
-        self.votes.clear();
-        self.heartbeat_elapsed = 0;
-        self.election_elapsed = 0;
-        self.transfer = None;
-        self.peers.clear();
-        let last = self.log.last_index();
-        let next = last.next().unwrap_or(last);
-        for id in self.membership.members() {
-            if id != self.id {
-                let learner = !self.membership.is_voter(id);
-                // Cannot overflow: members() yields at most MAX_MEMBERS ids.
-                let _ = self.peers.push(Progress::new(id, learner, next));
+    fn become_leader(&mut self, out: &mut Outputs) {
+        self.s.leader = Some(self.s.id);
+        self.s.stats.became_leader += 1;
+        self.s.election_elapsed = 0;
+        self.role = RoleState::Leader(Leadership::new(&self.s, self.read_round));
+        let outcome = match &mut self.role {
+            RoleState::Leader(l) => l.start(&mut self.s, out),
+            _ => Ok(()),
+        };
+        if outcome == Err(StepDown) {
+            self.step_down(out);
+        }
+    }
+
+    /// Starts an election: a pre-vote round first if configured, unless `transfer` (a leader
+    /// handed over leadership, so the election must not wait or be ignored).
+    fn campaign(&mut self, transfer: bool, out: &mut Outputs) -> Result<(), StepError> {
+        if !self.s.may_campaign() {
+            return Err(Refusal::NotVoter.into());
+        }
+        if matches!(self.role, RoleState::Leader(_)) {
+            return Ok(());
+        }
+        self.s.stats.elections += 1;
+        if self.s.config.pre_vote && !transfer {
+            self.become_pre_candidate(out)
+        } else {
+            self.become_candidate(transfer, out)
+        }
+    }
+
+    fn become_pre_candidate(&mut self, out: &mut Outputs) -> Result<(), StepError> {
+        let proposed = self.s.term.next().ok_or(Refusal::Exhausted)?;
+        self.role = RoleState::PreCandidate(Votes::pre_vote());
+        self.s.leader = None;
+        self.reset_election_timer();
+        election::request_votes(&self.s, proposed, true, false, out);
+        self.tally(out);
+        Ok(())
+    }
+
+    fn become_candidate(&mut self, transfer: bool, out: &mut Outputs) -> Result<(), StepError> {
+        let term = self.s.term.next().ok_or(Refusal::Exhausted)?;
+        self.s.term = term;
+        self.s.vote = Some(self.s.id);
+        self.s.leader = None;
+        self.reset_election_timer();
+        self.s.persist_hard_state(out);
+        // The vote for itself counts only once it is durable.
+        self.role = RoleState::Candidate(Votes::election(self.s.durability.latest()));
+        election::request_votes(&self.s, term, false, transfer, out);
+        self.tally(out);
+        Ok(())
+    }
+
+    /// Counts the votes of the current (pre-)election and acts on the result.
+    fn tally(&mut self, out: &mut Outputs) {
+        let (result, pre_vote) = match &self.role {
+            RoleState::PreCandidate(v) => (v.tally(&self.s), true),
+            RoleState::Candidate(v) => (v.tally(&self.s), false),
+            _ => return,
+        };
+        match (result, pre_vote) {
+            (VoteResult::Won, true) => {
+                // A refusal (term exhausted) leaves the node a pre-candidate that times out.
+                let _ = self.become_candidate(false, out);
             }
+            (VoteResult::Won, false) => self.become_leader(out),
+            (VoteResult::Lost, _) => self.step_down(out),
+            (VoteResult::Pending, _) => {}
         }
-        // Raft §5.4.2 and §8: commit entries of earlier terms by committing one of this term.
-        if self
-            .append_entry(EntryKind::Noop, Payload::empty(), out)
-            .is_some()
-        {
-            self.broadcast_append(false, out);
+    }
+
+    fn handle_vote_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        granted: bool,
+        pre_vote: bool,
+        out: &mut Outputs,
+    ) {
+        let current = match (&self.role, pre_vote) {
+            // Grants carry the proposed term, refusals this node's own.
+            (RoleState::PreCandidate(_), true) if granted => self.s.term.next() == Some(term),
+            (RoleState::PreCandidate(_), true) => term == self.s.term,
+            (RoleState::Candidate(_), false) => term == self.s.term,
+            _ => false,
+        };
+        if !current || !self.s.membership.is_voter(from) {
+            return;
         }
-        // A lone voter commits as soon as its own write is durable.
-        if self.maybe_commit(out) {
-            self.broadcast_append(true, out);
+        if let RoleState::PreCandidate(v) | RoleState::Candidate(v) = &mut self.role {
+            v.record(from, granted);
         }
+        self.tally(out);
     }
 
     // ---- messages ----------------------------------------------------------------------------
 
     fn step_message(&mut self, m: Message, out: &mut Outputs) -> Result<(), StepError> {
-        self.validate(&m)?;
+        validate(&self.s, &m)?;
         let Message {
             from, term, body, ..
         } = m;
-        if term > self.term {
+        if term > self.s.term {
             match &body {
                 MessageBody::VoteRequest {
                     pre_vote,
@@ -569,7 +606,7 @@ impl<R: Rng> Node<R> {
                     ..
                 } => {
                     if !leader_transfer && self.in_lease() {
-                        self.stats.votes_ignored_in_lease += 1;
+                        self.s.stats.votes_ignored_in_lease += 1;
                         return Ok(());
                     }
                     if !pre_vote {
@@ -588,8 +625,8 @@ impl<R: Rng> Node<R> {
                 }
                 _ => self.become_follower(term, None, out),
             }
-        } else if term < self.term {
-            self.stats.stale_term += 1;
+        } else if term < self.s.term {
+            self.s.stats.stale_term += 1;
             match body {
                 // A deposed leader, or one this node outran in a partition: tell it the newer
                 // term so it steps down (it would otherwise never learn it, since vote requests
@@ -600,7 +637,7 @@ impl<R: Rng> Node<R> {
                     let body = MessageBody::AppendResponse {
                         outcome: AppendOutcome::Outdated,
                     };
-                    self.respond(from, self.term, body, out);
+                    self.s.respond(from, self.s.term, body, out);
                 }
                 // Figure 2: "reply false if term < currentTerm", with the current term, so that a
                 // candidate that fell behind (its requests ignored, its elections going nowhere)
@@ -610,7 +647,7 @@ impl<R: Rng> Node<R> {
                         granted: false,
                         pre_vote,
                     };
-                    self.respond(from, self.term, body, out);
+                    self.s.respond(from, self.s.term, body, out);
                 }
                 _ => {}
             }
@@ -621,7 +658,7 @@ impl<R: Rng> Node<R> {
             MessageBody::VoteRequest {
                 last_log, pre_vote, ..
             } => {
-                self.handle_vote_request(from, term, last_log, pre_vote, out);
+                election::handle_vote_request(&mut self.s, from, term, last_log, pre_vote, out);
                 Ok(())
             }
             MessageBody::VoteResponse { granted, pre_vote } => {
@@ -634,23 +671,29 @@ impl<R: Rng> Node<R> {
                 commit,
             } => {
                 self.follow(from, out)?;
-                self.handle_append(from, prev, entries, commit, out);
+                self.s.handle_append(from, prev, entries, commit, out);
                 Ok(())
             }
-            MessageBody::AppendResponse { outcome } => {
-                self.handle_append_response(from, outcome, out)
-            }
+            MessageBody::AppendResponse { outcome } => match &mut self.role {
+                RoleState::Leader(l) => {
+                    let result = l.handle_append_response(&mut self.s, from, outcome, out);
+                    self.carry_out(result, out)
+                }
+                _ => Ok(()),
+            },
             MessageBody::Heartbeat { commit, read_round } => {
                 self.follow(from, out)?;
-                self.handle_heartbeat(from, commit, read_round, out);
+                self.s.handle_heartbeat(from, commit, read_round, out);
                 Ok(())
             }
             MessageBody::HeartbeatResponse { read_round } => {
-                self.handle_heartbeat_response(from, read_round, out);
+                if let RoleState::Leader(l) = &mut self.role {
+                    l.handle_heartbeat_response(&self.s, from, read_round, out);
+                }
                 Ok(())
             }
             MessageBody::TimeoutNow => {
-                if self.role == Role::Follower && self.leader == Some(from) {
+                if matches!(self.role, RoleState::Follower) && self.s.leader == Some(from) {
                     self.campaign(true, out)?;
                 }
                 Ok(())
@@ -662,149 +705,45 @@ impl<R: Rng> Node<R> {
                 done,
             } => {
                 self.follow(from, out)?;
-                self.handle_install_snapshot(from, meta, offset, data, done, out);
+                self.s
+                    .handle_install_snapshot(from, meta, offset, data, done, out);
                 Ok(())
             }
             MessageBody::SnapshotResponse {
                 snapshot,
                 received,
                 installed,
-            } => self.handle_snapshot_response(from, snapshot, received, installed, out),
-        }
-    }
-
-    /// Checks what can be checked before any state changes.
-    fn validate(&self, m: &Message) -> Result<(), Reject> {
-        if m.to != self.id {
-            return Err(Reject::WrongRecipient { to: m.to });
-        }
-        if m.from == self.id {
-            return Err(Reject::FromSelf);
-        }
-        // Requests are processed from any sender (Raft thesis §4.1): a leader or candidate of a
-        // configuration this node has not yet received must be heard, or the node could never
-        // catch up with it. Responses come only from members this node asked.
-        let request = matches!(
-            m.body,
-            MessageBody::AppendEntries { .. }
-                | MessageBody::Heartbeat { .. }
-                | MessageBody::InstallSnapshot { .. }
-                | MessageBody::VoteRequest { .. }
-                | MessageBody::TimeoutNow
-        );
-        if !request && !self.membership.contains(m.from) {
-            return Err(Reject::UnknownSender { from: m.from });
-        }
-        if m.term.next().is_none() {
-            return Err(Reject::Overflow);
-        }
-        match &m.body {
-            MessageBody::VoteRequest { last_log, .. } if last_log.term > m.term => {
-                Err(Reject::MalformedVoteRequest)
-            }
-            MessageBody::AppendEntries { prev, entries, .. } => {
-                let mut last = *prev;
-                if last.term > m.term {
-                    return Err(Reject::MalformedEntries);
+            } => match &mut self.role {
+                RoleState::Leader(l) => {
+                    let result = l.handle_snapshot_response(
+                        &mut self.s,
+                        from,
+                        snapshot,
+                        received,
+                        installed,
+                        out,
+                    );
+                    self.carry_out(result, out)
                 }
-                for e in entries {
-                    let index = last.index.next().ok_or(Reject::Overflow)?;
-                    if e.id.index != index || e.id.term < last.term || e.id.term > m.term {
-                        return Err(Reject::MalformedEntries);
-                    }
-                    if e.kind == EntryKind::Config && Membership::decode(&e.data).is_err() {
-                        return Err(Reject::MalformedEntries);
-                    }
-                    last = e.id;
-                }
-                Ok(())
-            }
-            MessageBody::InstallSnapshot {
-                meta, offset, data, ..
-            } => {
-                if meta.last.term > m.term || meta.last.index == Index::ZERO {
-                    return Err(Reject::MalformedSnapshot);
-                }
-                offset
-                    .checked_add(data.len() as u64)
-                    .map(drop)
-                    .ok_or(Reject::Overflow)
-            }
-            MessageBody::Heartbeat { commit, .. }
-                if m.term >= self.term && *commit > self.log.last_index() =>
-            {
-                Err(Reject::CommitPastLog {
-                    commit: *commit,
-                    last: self.log.last_index(),
-                })
-            }
-            _ => Ok(()),
+                _ => Ok(()),
+            },
         }
     }
 
     /// A message from the leader of this node's term: follow it.
     fn follow(&mut self, from: NodeId, out: &mut Outputs) -> Result<(), Reject> {
         match self.role {
-            Role::Leader => return Err(Reject::ConflictingLeader { from }),
-            Role::Candidate | Role::PreCandidate => {
-                self.become_follower(self.term, Some(from), out)
+            RoleState::Leader(_) => return Err(Reject::ConflictingLeader { from }),
+            RoleState::Candidate(_) | RoleState::PreCandidate(_) => {
+                let term = self.s.term;
+                self.become_follower(term, Some(from), out);
             }
-            Role::Follower => match self.leader {
+            RoleState::Follower => match self.s.leader {
                 Some(l) if l != from => return Err(Reject::ConflictingLeader { from }),
-                _ => self.leader = Some(from),
+                _ => self.s.leader = Some(from),
             },
         }
-        self.election_elapsed = 0;
+        self.s.election_elapsed = 0;
         Ok(())
-    }
-
-    // ---- leadership transfer (Raft thesis §3.10) ---------------------------------------------
-
-    fn transfer_leader(&mut self, target: NodeId, out: &mut Outputs) -> Result<(), StepError> {
-        if self.role != Role::Leader {
-            return Err(Refusal::NotLeader {
-                leader: self.leader,
-            }
-            .into());
-        }
-        if target == self.id || !self.membership.is_voter(target) {
-            return Err(Refusal::InvalidTransferTarget.into());
-        }
-        if self.transfer.is_some_and(|t| t.target == target) {
-            return Ok(());
-        }
-        self.transfer = Some(Transfer {
-            target,
-            elapsed: 0,
-            timeout_now_sent: false,
-        });
-        self.advance_transfer(out);
-        if let Some(i) = self.peer_index(target) {
-            self.send_append(i, true, out);
-        }
-        Ok(())
-    }
-
-    /// Sends TimeoutNow once the transfer target has caught up with the whole log.
-    pub(crate) fn advance_transfer(&mut self, out: &mut Outputs) {
-        let Some(t) = self.transfer else { return };
-        if t.timeout_now_sent {
-            return;
-        }
-        let last = self.log.last_index();
-        let caught_up = self
-            .peers
-            .iter()
-            .any(|p| p.id == t.target && p.match_index == last);
-        if caught_up {
-            self.send(t.target, MessageBody::TimeoutNow, out);
-            if let Some(t) = &mut self.transfer {
-                t.timeout_now_sent = true;
-            }
-        }
-    }
-
-    pub(crate) fn peer_index(&self, id: NodeId) -> Option<usize> {
-        self.peers.iter().position(|p| p.id == id)
     }
 }

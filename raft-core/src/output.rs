@@ -5,11 +5,11 @@ use alloc::vec::{Drain, Vec};
 
 use smallvec::SmallVec;
 
-use crate::input::ReadId;
 use crate::message::Message;
 use crate::restore::SnapshotMeta;
 use crate::status::Role;
-use crate::types::{Entry, HardState, Index, LogId, NodeId, Payload, Term};
+pub(crate) use crate::types::WriteId;
+use crate::types::{Entry, HardState, Index, LogId, NodeId, Payload, ReadId, Term};
 
 /// The outputs of one or more steps, sorted into lanes.
 ///
@@ -134,19 +134,6 @@ impl Outputs {
         self.reads.clear();
         self.chunk_requests.clear();
         self.events.clear();
-    }
-}
-
-/// The name of a write. Only the node can mint one; ids increase with every write.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct WriteId(pub(crate) u64);
-
-impl WriteId {
-    /// The number behind the id, for logs and metrics.
-    #[must_use]
-    pub const fn get(self) -> u64 {
-        self.0
     }
 }
 

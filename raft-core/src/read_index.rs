@@ -4,9 +4,8 @@
 
 use alloc::collections::VecDeque;
 
-use crate::input::ReadId;
 use crate::output::{Outputs, ReadResult};
-use crate::types::Index;
+use crate::types::{Index, ReadId};
 
 #[derive(Debug, Clone, Copy)]
 struct PendingRead {
@@ -26,6 +25,16 @@ pub(crate) struct ReadIndex {
 }
 
 impl ReadIndex {
+    /// No reads yet; the first round will be `after + 1`. A node numbers its rounds on from its
+    /// previous leadership's (responses from an earlier term never count, so restarting at 0
+    /// would be as safe; continuing keeps every heartbeat's round what it always was).
+    pub(crate) fn continuing_after(after: u64) -> Self {
+        Self {
+            round: after,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.confirming.len() + self.waiting_for_commit.len()
     }
@@ -93,52 +102,5 @@ impl ReadIndex {
             n += 1;
         }
         n
-    }
-}
-
-impl<R: rand_core::Rng> crate::Node<R> {
-    pub(crate) fn read(&mut self, id: ReadId, out: &mut Outputs) -> Result<(), crate::StepError> {
-        use crate::error::Refusal;
-        if self.role != crate::Role::Leader {
-            return Err(Refusal::NotLeader {
-                leader: self.leader,
-            }
-            .into());
-        }
-        if self.reads.len() >= self.config.max_pending_reads as usize {
-            return Err(Refusal::TooManyReads.into());
-        }
-        if self.log.term_at(self.commit) != Some(self.term) {
-            // Until it commits an entry of its own term, a new leader does not know the commit
-            // index of the cluster (thesis §6.4 step 1).
-            self.reads.wait_for_commit(id);
-            return Ok(());
-        }
-        // A deliberately broken build for the chaos runner's teeth: never in a normal build.
-        #[cfg(feature = "bug-read-index-no-heartbeat")]
-        if self.role == crate::Role::Leader {
-            let index = self.commit;
-            out.reads.push(ReadResult::Ready { id, index });
-            return Ok(());
-        }
-        self.reads.start(id, self.commit);
-        self.broadcast_heartbeat(out);
-        self.confirm_reads(out);
-        Ok(())
-    }
-
-    /// Releases the reads whose heartbeat round a quorum (this leader included) confirmed.
-    pub(crate) fn confirm_reads(&mut self, out: &mut Outputs) {
-        let id = self.id;
-        let peers = &self.peers;
-        let membership = &self.membership;
-        self.reads.confirm(
-            |round| {
-                membership.has_quorum(|m| {
-                    m == id || peers.iter().any(|p| p.id == m && p.read_round >= round)
-                })
-            },
-            out,
-        );
     }
 }

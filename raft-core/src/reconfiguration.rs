@@ -26,121 +26,104 @@
 //! the leader has committed an entry of its own term (without that, a new leader could append a
 //! configuration that conflicts with an uncommitted one of an earlier term).
 
-use rand_core::Rng;
-
 use crate::error::{Refusal, StepError};
+use crate::leader::{Leadership, StepDown};
 use crate::membership::Membership;
 use crate::message::MessageBody;
-use crate::node::Node;
 use crate::output::Outputs;
 use crate::progress::Progress;
-use crate::status::Role;
-use crate::types::{EntryKind, Index, LogId, Payload};
+use crate::shared::Shared;
+use crate::types::{EntryKind, LogId, Payload};
 
-impl<R: Rng> Node<R> {
-    /// Starts a membership change towards `target` (leader only). Returns the id of the
-    /// configuration entry appended: the joint configuration, or `target` itself when only
-    /// learners change.
-    ///
-    /// Build `target` with [`Membership::with_changes`] from [`Node::membership`]. A node that
-    /// joins the cluster starts from [`Restored::initial`](crate::Restored::initial) with a
-    /// membership naming the current voters and itself as a learner; it adopts the cluster's
-    /// real configuration as soon as the leader's log reaches it.
-    ///
-    /// # Errors
-    /// [`Refusal::NotLeader`], [`Refusal::TransferInProgress`], [`Refusal::ChangePending`],
-    /// [`Refusal::InvalidMembership`], [`Refusal::Exhausted`].
-    pub fn change_membership(
-        &mut self,
-        target: &Membership,
-        out: &mut Outputs,
-    ) -> Result<LogId, StepError> {
-        let result = self.start_change(target, out);
-        self.finish_step(result.map(drop), out).and(result)
-    }
-
+impl Leadership {
+    /// Starts a membership change towards `target`. Returns the id of the configuration entry
+    /// appended: the joint configuration, or `target` itself when only learners change.
     pub(crate) fn start_change(
         &mut self,
+        s: &mut Shared,
         target: &Membership,
         out: &mut Outputs,
     ) -> Result<LogId, StepError> {
         self.check_can_append()?;
-        if self.membership.is_joint()
-            || self.config_index > self.commit
-            || self.log.term_at(self.commit) != Some(self.term)
+        if s.membership.is_joint()
+            || s.config_index > s.commit
+            || s.log.term_at(s.commit) != Some(s.term)
         {
             return Err(Refusal::ChangePending.into());
         }
-        let next = self
+        let next = s
             .membership
             .transition_to(target)
             .map_err(Refusal::InvalidMembership)?;
-        let id = self.append_config(next, out).ok_or(Refusal::Exhausted)?;
-        self.broadcast_append(false, out);
+        let id = self.append_config(s, next, out).ok_or(Refusal::Exhausted)?;
+        self.broadcast_append(s, false, out);
         Ok(id)
     }
 
-    /// Appends a configuration entry (leader only) and puts it in force.
-    fn append_config(&mut self, membership: Membership, out: &mut Outputs) -> Option<LogId> {
+    /// Appends a configuration entry and puts it in force.
+    fn append_config(
+        &mut self,
+        s: &mut Shared,
+        membership: Membership,
+        out: &mut Outputs,
+    ) -> Option<LogId> {
         let data = Payload::from(membership.encode());
-        let id = self.append_entry(EntryKind::Config, data, out)?;
-        self.adopt_membership(membership, id.index);
+        let id = self.append_entry(s, EntryKind::Config, data, out)?;
+        s.adopt_membership(membership, id.index);
+        self.track_members(s);
         Some(id)
     }
 
-    /// Called whenever the leader's commit index advances: leaves a committed joint
-    /// configuration, and steps down once a configuration without this node is committed.
-    pub(crate) fn after_commit(&mut self, out: &mut Outputs) {
-        if self.role != Role::Leader || self.commit < self.config_index {
-            return;
+    /// Called whenever the commit index advances: leaves a committed joint configuration, and
+    /// steps down once a configuration without this node is committed.
+    pub(crate) fn after_commit(
+        &mut self,
+        s: &mut Shared,
+        out: &mut Outputs,
+    ) -> Result<(), StepDown> {
+        if s.commit < s.config_index {
+            return Ok(());
         }
-        if self.membership.is_joint() {
-            let target = self.membership.leave_joint();
-            if self.append_config(target, out).is_some() {
-                self.broadcast_append(false, out);
+        if s.membership.is_joint() {
+            let target = s.membership.leave_joint();
+            if self.append_config(s, target, out).is_some() {
+                self.broadcast_append(s, false, out);
             }
-        } else if !self.membership.is_voter(self.id) {
-            self.step_down_removed(out);
+        } else if !s.membership.is_voter(s.id) {
+            return Err(self.step_down_removed(s, out));
         }
+        Ok(())
     }
 
     /// This leader is not a voter of the committed configuration: hand over to the voter that
     /// holds the whole log, if any (so the cluster need not wait out an election timeout), and
     /// step down. The node never campaigns again unless a later configuration makes it a voter.
-    fn step_down_removed(&mut self, out: &mut Outputs) {
-        let last = self.log.last_index();
+    fn step_down_removed(&self, s: &mut Shared, out: &mut Outputs) -> StepDown {
+        let last = s.log.last_index();
         let successor = self
             .peers
             .iter()
-            .filter(|p| p.match_index == last && self.membership.is_voter(p.id))
+            .filter(|p| p.match_index == last && s.membership.is_voter(p.id))
             .map(|p| p.id)
             .next();
         if let Some(to) = successor {
-            self.send(to, MessageBody::TimeoutNow, out);
+            s.send(to, MessageBody::TimeoutNow, out);
         }
-        self.stats.removed_step_downs += 1;
-        self.become_follower(self.term, None, out);
+        s.stats.removed_step_downs += 1;
+        StepDown
     }
 
-    /// Puts `membership`, found in the log at `index`, in force. A leader starts replicating to
-    /// new members and stops tracking removed ones.
-    pub(crate) fn adopt_membership(&mut self, membership: Membership, index: Index) {
-        self.voted_before_config = !membership.is_voter(self.id)
-            && index > self.snapshot.last.index
-            && self.membership_as_of(index.prev()).0.is_voter(self.id);
-        self.membership = membership;
-        self.config_index = index;
-        if self.role != Role::Leader {
-            return;
-        }
-        let membership = &self.membership;
+    /// The configuration in force changed: replicate to new members, stop tracking removed ones,
+    /// and drop a transfer to a node that no longer votes.
+    pub(crate) fn track_members(&mut self, s: &Shared) {
+        let membership = &s.membership;
         self.peers.retain(|p| membership.contains(p.id));
         for p in &mut self.peers {
             p.learner = !membership.is_voter(p.id);
         }
-        let next = self.log.last_index();
+        let next = s.log.last_index();
         for id in membership.members() {
-            if id != self.id && !self.peers.iter().any(|p| p.id == id) {
+            if id != s.id && !self.peers.iter().any(|p| p.id == id) {
                 // Cannot overflow: members() yields at most MAX_MEMBERS ids.
                 let _ = self
                     .peers
@@ -149,45 +132,9 @@ impl<R: Rng> Node<R> {
         }
         if self
             .transfer
-            .is_some_and(|t| !self.membership.is_voter(t.target))
+            .is_some_and(|t| !membership.is_voter(t.target()))
         {
             self.transfer = None;
         }
-    }
-
-    /// Whether this node may start an election: it votes in the configuration in force, or it
-    /// voted in the one before and the one in force is not yet known committed. Without the
-    /// second case a cluster can deadlock: a leader appends a configuration without itself and
-    /// crashes; a remaining voter, still in the joint configuration, needs this node's vote,
-    /// which it cannot get, since this node's log is ahead (Raft thesis §4.2.2).
-    pub(crate) fn may_campaign(&self) -> bool {
-        self.membership.is_voter(self.id)
-            || (self.voted_before_config && self.config_index > self.commit)
-    }
-
-    /// Recomputes the configuration in force from the log: the latest configuration entry after
-    /// the snapshot, else the snapshot's. Called after the log lost or gained configuration
-    /// entries by truncation, snapshot installation or restart.
-    pub(crate) fn refresh_membership(&mut self) {
-        let (membership, index) = self.membership_as_of(self.log.last_index());
-        self.adopt_membership(membership, index);
-    }
-
-    /// The configuration in force at `index` (at or after the snapshot), and the index of the
-    /// entry that set it (the snapshot's index if it comes from the snapshot).
-    pub(crate) fn membership_as_of(&self, index: Index) -> (Membership, Index) {
-        let floor = self.snapshot.last.index;
-        let mut i = index.min(self.log.last_index());
-        while i > floor {
-            if let Some(e) = self.log.entry(i) {
-                if e.kind == EntryKind::Config {
-                    if let Ok(m) = Membership::decode(&e.data) {
-                        return (m, i);
-                    }
-                }
-            }
-            i = i.prev();
-        }
-        (self.snapshot.membership.clone(), floor)
     }
 }

@@ -1,54 +1,44 @@
-//! Log replication (Raft §5.3) and commitment (§5.4.2): the leader's side (proposals, sending
-//! AppendEntries with batching, pipelining and flow control, counting matches) and the
-//! follower's (the AppendEntries receiver rules, heartbeats).
+//! Log replication (Raft §5.3) and commitment (§5.4.2), the leader's side: proposals, sending
+//! AppendEntries with batching, pipelining and flow control, counting matches, heartbeats. The
+//! follower's side is in `follower`.
 
-use rand_core::Rng;
 use smallvec::SmallVec;
 
 use crate::error::{Refusal, Reject, StepError};
-use crate::message::{AppendOutcome, MessageBody};
-use crate::node::Node;
+use crate::leader::{Halt, Leadership, StepDown};
+use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::output::Outputs;
-use crate::status::{ReplicationState, Role};
-use crate::types::{Entry, EntryKind, Index, LogId, NodeId, Payload};
+use crate::shared::Shared;
+use crate::status::ReplicationState;
+use crate::types::{Entry, EntryKind, Index, LogId, NodeId, Payload, Term};
 
-impl<R: Rng> Node<R> {
-    // ---- leader ------------------------------------------------------------------------------
-
-    pub(crate) fn propose_entry(
-        &mut self,
-        data: Payload,
-        out: &mut Outputs,
-    ) -> Result<LogId, StepError> {
-        self.propose_entries(core::slice::from_ref(&data), out)?
-            .ok_or(StepError::Refused(Refusal::Exhausted))
-    }
-
+impl Leadership {
     /// Appends the commands as consecutive entries of one write, then replicates them: all or
     /// none (every size is checked first). Returns the id of the last entry.
     pub(crate) fn propose_entries(
         &mut self,
+        s: &mut Shared,
         commands: &[Payload],
         out: &mut Outputs,
     ) -> Result<Option<LogId>, StepError> {
         self.check_can_append()?;
         if commands
             .iter()
-            .any(|c| c.len() as u64 > self.config.max_entry_bytes)
+            .any(|c| c.len() as u64 > s.config.max_entry_bytes)
         {
             return Err(Refusal::TooLarge.into());
         }
         if commands.is_empty() {
             return Ok(None);
         }
-        let first = self.log.last_index();
+        let first = s.log.last_index();
         let last = first
             .0
             .checked_add(commands.len() as u64)
             .ok_or(Refusal::Exhausted)?;
-        let term = self.term;
-        let log = &mut self.log;
-        self.durability.write(out, Index(last), |w| {
+        let term = s.term;
+        let log = &mut s.log;
+        s.durability.write(out, Index(last), |w| {
             w.entries.reserve(commands.len());
             for (i, data) in (first.0 + 1..).zip(commands) {
                 let entry = Entry {
@@ -63,49 +53,46 @@ impl<R: Rng> Node<R> {
                 w.entries.push(entry);
             }
         });
-        self.broadcast_append(false, out);
+        self.broadcast_append(s, false, out);
         Ok(Some(LogId {
             term,
             index: Index(last),
         }))
     }
 
-    /// Refuses a new entry unless this node leads and is not handing leadership over.
+    /// Refuses a new entry while leadership is being handed over.
     pub(crate) fn check_can_append(&self) -> Result<(), Refusal> {
-        if self.role != Role::Leader {
-            return Err(Refusal::NotLeader {
-                leader: self.leader,
-            });
-        }
         if self.transfer.is_some() {
             return Err(Refusal::TransferInProgress);
         }
         Ok(())
     }
 
-    /// Appends an entry of the current term to the leader's log and to the step's write.
+    /// Appends an entry of the current term to the leader's log and to the step's write (only a
+    /// leader may: hence `&self`).
     pub(crate) fn append_entry(
-        &mut self,
+        &self,
+        s: &mut Shared,
         kind: EntryKind,
         data: Payload,
         out: &mut Outputs,
     ) -> Option<LogId> {
-        let index = self.log.last_index().next()?;
+        let index = s.log.last_index().next()?;
         let id = LogId {
-            term: self.term,
+            term: s.term,
             index,
         };
         let entry = Entry { id, kind, data };
-        self.log.push(entry.clone());
-        self.durability.write(out, index, |w| w.entries.push(entry));
+        s.log.push(entry.clone());
+        s.durability.write(out, index, |w| w.entries.push(entry));
         Some(id)
     }
 
     /// Sends every follower what it is missing (and, with `send_if_empty`, at least the commit
     /// index).
-    pub(crate) fn broadcast_append(&mut self, send_if_empty: bool, out: &mut Outputs) {
+    pub(crate) fn broadcast_append(&mut self, s: &Shared, send_if_empty: bool, out: &mut Outputs) {
         for i in 0..self.peers.len() {
-            self.send_append(i, send_if_empty, out);
+            self.send_append(s, i, send_if_empty, out);
         }
     }
 
@@ -114,26 +101,32 @@ impl<R: Rng> Node<R> {
     /// When an AppendEntries to the same follower is still waiting in the sends lane and ends
     /// just before this batch, the batch is appended to it instead (up to the per-message
     /// limits): proposals stepped one by one between drains leave as one message per follower.
-    pub(crate) fn send_append(&mut self, i: usize, send_if_empty: bool, out: &mut Outputs) -> bool {
+    pub(crate) fn send_append(
+        &mut self,
+        s: &Shared,
+        i: usize,
+        send_if_empty: bool,
+        out: &mut Outputs,
+    ) -> bool {
         let scan = 2 * self.peers.len();
         let Some(p) = self.peers.get_mut(i) else {
             return false;
         };
-        let cfg = &self.config;
+        let cfg = &s.config;
         if p.paused(cfg.max_inflight_msgs, cfg.max_inflight_bytes) {
             return false;
         }
         let prev_index = p.next.prev();
-        let Some(prev_term) = self.log.term_at(prev_index) else {
+        let Some(prev_term) = s.log.term_at(prev_index) else {
             // Compacted away: only a snapshot can help this follower.
-            self.start_snapshot(i, out);
+            self.start_snapshot(s, i, out);
             return false;
         };
         let to = p.id;
         if p.state == ReplicationState::Replicate {
             if let Some(MessageBody::AppendEntries {
                 entries, commit, ..
-            }) = queued_append(&mut out.sends, to, self.term, prev_index, scan)
+            }) = queued_append(&mut out.sends, to, s.term, prev_index, scan)
             {
                 let room = cfg.max_msg_entries.saturating_sub(entries.len() as u32);
                 let used = p
@@ -141,28 +134,28 @@ impl<R: Rng> Node<R> {
                     .unwrap_or_else(|| entries.iter().map(Entry::size_estimate).sum());
                 let room_bytes = cfg.max_msg_bytes.saturating_sub(used);
                 let before = entries.len();
-                entries.extend(self.log.slice(p.next, room, room_bytes, false).cloned());
+                entries.extend(s.log.slice(p.next, room, room_bytes, false).cloned());
                 if let Some(last) = entries.last().filter(|_| entries.len() > before) {
                     let bytes = entries.iter().skip(before).map(Entry::size_estimate).sum();
                     p.sent(last.id.index, bytes, true);
-                    *commit = self.commit;
+                    *commit = s.commit;
                     return true;
                 }
                 if send_if_empty {
                     // Nothing new to send, but a message is waiting: it carries the commit index.
-                    *commit = self.commit;
+                    *commit = s.commit;
                     return true;
                 }
             }
         }
         // Counted first so the message is allocated once at its final size.
-        let batch = self
+        let batch = s
             .log
             .slice(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true)
             .count();
         let mut entries = SmallVec::<[Entry; 1]>::with_capacity(batch);
         entries.extend(
-            self.log
+            s.log
                 .slice(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true)
                 .cloned(),
         );
@@ -181,20 +174,24 @@ impl<R: Rng> Node<R> {
                 index: prev_index,
             },
             entries,
-            commit: self.commit,
+            commit: s.commit,
         };
-        self.send(to, body, out);
+        s.send(to, body, out);
         true
     }
 
     /// Advances the commit index to the highest index a quorum holds, if that entry is of the
     /// current term (Raft §5.4.2: earlier terms' entries are committed only indirectly). The
     /// leader counts itself only up to what is durable on its own disk.
-    pub(crate) fn maybe_commit(&mut self, out: &mut Outputs) -> bool {
-        let own = self.log.persisted();
-        let id = self.id;
+    pub(crate) fn maybe_commit(
+        &mut self,
+        s: &mut Shared,
+        out: &mut Outputs,
+    ) -> Result<bool, StepDown> {
+        let own = s.log.persisted();
+        let id = s.id;
         let peers = &self.peers;
-        let quorum_index = self.membership.committed_index(|m| {
+        let quorum_index = s.membership.committed_index(|m| {
             if m == id {
                 own
             } else {
@@ -204,34 +201,32 @@ impl<R: Rng> Node<R> {
                     .map_or(Index::ZERO, |p| p.match_index)
             }
         });
-        if quorum_index <= self.commit || self.log.term_at(quorum_index) != Some(self.term) {
-            return false;
+        if quorum_index <= s.commit || s.log.term_at(quorum_index) != Some(s.term) {
+            return Ok(false);
         }
-        self.commit = quorum_index;
+        s.commit = quorum_index;
         if self.reads.has_waiting_for_commit() {
-            self.reads.start_waiting(self.commit);
-            self.broadcast_heartbeat(out);
-            self.confirm_reads(out);
+            self.reads.start_waiting(s.commit);
+            self.broadcast_heartbeat(s, out);
+            self.confirm_reads(s, out);
         }
-        self.after_commit(out);
-        true
+        self.after_commit(s, out)?;
+        Ok(true)
     }
 
     pub(crate) fn handle_append_response(
         &mut self,
+        s: &mut Shared,
         from: NodeId,
         outcome: AppendOutcome,
         out: &mut Outputs,
-    ) -> Result<(), StepError> {
-        if self.role != Role::Leader {
-            return Ok(());
-        }
+    ) -> Result<(), Halt> {
         let Some(i) = self.peer_index(from) else {
             return Ok(());
         };
         match outcome {
             AppendOutcome::Accepted { match_index } => {
-                if match_index > self.log.last_index() {
+                if match_index > s.log.last_index() {
                     return Err(Reject::AckPastLog { index: match_index }.into());
                 }
                 let Some(p) = self.peers.get_mut(i) else {
@@ -239,20 +234,20 @@ impl<R: Rng> Node<R> {
                 };
                 p.recent_active = true;
                 if p.acknowledge(match_index) {
-                    if self.maybe_commit(out) {
-                        self.broadcast_append(true, out);
+                    if self.maybe_commit(s, out)? {
+                        self.broadcast_append(s, true, out);
                     }
-                    self.advance_transfer(out);
+                    self.advance_transfer(s, out);
                 }
                 // Acknowledgements free in-flight room: keep the pipeline full.
-                while self.send_append(i, false, out) {}
+                while self.send_append(s, i, false, out) {}
             }
             AppendOutcome::Conflict { rejected, hint } => {
-                let probe_at = if hint.index < self.log.base().index {
+                let probe_at = if hint.index < s.log.base().index {
                     // The follower lacks even the start of this log: it will need the snapshot.
                     hint.index
                 } else if hint.term.0 > 0 {
-                    self.log.last_at_or_before(hint.index, hint.term).index
+                    s.log.last_at_or_before(hint.index, hint.term).index
                 } else {
                     hint.index
                 };
@@ -261,7 +256,7 @@ impl<R: Rng> Node<R> {
                 };
                 p.recent_active = true;
                 if p.refused(rejected, probe_at) {
-                    self.send_append(i, true, out);
+                    self.send_append(s, i, true, out);
                 }
             }
             // Only meaningful with a newer term, which the term check already handled.
@@ -270,18 +265,18 @@ impl<R: Rng> Node<R> {
         Ok(())
     }
 
-    pub(crate) fn broadcast_heartbeat(&self, out: &mut Outputs) {
+    pub(crate) fn broadcast_heartbeat(&self, s: &Shared, out: &mut Outputs) {
         let round = self.reads.round();
         for p in &self.peers {
             let body = MessageBody::Heartbeat {
                 // Never past what the follower is known to hold: it could not check it.
-                commit: self.commit.min(p.match_index),
+                commit: s.commit.min(p.match_index),
                 read_round: round,
             };
-            out.sends.push(crate::Message {
-                from: self.id,
+            out.sends.push(Message {
+                from: s.id,
                 to: p.id,
-                term: self.term,
+                term: s.term,
                 body,
             });
         }
@@ -289,17 +284,15 @@ impl<R: Rng> Node<R> {
 
     pub(crate) fn handle_heartbeat_response(
         &mut self,
+        s: &Shared,
         from: NodeId,
         read_round: u64,
         out: &mut Outputs,
     ) {
-        if self.role != Role::Leader {
-            return;
-        }
         let Some(i) = self.peer_index(from) else {
             return;
         };
-        let last = self.log.last_index();
+        let last = s.log.last_index();
         let Some(p) = self.peers.get_mut(i) else {
             return;
         };
@@ -316,122 +309,23 @@ impl<R: Rng> Node<R> {
                 ReplicationState::Replicate => {}
                 ReplicationState::Snapshot => {
                     // A chunk or its acknowledgement was lost: ask for the chunk again.
-                    self.request_chunk(i, out);
-                    self.confirm_reads(out);
+                    self.request_chunk(s, i, out);
+                    self.confirm_reads(s, out);
                     return;
                 }
             }
-            self.send_append(i, true, out);
+            self.send_append(s, i, true, out);
         }
-        self.confirm_reads(out);
-    }
-
-    // ---- follower ----------------------------------------------------------------------------
-
-    /// The AppendEntries receiver rules (Raft Figure 2). The message is validated and from the
-    /// leader of this node's term.
-    pub(crate) fn handle_append(
-        &mut self,
-        from: NodeId,
-        prev: LogId,
-        entries: SmallVec<[Entry; 1]>,
-        leader_commit: Index,
-        out: &mut Outputs,
-    ) {
-        if prev.index < self.commit {
-            // Everything up to the commit index matches any leader's log (Leader Completeness):
-            // tell the leader to continue from there.
-            let body = MessageBody::AppendResponse {
-                outcome: AppendOutcome::Accepted {
-                    match_index: self.commit,
-                },
-            };
-            self.respond(from, self.term, body, out);
-            return;
-        }
-        // Rule 2: reply false if the log has no entry at prev.index with term prev.term.
-        if !self.log.matches(prev) {
-            let hint = self.log.last_at_or_before(prev.index, prev.term);
-            let body = MessageBody::AppendResponse {
-                outcome: AppendOutcome::Conflict {
-                    rejected: prev.index,
-                    hint,
-                },
-            };
-            self.respond(from, self.term, body, out);
-            return;
-        }
-        let last_new = Index(prev.index.0 + entries.len() as u64);
-        // Rule 3: delete a conflicting entry and all that follow it; rule 4: append new entries
-        // not already in the log. Entries already present are left alone, so a delayed or
-        // duplicated message never truncates what a later one appended.
-        let first_new = entries
-            .iter()
-            .position(|e| self.log.term_at(e.id.index) != Some(e.id.term));
-        if let Some(k) = first_new {
-            let at = Index(prev.index.0 + k as u64 + 1);
-            // The configuration in force is the latest in the log: it changes if a configuration
-            // entry is cut off or arrives.
-            let reconfigure = (at <= self.config_index)
-                || entries.iter().skip(k).any(|e| e.kind == EntryKind::Config);
-            if at <= self.log.last_index() {
-                self.log.truncate_from(at);
-                self.durability.note_truncation(at);
-                self.durability
-                    .write(out, self.log.last_index(), |w| w.absorb_truncation(at));
-            }
-            let mut new = entries;
-            new.drain(..k);
-            for e in &new {
-                self.log.push(e.clone());
-            }
-            // One write for the whole message; a heap-allocated batch moves into it as is.
-            self.durability.write(out, self.log.last_index(), |w| {
-                if w.entries.is_empty() && new.spilled() {
-                    w.entries = SmallVec::from_vec(new.into_vec());
-                } else {
-                    w.entries.extend(new);
-                }
-            });
-            if reconfigure {
-                self.refresh_membership();
-            }
-        }
-        // Rule 5: commit up to min(leaderCommit, index of last new entry).
-        let commit = leader_commit.min(last_new);
-        if commit > self.commit {
-            self.commit = commit;
-        }
-        let body = MessageBody::AppendResponse {
-            outcome: AppendOutcome::Accepted {
-                match_index: last_new,
-            },
-        };
-        self.respond(from, self.term, body, out);
-    }
-
-    pub(crate) fn handle_heartbeat(
-        &mut self,
-        from: NodeId,
-        commit: Index,
-        read_round: u64,
-        out: &mut Outputs,
-    ) {
-        // `validate` rejected a commit past the log; the leader caps it at what this node holds.
-        if commit > self.commit {
-            self.commit = commit;
-        }
-        let body = MessageBody::HeartbeatResponse { read_round };
-        self.respond(from, self.term, body, out);
+        self.confirm_reads(s, out);
     }
 }
 
 /// The body of an AppendEntries to `to` in `term`, still in the sends lane (among its last
 /// `scan` messages), whose entries end at `prev_index`: the next batch can be appended to it.
 fn queued_append(
-    sends: &mut [crate::Message],
+    sends: &mut [Message],
     to: NodeId,
-    term: crate::Term,
+    term: Term,
     prev_index: Index,
     scan: usize,
 ) -> Option<&mut MessageBody> {

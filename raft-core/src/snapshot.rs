@@ -5,35 +5,22 @@
 
 use alloc::boxed::Box;
 
-use rand_core::Rng;
-
 use crate::error::{Misuse, Reject, StepError};
 use crate::input::SnapshotChunk;
+use crate::leader::{Halt, Leadership};
 use crate::message::MessageBody;
-use crate::node::Node;
-use crate::output::{ChunkRequest, Event, Outputs, SnapshotPart};
+use crate::output::{ChunkRequest, Outputs};
 use crate::restore::SnapshotMeta;
-use crate::status::{ReplicationState, Role};
-use crate::types::{Index, LogId, NodeId, Payload};
+use crate::shared::Shared;
+use crate::status::ReplicationState;
+use crate::types::{Index, LogId, NodeId};
 
-/// A snapshot this follower is receiving from its leader.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Incoming {
-    /// The leader sending it (a new leader starts over: its snapshot's bytes may differ).
-    pub(crate) from: NodeId,
-    pub(crate) id: LogId,
-    /// Bytes received and handed to the adapter so far.
-    pub(crate) received: u64,
-}
+// ---- compaction (any role) -------------------------------------------------------------------
 
-impl<R: Rng> Node<R> {
-    /// The metadata of a snapshot of the state machine as of `index`, for
-    /// [`Input::SnapshotTaken`](crate::Input::SnapshotTaken).
-    ///
-    /// Call this when the state machine has applied exactly `index` and is about to be
-    /// snapshotted. `None` if `index` has not been applied or is no longer in the log.
-    #[must_use]
-    pub fn snapshot_meta(&self, index: Index) -> Option<SnapshotMeta> {
+impl Shared {
+    /// The metadata of a snapshot of the state machine as of `index`: `None` if `index` has not
+    /// been applied or is no longer in the log.
+    pub(crate) fn snapshot_meta(&self, index: Index) -> Option<SnapshotMeta> {
         if index > self.applied {
             return None;
         }
@@ -50,20 +37,11 @@ impl<R: Rng> Node<R> {
         })
     }
 
-    /// The latest snapshot (`LogId::ZERO` for none).
-    #[must_use]
-    pub fn snapshot(&self) -> &SnapshotMeta {
-        &self.snapshot
-    }
-
-    /// The application stored a snapshot: compact the log behind it.
-    pub(crate) fn snapshot_taken(
-        &mut self,
-        meta: SnapshotMeta,
-        out: &mut Outputs,
-    ) -> Result<(), StepError> {
+    /// The application stored a snapshot: compact the log behind it. Returns whether it is
+    /// newer than the one in force (an older one changes nothing).
+    pub(crate) fn snapshot_taken(&mut self, meta: SnapshotMeta) -> Result<bool, StepError> {
         if meta.last.index <= self.snapshot.last.index {
-            return Ok(()); // an older snapshot than the one in force: nothing to do
+            return Ok(false);
         }
         if self.snapshot_meta(meta.last.index).as_ref() != Some(&meta) {
             return Err(Misuse::SnapshotMismatch.into());
@@ -84,51 +62,41 @@ impl<R: Rng> Node<R> {
             });
         }
         self.snapshot_suggested = false;
-        // Transfers of an older snapshot start over with this one.
-        let id = self.snapshot.last;
+        Ok(true)
+    }
+}
+
+// ---- sending (leader) ------------------------------------------------------------------------
+
+impl Leadership {
+    /// A newer snapshot was taken: transfers of an older one start over with it.
+    pub(crate) fn restart_transfers(&mut self, s: &Shared, out: &mut Outputs) {
+        let id = s.snapshot.last;
         for i in 0..self.peers.len() {
             let Some(p) = self.peers.get_mut(i) else {
                 continue;
             };
             if p.snapshot.is_some_and(|t| t.id != id) {
                 p.become_snapshot(id);
-                self.request_chunk(i, out);
+                self.request_chunk(s, i, out);
             }
         }
-        Ok(())
     }
-
-    /// Suggests a snapshot once more than `snapshot_log_entries` applied entries follow the
-    /// latest one. Counted from the snapshot, not as the log's length: the log keeps
-    /// `snapshot_trailing_entries` below the snapshot, and with more of those than the interval
-    /// a length rule would suggest a snapshot after every entry.
-    pub(crate) fn maybe_suggest_snapshot(&mut self, out: &mut Outputs) {
-        let since = self.applied.0.saturating_sub(self.snapshot.last.index.0);
-        if !self.snapshot_suggested && since > self.config.snapshot_log_entries {
-            self.snapshot_suggested = true;
-            out.events.push(Event::SnapshotSuggested {
-                applied: self.applied,
-                log_entries: self.log.len(),
-            });
-        }
-    }
-
-    // ---- leader ------------------------------------------------------------------------------
 
     /// The follower at `i` needs entries before the log's start: send the latest snapshot.
-    pub(crate) fn start_snapshot(&mut self, i: usize, out: &mut Outputs) {
-        let id = self.snapshot.last;
+    pub(crate) fn start_snapshot(&mut self, s: &Shared, i: usize, out: &mut Outputs) {
+        let id = s.snapshot.last;
         if let Some(p) = self.peers.get_mut(i) {
             if p.snapshot.is_some_and(|t| t.id == id) {
                 return;
             }
             p.become_snapshot(id);
         }
-        self.request_chunk(i, out);
+        self.request_chunk(s, i, out);
     }
 
     /// Asks the adapter for the next chunk of the transfer to the follower at `i`.
-    pub(crate) fn request_chunk(&mut self, i: usize, out: &mut Outputs) {
+    pub(crate) fn request_chunk(&mut self, s: &Shared, i: usize, out: &mut Outputs) {
         let Some(p) = self.peers.get_mut(i) else {
             return;
         };
@@ -138,14 +106,14 @@ impl<R: Rng> Node<R> {
             to: p.id,
             snapshot: t.id,
             offset: t.offset,
-            max_len: self.config.snapshot_chunk_bytes,
+            max_len: s.config.snapshot_chunk_bytes,
         });
     }
 
     /// The adapter read a chunk: pass it on, if the transfer still wants it.
-    pub(crate) fn snapshot_chunk(&mut self, chunk: SnapshotChunk, out: &mut Outputs) {
-        if self.role != Role::Leader || chunk.snapshot != self.snapshot.last {
-            return; // leadership or the snapshot changed since the request: stale
+    pub(crate) fn snapshot_chunk(&mut self, s: &Shared, chunk: SnapshotChunk, out: &mut Outputs) {
+        if chunk.snapshot != s.snapshot.last {
+            return; // the snapshot changed since the request: stale
         }
         let Some(i) = self.peer_index(chunk.to) else {
             return;
@@ -160,29 +128,27 @@ impl<R: Rng> Node<R> {
             _ => return,
         }
         let body = MessageBody::InstallSnapshot {
-            meta: Box::new(self.snapshot.clone()),
+            meta: Box::new(s.snapshot.clone()),
             offset: chunk.offset,
             data: chunk.data,
             done: chunk.done,
         };
-        self.send(chunk.to, body, out);
+        s.send(chunk.to, body, out);
     }
 
     pub(crate) fn handle_snapshot_response(
         &mut self,
+        s: &mut Shared,
         from: NodeId,
         snapshot: LogId,
         received: u64,
         installed: bool,
         out: &mut Outputs,
-    ) -> Result<(), StepError> {
-        if self.role != Role::Leader {
-            return Ok(());
-        }
+    ) -> Result<(), Halt> {
         let Some(i) = self.peer_index(from) else {
             return Ok(());
         };
-        if installed && snapshot.index > self.log.last_index() {
+        if installed && snapshot.index > s.log.last_index() {
             return Err(Reject::AckPastLog {
                 index: snapshot.index,
             }
@@ -194,10 +160,10 @@ impl<R: Rng> Node<R> {
         p.recent_active = true;
         if installed {
             // The follower holds everything up to the snapshot: replicate from there.
-            if p.acknowledge(snapshot.index) && self.maybe_commit(out) {
-                self.broadcast_append(true, out);
+            if p.acknowledge(snapshot.index) && self.maybe_commit(s, out)? {
+                self.broadcast_append(s, true, out);
             }
-            self.send_append(i, true, out);
+            self.send_append(s, i, true, out);
             return Ok(());
         }
         match &mut p.snapshot {
@@ -213,88 +179,11 @@ impl<R: Rng> Node<R> {
                 if progress || restart {
                     t.offset = received;
                     p.acked_since_heartbeat = true;
-                    self.request_chunk(i, out);
+                    self.request_chunk(s, i, out);
                 }
             }
             _ => {}
         }
         Ok(())
-    }
-
-    // ---- follower ----------------------------------------------------------------------------
-
-    /// One chunk of the leader's snapshot. The message is validated and from the leader of this
-    /// node's term.
-    pub(crate) fn handle_install_snapshot(
-        &mut self,
-        from: NodeId,
-        meta: Box<SnapshotMeta>,
-        offset: u64,
-        data: Payload,
-        done: bool,
-        out: &mut Outputs,
-    ) {
-        let id = meta.last;
-        if id.index <= self.commit {
-            // Everything it covers is committed here already.
-            self.incoming = None;
-            let body = MessageBody::SnapshotResponse {
-                snapshot: id,
-                received: 0,
-                installed: true,
-            };
-            self.respond(from, self.term, body, out);
-            return;
-        }
-        let expected = match self.incoming {
-            Some(inc) if inc.id == id && inc.from == from => inc.received,
-            _ => 0,
-        };
-        if offset != expected {
-            // A lost, duplicated or stale chunk: say where to continue.
-            let body = MessageBody::SnapshotResponse {
-                snapshot: id,
-                received: expected,
-                installed: false,
-            };
-            self.respond(from, self.term, body, out);
-            return;
-        }
-        let received = offset.saturating_add(data.len() as u64);
-        let part = SnapshotPart {
-            meta: (*meta).clone(),
-            offset,
-            data,
-            done,
-        };
-        if done {
-            let kept = self.log.install(id);
-            // If the log after the snapshot belongs to another history, the same write drops
-            // it (before installing, so a torn write leaves an old but consistent log).
-            let truncate = (!kept).then(|| Index(id.index.0.saturating_add(1)));
-            if let Some(after) = truncate {
-                self.durability.note_truncation(after);
-            }
-            self.durability
-                .write_snapshot(out, self.log.last_index(), part, truncate);
-            self.install_write = self.durability.latest();
-            self.snapshot = *meta;
-            self.refresh_membership();
-            self.commit = self.commit.max(id.index);
-            self.incoming = None;
-            // A pending suggestion is answered by this snapshot: suggest again when the log
-            // outgrows the limit, as after one the application took.
-            self.snapshot_suggested = false;
-        } else {
-            self.durability
-                .write_snapshot(out, self.log.last_index(), part, None);
-            self.incoming = Some(Incoming { from, id, received });
-        }
-        let body = MessageBody::SnapshotResponse {
-            snapshot: id,
-            received,
-            installed: done,
-        };
-        self.respond(from, self.term, body, out);
     }
 }

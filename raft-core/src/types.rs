@@ -316,3 +316,21 @@ pub struct HardState {
     /// The candidate this node voted for in `term`, if any.
     pub vote: Option<NodeId>,
 }
+
+/// The caller's name for a read request, echoed back when the read is ready.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ReadId(pub u64);
+
+/// The name of a write. Only the node can mint one; ids increase with every write.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct WriteId(pub(crate) u64);
+
+impl WriteId {
+    /// The number behind the id, for logs and metrics.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}

@@ -1,0 +1,187 @@
+//! The follower's side of the protocol: the AppendEntries receiver rules (Raft Figure 2, §5.3),
+//! heartbeats, and receiving a snapshot from the leader chunk by chunk (§7). Every message here
+//! has been validated and comes from the leader of this node's term.
+
+use alloc::boxed::Box;
+
+use smallvec::SmallVec;
+
+use crate::message::{AppendOutcome, MessageBody};
+use crate::output::{Outputs, SnapshotPart};
+use crate::restore::SnapshotMeta;
+use crate::shared::{Incoming, Shared};
+use crate::types::{Entry, EntryKind, Index, LogId, NodeId, Payload};
+
+impl Shared {
+    /// The AppendEntries receiver rules (Raft Figure 2). The message is validated and from the
+    /// leader of this node's term.
+    pub(crate) fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev: LogId,
+        entries: SmallVec<[Entry; 1]>,
+        leader_commit: Index,
+        out: &mut Outputs,
+    ) {
+        if prev.index < self.commit {
+            // Everything up to the commit index matches any leader's log (Leader Completeness):
+            // tell the leader to continue from there.
+            let body = MessageBody::AppendResponse {
+                outcome: AppendOutcome::Accepted {
+                    match_index: self.commit,
+                },
+            };
+            self.respond(from, self.term, body, out);
+            return;
+        }
+        // Rule 2: reply false if the log has no entry at prev.index with term prev.term.
+        if !self.log.matches(prev) {
+            let hint = self.log.last_at_or_before(prev.index, prev.term);
+            let body = MessageBody::AppendResponse {
+                outcome: AppendOutcome::Conflict {
+                    rejected: prev.index,
+                    hint,
+                },
+            };
+            self.respond(from, self.term, body, out);
+            return;
+        }
+        let last_new = Index(prev.index.0 + entries.len() as u64);
+        // Rule 3: delete a conflicting entry and all that follow it; rule 4: append new entries
+        // not already in the log. Entries already present are left alone, so a delayed or
+        // duplicated message never truncates what a later one appended.
+        let first_new = entries
+            .iter()
+            .position(|e| self.log.term_at(e.id.index) != Some(e.id.term));
+        if let Some(k) = first_new {
+            let at = Index(prev.index.0 + k as u64 + 1);
+            // The configuration in force is the latest in the log: it changes if a configuration
+            // entry is cut off or arrives.
+            let reconfigure = (at <= self.config_index)
+                || entries.iter().skip(k).any(|e| e.kind == EntryKind::Config);
+            if at <= self.log.last_index() {
+                self.log.truncate_from(at);
+                self.durability.note_truncation(at);
+                self.durability
+                    .write(out, self.log.last_index(), |w| w.absorb_truncation(at));
+            }
+            let mut new = entries;
+            new.drain(..k);
+            for e in &new {
+                self.log.push(e.clone());
+            }
+            // One write for the whole message; a heap-allocated batch moves into it as is.
+            self.durability.write(out, self.log.last_index(), |w| {
+                if w.entries.is_empty() && new.spilled() {
+                    w.entries = SmallVec::from_vec(new.into_vec());
+                } else {
+                    w.entries.extend(new);
+                }
+            });
+            if reconfigure {
+                self.refresh_membership();
+            }
+        }
+        // Rule 5: commit up to min(leaderCommit, index of last new entry).
+        let commit = leader_commit.min(last_new);
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        let body = MessageBody::AppendResponse {
+            outcome: AppendOutcome::Accepted {
+                match_index: last_new,
+            },
+        };
+        self.respond(from, self.term, body, out);
+    }
+
+    pub(crate) fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        commit: Index,
+        read_round: u64,
+        out: &mut Outputs,
+    ) {
+        // `validate` rejected a commit past the log; the leader caps it at what this node holds.
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        let body = MessageBody::HeartbeatResponse { read_round };
+        self.respond(from, self.term, body, out);
+    }
+
+    /// One chunk of the leader's snapshot. The message is validated and from the leader of this
+    /// node's term.
+    pub(crate) fn handle_install_snapshot(
+        &mut self,
+        from: NodeId,
+        meta: Box<SnapshotMeta>,
+        offset: u64,
+        data: Payload,
+        done: bool,
+        out: &mut Outputs,
+    ) {
+        let id = meta.last;
+        if id.index <= self.commit {
+            // Everything it covers is committed here already.
+            self.incoming = None;
+            let body = MessageBody::SnapshotResponse {
+                snapshot: id,
+                received: 0,
+                installed: true,
+            };
+            self.respond(from, self.term, body, out);
+            return;
+        }
+        let expected = match self.incoming {
+            Some(inc) if inc.id == id && inc.from == from => inc.received,
+            _ => 0,
+        };
+        if offset != expected {
+            // A lost, duplicated or stale chunk: say where to continue.
+            let body = MessageBody::SnapshotResponse {
+                snapshot: id,
+                received: expected,
+                installed: false,
+            };
+            self.respond(from, self.term, body, out);
+            return;
+        }
+        let received = offset.saturating_add(data.len() as u64);
+        let part = SnapshotPart {
+            meta: (*meta).clone(),
+            offset,
+            data,
+            done,
+        };
+        if done {
+            let kept = self.log.install(id);
+            // If the log after the snapshot belongs to another history, the same write drops
+            // it (before installing, so a torn write leaves an old but consistent log).
+            let truncate = (!kept).then(|| Index(id.index.0.saturating_add(1)));
+            if let Some(after) = truncate {
+                self.durability.note_truncation(after);
+            }
+            self.durability
+                .write_snapshot(out, self.log.last_index(), part, truncate);
+            self.install_write = self.durability.latest();
+            self.snapshot = *meta;
+            self.refresh_membership();
+            self.commit = self.commit.max(id.index);
+            self.incoming = None;
+            // A pending suggestion is answered by this snapshot: suggest again when the log
+            // outgrows the limit, as after one the application took.
+            self.snapshot_suggested = false;
+        } else {
+            self.durability
+                .write_snapshot(out, self.log.last_index(), part, None);
+            self.incoming = Some(Incoming { from, id, received });
+        }
+        let body = MessageBody::SnapshotResponse {
+            snapshot: id,
+            received,
+            installed: done,
+        };
+        self.respond(from, self.term, body, out);
+    }
+}

@@ -1,0 +1,79 @@
+//! Validation of received messages: everything that can be checked before any state changes.
+
+use crate::error::Reject;
+use crate::membership::Membership;
+use crate::message::{Message, MessageBody};
+use crate::shared::Shared;
+use crate::types::{EntryKind, Index};
+
+/// Checks what can be checked of a received message before any state changes: it is for this
+/// node, from another, and well-formed (contiguous entries of sane terms, decodable
+/// configurations, no overflow, a heartbeat commit within the log). A message that fails cannot
+/// come from a correct peer.
+pub(crate) fn validate(s: &Shared, m: &Message) -> Result<(), Reject> {
+    if m.to != s.id {
+        return Err(Reject::WrongRecipient { to: m.to });
+    }
+    if m.from == s.id {
+        return Err(Reject::FromSelf);
+    }
+    // Requests are processed from any sender (Raft thesis §4.1): a leader or candidate of a
+    // configuration this node has not yet received must be heard, or the node could never
+    // catch up with it. Responses come only from members this node asked.
+    let request = matches!(
+        m.body,
+        MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. }
+            | MessageBody::VoteRequest { .. }
+            | MessageBody::TimeoutNow
+    );
+    if !request && !s.membership.contains(m.from) {
+        return Err(Reject::UnknownSender { from: m.from });
+    }
+    if m.term.next().is_none() {
+        return Err(Reject::Overflow);
+    }
+    match &m.body {
+        MessageBody::VoteRequest { last_log, .. } if last_log.term > m.term => {
+            Err(Reject::MalformedVoteRequest)
+        }
+        MessageBody::AppendEntries { prev, entries, .. } => {
+            let mut last = *prev;
+            if last.term > m.term {
+                return Err(Reject::MalformedEntries);
+            }
+            for e in entries {
+                let index = last.index.next().ok_or(Reject::Overflow)?;
+                if e.id.index != index || e.id.term < last.term || e.id.term > m.term {
+                    return Err(Reject::MalformedEntries);
+                }
+                if e.kind == EntryKind::Config && Membership::decode(&e.data).is_err() {
+                    return Err(Reject::MalformedEntries);
+                }
+                last = e.id;
+            }
+            Ok(())
+        }
+        MessageBody::InstallSnapshot {
+            meta, offset, data, ..
+        } => {
+            if meta.last.term > m.term || meta.last.index == Index::ZERO {
+                return Err(Reject::MalformedSnapshot);
+            }
+            offset
+                .checked_add(data.len() as u64)
+                .map(drop)
+                .ok_or(Reject::Overflow)
+        }
+        MessageBody::Heartbeat { commit, .. }
+            if m.term >= s.term && *commit > s.log.last_index() =>
+        {
+            Err(Reject::CommitPastLog {
+                commit: *commit,
+                last: s.log.last_index(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
