@@ -103,7 +103,9 @@ impl Shared {
     // ---- the apply lane ----------------------------------------------------------------------
 
     /// Hands out, in order, what is both committed and durable here: a snapshot installed from
-    /// the leader, then entries.
+    /// the leader, then entries. (Inlined: it runs at the end of every step, usually to find
+    /// nothing to do.)
+    #[inline]
     pub(crate) fn emit_committed(&mut self, out: &mut Outputs) {
         if self.emitted < self.log.base().index {
             // The log now starts after a snapshot the state machine has not loaded.
@@ -128,7 +130,8 @@ impl Shared {
     /// Suggests a snapshot once more than `snapshot_log_entries` applied entries follow the
     /// latest one. Counted from the snapshot, not as the log's length: the log keeps
     /// `snapshot_trailing_entries` below the snapshot, and with more of those than the interval
-    /// a length rule would suggest a snapshot after every entry.
+    /// a length rule would suggest a snapshot after every entry. (Inlined, as `emit_committed`.)
+    #[inline]
     pub(crate) fn maybe_suggest_snapshot(&mut self, out: &mut Outputs) {
         let since = self.applied.0.saturating_sub(self.snapshot.last.index.0);
         if !self.snapshot_suggested && since > self.config.snapshot_log_entries {
