@@ -2,6 +2,7 @@
 //! replay it.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 
 use crate::membership::Membership;
 use crate::message::Message;
@@ -50,6 +51,11 @@ pub enum Input {
     /// A chunk of the leader's snapshot, read by the adapter in answer to a
     /// [`ChunkRequest`](crate::ChunkRequest).
     SnapshotChunk(SnapshotChunk),
+    /// The application proposes several commands at once (leader only): consecutive entries
+    /// of one term in one write, all or none.
+    /// [`Node::propose_batch`](crate::Node::propose_batch) does the same and also returns the
+    /// last entry's id.
+    ProposeBatch(Vec<Payload>),
 }
 
 /// A chunk of snapshot bytes the adapter read for a [`ChunkRequest`](crate::ChunkRequest).

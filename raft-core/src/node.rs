@@ -110,6 +110,7 @@ impl<R: Rng> Node<R> {
             }
             Input::Message(m) => self.step_message(m, out),
             Input::Propose(data) => self.propose_entry(data, out).map(drop),
+            Input::ProposeBatch(commands) => self.propose_entries(&commands, out).map(drop),
             Input::Read(id) => match &mut self.role {
                 RoleState::Leader(l) => l.read(&self.s, id, out),
                 _ => Err(self.not_leader().into()),

@@ -3,7 +3,8 @@
 
 use raft_core::sim::SimRng;
 use raft_core::{
-    Config, Input, Membership, MessageBody, Node, NodeId, Outputs, Payload, Restored, Role,
+    Config, Input, Membership, MessageBody, Node, NodeId, Outputs, Payload, Refusal, Restored,
+    Role, StepError,
 };
 
 fn cluster() -> Vec<(Node<SimRng>, Outputs)> {
@@ -131,4 +132,31 @@ fn propose_batch_appends_consecutive_entries_in_one_write_and_is_all_or_none() {
     settle(&mut nodes);
     let commits: Vec<u64> = nodes.iter().map(|(n, _)| n.commit_index().0).collect();
     assert!(commits.iter().all(|&c| c == last.index.0), "{commits:?}");
+}
+
+#[test]
+fn the_propose_batch_input_does_what_propose_batch_does() {
+    let batch: Vec<Payload> = (0..8u8).map(|i| Payload::new(&[i; 16])).collect();
+    let mut by_call = cluster();
+    let mut by_input = cluster();
+    let leader = elect(&mut by_call);
+    assert_eq!(elect(&mut by_input), leader, "same seeds, same leader");
+    let (node, out) = &mut by_call[leader];
+    node.propose_batch(&batch, out).unwrap();
+    let (node, out) = &mut by_input[leader];
+    node.step(Input::ProposeBatch(batch.clone()), out).unwrap();
+    assert_eq!(by_call[leader].1.writes(), by_input[leader].1.writes());
+    assert_eq!(by_call[leader].1.sends(), by_input[leader].1.sends());
+
+    // A follower refuses it as it refuses a proposal, naming the leader.
+    let follower = (leader + 1) % by_input.len();
+    let (node, out) = &mut by_input[follower];
+    let refused = node.step(Input::ProposeBatch(batch), out).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StepError::Refused(Refusal::NotLeader { leader: Some(_) })
+        ),
+        "{refused:?}"
+    );
 }
