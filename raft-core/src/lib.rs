@@ -229,35 +229,42 @@ extern crate alloc;
 #[cfg(any(test, feature = "arbitrary"))]
 extern crate std;
 
-mod check_quorum;
+// The public vocabulary: what an adapter names (the types re-exported below). These modules
+// import only each other, never the machinery.
 mod config;
+mod error;
+mod input;
+mod membership;
+mod message;
+mod output;
+mod restore;
+mod status;
+mod types;
+
+// The node and its machinery (ARCHITECTURE.md, "Code layout"): `node` holds the API, the
+// dispatcher and the role changes; `shared` what every role has, `role` what one role has.
+mod check_quorum;
 mod durability;
 mod election;
-mod error;
 mod follower;
-mod input;
 #[cfg(any(test, feature = "sim"))]
 mod invariants;
 mod leader;
 mod log;
-mod membership;
-mod message;
 mod node;
-mod output;
 mod progress;
 mod read_index;
 mod reconfiguration;
 mod replication;
-mod restore;
 mod role;
 mod shared;
+mod snapshot;
+mod transfer;
+mod validate;
+
+// Test support (not semver-stable): the deterministic simulator.
 #[cfg(feature = "sim")]
 pub mod sim;
-mod snapshot;
-mod status;
-mod transfer;
-mod types;
-mod validate;
 
 pub use config::{Config, ConfigError};
 pub use error::{Misuse, Refusal, Reject, RestoreError, StepError};
