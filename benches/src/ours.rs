@@ -393,10 +393,11 @@ impl OurCluster {
                 // Apply committed entries (counting them on the leader).
                 let mut last_applied = None;
                 for a in m.out.drain_apply() {
-                    if let Apply::Entry(e) = &a {
-                        if is_leader && e.kind == EntryKind::Normal {
-                            applied += 1;
-                        }
+                    if let Apply::Entry(e) = &a
+                        && is_leader
+                        && e.kind == EntryKind::Normal
+                    {
+                        applied += 1;
                     }
                     last_applied = Some(a.index());
                 }

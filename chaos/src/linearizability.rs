@@ -972,10 +972,10 @@ impl<'a> Search<'a> {
                 return Outcome::Ok;
             }
             self.steps += 1;
-            if self.steps.is_multiple_of(1024) {
-                if let Some(reason) = self.over_budget(options, start) {
-                    return Outcome::Unknown(reason);
-                }
+            if self.steps.is_multiple_of(1024)
+                && let Some(reason) = self.over_budget(options, start)
+            {
+                return Outcome::Unknown(reason);
             }
             // The candidate to try now (an index into `ops`), if any is left in this pass.
             let candidate = if pass2 {

@@ -149,10 +149,10 @@ impl FrameDecoder {
         if len == 0 {
             return Err(FrameError::Empty);
         }
-        if let Some(&version) = buf.get(4) {
-            if version != VERSION {
-                return Err(FrameError::Version(version));
-            }
+        if let Some(&version) = buf.get(4)
+            && version != VERSION
+        {
+            return Err(FrameError::Version(version));
         }
         let Some(body) = buf.get(HEADER..4 + len) else {
             return Ok(None);

@@ -330,18 +330,18 @@ impl Cluster {
     }
 
     pub(crate) fn stop_strace(&mut self, id: u64) {
-        if let Some(node) = self.nodes.get_mut(&id) {
-            if let Some(mut s) = node.strace.take() {
-                // SIGTERM detaches strace from its tracee, which goes on untraced.
-                let _ = cleanup::signal(s.id(), "TERM");
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while Instant::now() < deadline && matches!(s.try_wait(), Ok(None)) {
-                    thread::sleep(Duration::from_millis(10));
-                }
-                let _ = s.kill();
-                let _ = s.wait();
-                cleanup::remove_pid(s.id());
+        if let Some(node) = self.nodes.get_mut(&id)
+            && let Some(mut s) = node.strace.take()
+        {
+            // SIGTERM detaches strace from its tracee, which goes on untraced.
+            let _ = cleanup::signal(s.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline && matches!(s.try_wait(), Ok(None)) {
+                thread::sleep(Duration::from_millis(10));
             }
+            let _ = s.kill();
+            let _ = s.wait();
+            cleanup::remove_pid(s.id());
         }
     }
 

@@ -189,10 +189,11 @@ impl Nemesis {
             .into_iter()
             .filter(|id| cl.active().contains(id))
             .collect();
-        if leader_bias && self.rng.chance(0.5) {
-            if let Some(l) = cl.leader() {
-                return Some(l);
-            }
+        if leader_bias
+            && self.rng.chance(0.5)
+            && let Some(l) = cl.leader()
+        {
+            return Some(l);
         }
         self.pick(&running)
     }

@@ -175,10 +175,10 @@ impl ClientLoop {
         let mut stopping: Option<Instant> = None;
         loop {
             let timeout = self.sleep_for(stopping.is_some());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(e);
             }
             for event in &events {
                 match event.token() {

@@ -51,20 +51,20 @@ impl ServerMachine {
             return;
         }
         for (id, addr) in now {
-            if self.book.get(id) != Some(addr) {
-                if let Some(node) = NodeId::new(*id) {
-                    match addr.parse::<SocketAddr>() {
-                        Ok(a) => (self.sink)(node, Some(a)),
-                        Err(e) => log::warn!("peer {id}'s recorded address {addr:?}: {e}"),
-                    }
+            if self.book.get(id) != Some(addr)
+                && let Some(node) = NodeId::new(*id)
+            {
+                match addr.parse::<SocketAddr>() {
+                    Ok(a) => (self.sink)(node, Some(a)),
+                    Err(e) => log::warn!("peer {id}'s recorded address {addr:?}: {e}"),
                 }
             }
         }
         for id in self.book.keys() {
-            if !now.contains_key(id) {
-                if let Some(node) = NodeId::new(*id) {
-                    (self.sink)(node, None);
-                }
+            if !now.contains_key(id)
+                && let Some(node) = NodeId::new(*id)
+            {
+                (self.sink)(node, None);
             }
         }
         self.book.clone_from(now);

@@ -191,11 +191,11 @@ impl EventLoop {
         let mut read_buf = vec![0_u8; READ_CHUNK];
         loop {
             let timeout = self.sleep_for();
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("peer event loop: poll failed: {e}");
-                    return;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("peer event loop: poll failed: {e}");
+                return;
             }
             if shared.stop.load(Ordering::Acquire) {
                 return;

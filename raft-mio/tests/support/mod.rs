@@ -63,10 +63,10 @@ impl Cluster {
     pub fn wait_serving(&self, id: u64) {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(mut con) = self.try_con(id) {
-                if redis::cmd("PING").query::<String>(&mut con).is_ok() {
-                    return;
-                }
+            if let Ok(mut con) = self.try_con(id)
+                && redis::cmd("PING").query::<String>(&mut con).is_ok()
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,

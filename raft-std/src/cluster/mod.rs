@@ -536,10 +536,10 @@ impl<M: StateMachine, F: StorageFactory> Cluster<M, F> {
     fn stop_all(&mut self) -> Result<(), ClusterError> {
         let mut first = Ok(());
         for (id, node) in std::mem::take(&mut self.nodes) {
-            if let Err(e) = node.shutdown() {
-                if first.is_ok() {
-                    first = Err(ClusterError::Node(id, e));
-                }
+            if let Err(e) = node.shutdown()
+                && first.is_ok()
+            {
+                first = Err(ClusterError::Node(id, e));
             }
         }
         first

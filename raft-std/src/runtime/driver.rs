@@ -445,10 +445,11 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         // Report each peer once per round of outputs: a probe to a peer that is down fails
         // again, and reporting that at once would never let the round end.
         for msg in self.out.drain_sends() {
-            if let Err(e) = self.transport.send(msg) {
-                if !self.unreachable.contains(&e.to) && !self.reported.contains(&e.to) {
-                    self.unreachable.push(e.to);
-                }
+            if let Err(e) = self.transport.send(msg)
+                && !self.unreachable.contains(&e.to)
+                && !self.reported.contains(&e.to)
+            {
+                self.unreachable.push(e.to);
             }
         }
         self.transport.flush();
@@ -559,10 +560,10 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
     fn serve_ready_reads(&mut self) {
         let applied = self.node.applied_index();
         while self.reads_ready.front().is_some_and(|r| r.0 <= applied) {
-            if let Some((_, id)) = self.reads_ready.pop_front() {
-                if let Some(r) = self.reads.remove(&id) {
-                    r.done.complete(Ok(self.sm.query(&r.query)));
-                }
+            if let Some((_, id)) = self.reads_ready.pop_front()
+                && let Some(r) = self.reads.remove(&id)
+            {
+                r.done.complete(Ok(self.sm.query(&r.query)));
             }
         }
     }
