@@ -12,7 +12,9 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use raft_core::{Message, NodeId};
+use raft_core::{Message, NodeId, WriteId};
+
+use crate::storage::StorageError;
 
 /// Sends a node's messages to its peers.
 ///
@@ -66,6 +68,8 @@ pub(crate) enum Inbound {
     Message(Message),
     /// A client request is waiting in the runtime's request queue (or the node should stop).
     Wake,
+    /// The storage stage synced every write up to this id, or failed.
+    Synced(Result<WriteId, StorageError>),
 }
 
 /// A node's inbox: messages from peers and wake-ups from clients, read by the node thread.
@@ -116,7 +120,7 @@ impl Inbox {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left).ok()? {
                 Inbound::Message(msg) => return Some(msg),
-                Inbound::Wake => {}
+                Inbound::Wake | Inbound::Synced(_) => {}
             }
         }
     }
@@ -141,6 +145,11 @@ impl InboxSender {
     /// Wakes the node thread; `false` if it is gone.
     pub(crate) fn wake(&self) -> bool {
         self.tx.send(Inbound::Wake).is_ok()
+    }
+
+    /// Tells the node thread what its storage stage synced; `false` if it is gone.
+    pub(crate) fn synced(&self, result: Result<WriteId, StorageError>) -> bool {
+        self.tx.send(Inbound::Synced(result)).is_ok()
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use raft_core::{
@@ -14,6 +14,7 @@ use raft_core::{
 };
 
 use super::handle::{Observed, Request, Shared};
+use super::storage_stage::{StorageStage, lock};
 use crate::client::{Completion, RequestError, Uncertainty};
 use crate::error::NodeError;
 use crate::rng::SeedRng;
@@ -83,7 +84,11 @@ struct PendingRead<M: StateMachine> {
 pub(super) struct Driver<M: StateMachine, St, T> {
     node: Node<SeedRng>,
     out: Outputs,
-    storage: St,
+    /// The storage; the stage thread (if any) shares it.
+    storage: Arc<Mutex<St>>,
+    /// The storage stage, which appends and syncs off this thread (`None`: this thread does,
+    /// blocking for every sync).
+    stage: Option<StorageStage<St>>,
     sm: M,
     transport: T,
     inbox: Inbox,
@@ -132,7 +137,8 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
     pub(super) fn new(
         node: Node<SeedRng>,
         out: Outputs,
-        storage: St,
+        storage: Arc<Mutex<St>>,
+        stage: Option<StorageStage<St>>,
         sm: M,
         transport: T,
         inbox: Inbox,
@@ -150,6 +156,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
             node,
             out,
             storage,
+            stage,
             sm,
             transport,
             inbox,
@@ -253,6 +260,8 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         match item {
             Inbound::Message(msg) => self.step(Input::Message(msg)),
             Inbound::Wake => Ok(()),
+            Inbound::Synced(Ok(id)) => self.step(Input::Persisted(id)),
+            Inbound::Synced(Err(e)) => Err(NodeError::Storage(e)),
         }
     }
 
@@ -463,15 +472,28 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         Ok(())
     }
 
-    /// Appends every write, syncs once, acknowledges the last.
+    /// Hands every write to the storage stage, or (without one) appends them, syncs once and
+    /// acknowledges the last.
     fn writes(&mut self) -> Result<(), NodeError> {
+        if self.out.writes().is_empty() {
+            return Ok(());
+        }
+        if let Some(stage) = &self.stage {
+            stage.submit(self.out.drain_writes());
+            return Ok(());
+        }
         let mut last = None;
-        for w in self.out.drain_writes() {
-            self.storage.append(&w)?;
-            last = Some(w.id);
+        {
+            let mut storage = lock(&self.storage)?;
+            for w in self.out.drain_writes() {
+                storage.append(&w)?;
+                last = Some(w.id);
+            }
+            if last.is_some() {
+                storage.sync()?;
+            }
         }
         if let Some(id) = last {
-            self.storage.sync()?;
             self.step(Input::Persisted(id))?;
         }
         Ok(())
@@ -500,7 +522,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                     applied = Some(entry.id.index);
                 }
                 Apply::Snapshot(meta) => {
-                    load_snapshot(&mut self.storage, &mut self.sm, meta.last)?;
+                    load_snapshot(&mut *lock(&self.storage)?, &mut self.sm, meta.last)?;
                     log::info!(
                         "node {}: installed a snapshot from the leader at {}",
                         self.node.id(),
@@ -574,10 +596,13 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         }
         let requests: Vec<_> = self.out.drain_chunk_requests().collect();
         for r in requests {
-            match self
-                .storage
-                .read_snapshot_chunk(r.snapshot, r.offset, r.max_len, &mut self.chunk)
-            {
+            let read = lock(&self.storage)?.read_snapshot_chunk(
+                r.snapshot,
+                r.offset,
+                r.max_len,
+                &mut self.chunk,
+            );
+            match read {
                 Ok(done) => {
                     let chunk = SnapshotChunk {
                         to: r.to,
@@ -639,11 +664,14 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
             return Ok(());
         };
         let started = Instant::now();
-        let mut writer = self.storage.begin_snapshot(&meta)?;
-        self.sm
-            .snapshot(&mut writer)
-            .map_err(NodeError::StateMachine)?;
-        self.storage.finish_snapshot(writer)?;
+        {
+            let mut storage = lock(&self.storage)?;
+            let mut writer = storage.begin_snapshot(&meta)?;
+            self.sm
+                .snapshot(&mut writer)
+                .map_err(NodeError::StateMachine)?;
+            storage.finish_snapshot(writer)?;
+        }
         log::info!(
             "node {}: snapshot at {} taken in {:?}",
             self.node.id(),

@@ -13,6 +13,7 @@ use raft_core::{
 
 use super::RuntimeConfig;
 use super::driver::{Driver, load_snapshot, run_thread};
+use super::storage_stage::StorageStage;
 use crate::client::{Completion, RequestError, Uncertainty};
 use crate::error::{NodeError, NodeStopped};
 use crate::rng::SeedRng;
@@ -288,10 +289,21 @@ impl<M: StateMachine> RaftNode<M> {
             applied,
         });
         let wake = inbox.sender();
+        let storage = Arc::new(Mutex::new(storage));
+        let stage = if config.storage_stage {
+            Some(StorageStage::start(
+                id,
+                Arc::clone(&storage),
+                inbox.sender(),
+            )?)
+        } else {
+            None
+        };
         let driver = Driver::new(
             node,
             Outputs::new(),
             storage,
+            stage,
             state_machine,
             transport,
             inbox,

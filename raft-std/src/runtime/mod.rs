@@ -6,7 +6,9 @@
 //! - [`RaftNode`] is the handle: requests go in with a [`Completion`](crate::client::Completion)
 //!   that the node calls back (`propose_with`, `read_with`, ...), or block (`propose`, `read`,
 //!   ...), which is the same thing waiting on a channel.
-//! - The node thread (`driver`) owns the core, the storage and the state machine.
+//! - The node thread (`driver`) owns the core and the state machine, and shares the storage with
+//!   the storage stage's thread, which appends and syncs (snapshots are taken and loaded by the
+//!   node thread).
 //!
 //! # The loop
 //!
@@ -18,8 +20,15 @@
 //! 1. sends every message (the core holds back anything that depends on unsynced state, so
 //!    sending before the disk write is safe); a peer the transport cannot reach is reported
 //!    with [`Input::Unreachable`](raft_core::Input::Unreachable);
-//! 2. appends every write to storage, syncs once (group commit) and steps
-//!    [`Input::Persisted`](raft_core::Input::Persisted) with the last write's id;
+//! 2. hands every write to the storage stage, a thread of the node's own that appends them,
+//!    syncs once for all the writes queued since its last sync (group commit) and posts the last
+//!    id back to the inbox, where the node thread steps it as
+//!    [`Input::Persisted`](raft_core::Input::Persisted). The node thread does not wait for the
+//!    sync: it goes on stepping messages, proposals and reads (a leader commits on its
+//!    followers' acknowledgements while its own sync is in flight, thesis §10.2.1). The core holds
+//!    back every response that vouches for an unsynced write, so nothing is acknowledged before
+//!    it is durable. ([`RuntimeConfig::storage_stage`] `false` appends and syncs on the node
+//!    thread instead.)
 //! 3. applies committed entries ([`EntryKind::Normal`](raft_core::EntryKind::Normal) ones go to
 //!    the state machine; no-ops and anything else the core adds are skipped), or loads a
 //!    snapshot installed from the leader, and steps [`Input::Applied`](raft_core::Input::Applied);
@@ -41,12 +50,13 @@
 //!
 //! # Failures
 //!
-//! A storage error is fatal: the thread stops, every request waiting is completed as above, and
+//! A storage error (on the node thread or the storage stage's) is fatal: the thread stops, every request waiting is completed as above, and
 //! every later call gets [`NodeStopped`] naming the cause. Nonsense
 //! from the network is rejected by the core and counted; the node carries on.
 
 mod driver;
 mod handle;
+mod storage_stage;
 
 use std::time::Duration;
 
@@ -75,6 +85,11 @@ pub struct RuntimeConfig {
     /// How long a request may take before the node gives up on it (see the module docs).
     /// Default 5 s.
     pub request_timeout: Duration,
+    /// Append and sync on a storage thread of its own (the storage stage), so that the node
+    /// thread goes on stepping messages, proposals and reads while a sync is in flight. Writes
+    /// are still acknowledged only once durable. Default `true`; `false` appends and syncs on
+    /// the node thread, which then handles nothing else during each fsync.
+    pub storage_stage: bool,
 }
 
 impl RuntimeConfig {
@@ -85,6 +100,7 @@ impl RuntimeConfig {
             raft: Config::new(id),
             tick: Duration::from_millis(10),
             request_timeout: Duration::from_secs(5),
+            storage_stage: true,
         }
     }
 }

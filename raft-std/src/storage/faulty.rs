@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::fs::{FileSystem, WriteFile, parent_dir};
 use crate::rng::splitmix;
@@ -40,6 +41,9 @@ pub struct FaultPlan {
     pub space_left: Option<u64>,
     /// Every write writes a random non-empty prefix of what it was given (a short write).
     pub short_writes: bool,
+    /// Every file sync takes this long before it does anything (a slow or stalled disk). Other
+    /// calls, from other threads too, go on meanwhile; a crash during the wait fails the sync.
+    pub sync_delay: Option<Duration>,
 }
 
 /// What a crash does to data that was not durable.
@@ -398,6 +402,10 @@ impl WriteFile for FaultyFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
+        let delay = self.lock()?.plan.sync_delay;
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
         let mut s = self.lock()?;
         let s = &mut *s;
         s.syncs += 1;
