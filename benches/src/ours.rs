@@ -341,6 +341,11 @@ impl OurCluster {
                     traffic.append_responses += 1;
                     Site::StepAppendResponse
                 }
+                MessageBody::Heartbeat { .. } => {
+                    traffic.other += 1;
+                    traffic.heartbeats += 1;
+                    Site::StepOther
+                }
                 _ => {
                     traffic.other += 1;
                     Site::StepOther

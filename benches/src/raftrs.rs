@@ -145,6 +145,10 @@ impl RaftRsCluster {
                     traffic.appended_entries += msg.entries.len() as u64;
                 }
                 MessageType::MsgAppendResponse => traffic.append_responses += 1,
+                MessageType::MsgHeartbeat => {
+                    traffic.other += 1;
+                    traffic.heartbeats += 1;
+                }
                 _ => traffic.other += 1,
             }
             let Some(node) = (msg.to as usize)

@@ -36,6 +36,8 @@ pub struct Traffic {
     pub append_responses: u64,
     /// Every other message.
     pub other: u64,
+    /// Heartbeats (`MsgHeartbeat`), counted in `other` too.
+    pub heartbeats: u64,
 }
 
 /// What to run: cluster size, payload size, and how proposals are paced.

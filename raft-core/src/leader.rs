@@ -11,6 +11,7 @@ use crate::message::MessageBody;
 use crate::output::Outputs;
 use crate::progress::Progress;
 use crate::read_index::ReadIndex;
+use crate::replication;
 use crate::shared::Shared;
 use crate::status::{PeerStatus, ReplicationState};
 use crate::transfer::Transfer;
@@ -200,8 +201,16 @@ impl Leadership {
                 .push(crate::output::ReadResult::Ready { id, index });
             return Ok(());
         }
-        self.reads.start(id, s.commit);
-        self.broadcast_heartbeat(s, out);
+        // Join the newest round if none of its heartbeats has left yet (they leave after this
+        // read arrived), else start one. (The planted bug joins a round already sent.)
+        let round = self.reads.round();
+        let joinable = round > 0
+            && (cfg!(feature = "bug-read-joins-sent-round")
+                || replication::round_unsent(s, &out.sends, round, self.peers.len()));
+        if !joinable {
+            self.broadcast_heartbeat(s, out);
+        }
+        self.reads.join_newest(id, s.commit);
         self.confirm_reads(s, out);
         Ok(())
     }

@@ -1,6 +1,13 @@
 //! Linearizable reads by ReadIndex (Raft thesis §6.4): a read is served at the commit index the
 //! leader had when it arrived, once a heartbeat round sent after its arrival has been confirmed by
 //! a quorum, and only by a leader that has committed an entry of its own term.
+//!
+//! Every broadcast of heartbeats (for reads, or the regular ones) is a round of its own, with a
+//! fresh number. A read that arrives while the latest round's heartbeats are all still in the
+//! sends lane (the adapter has not taken them yet, so they leave after the read arrived) joins
+//! that round instead of starting one: many reads stepped between two drains share one
+//! broadcast. A read that arrives after they left starts the next round; a heartbeat sent
+//! before a read arrived can never confirm it.
 
 use alloc::collections::VecDeque;
 
@@ -16,7 +23,7 @@ struct PendingRead {
 
 #[derive(Debug, Default)]
 pub(crate) struct ReadIndex {
-    /// The last heartbeat round started for reads.
+    /// The last heartbeat round broadcast.
     round: u64,
     /// Reads waiting for their round to be confirmed, oldest first.
     confirming: VecDeque<PendingRead>,
@@ -39,8 +46,14 @@ impl ReadIndex {
         self.confirming.len() + self.waiting_for_commit.len()
     }
 
-    /// The newest round, which heartbeats carry.
+    /// The newest round broadcast (0: none yet).
     pub(crate) fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// Numbers a new broadcast of heartbeats: the round they carry.
+    pub(crate) fn next_round(&mut self) -> u64 {
+        self.round += 1;
         self.round
     }
 
@@ -52,9 +65,9 @@ impl ReadIndex {
         !self.waiting_for_commit.is_empty()
     }
 
-    /// Starts a round for every read waiting for the leader's first commit.
-    pub(crate) fn start_waiting(&mut self, commit: Index) -> u64 {
-        self.round += 1;
+    /// Every read waiting for the leader's first commit joins the newest round (just broadcast),
+    /// at `commit`.
+    pub(crate) fn start_waiting(&mut self, commit: Index) {
         while let Some(id) = self.waiting_for_commit.pop_front() {
             self.confirming.push_back(PendingRead {
                 id,
@@ -62,18 +75,16 @@ impl ReadIndex {
                 index: commit,
             });
         }
-        self.round
     }
 
-    /// Starts a new round for a read that must see `commit`; returns the round to broadcast.
-    pub(crate) fn start(&mut self, id: ReadId, commit: Index) -> u64 {
-        self.round += 1;
+    /// A read that must see `commit` waits for the newest round, whose heartbeats have not left
+    /// the node yet.
+    pub(crate) fn join_newest(&mut self, id: ReadId, commit: Index) {
         self.confirming.push_back(PendingRead {
             id,
             round: self.round,
             index: commit,
         });
-        self.round
     }
 
     /// Releases, in order, the reads whose round a quorum has confirmed.

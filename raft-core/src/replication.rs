@@ -206,8 +206,8 @@ impl Leadership {
         }
         s.commit = quorum_index;
         if self.reads.has_waiting_for_commit() {
-            self.reads.start_waiting(s.commit);
             self.broadcast_heartbeat(s, out);
+            self.reads.start_waiting(s.commit);
             self.confirm_reads(s, out);
         }
         self.after_commit(s, out)?;
@@ -265,8 +265,9 @@ impl Leadership {
         Ok(())
     }
 
-    pub(crate) fn broadcast_heartbeat(&self, s: &Shared, out: &mut Outputs) {
-        let round = self.reads.round();
+    /// Sends every follower a heartbeat, as a new ReadIndex round (see `read_index`).
+    pub(crate) fn broadcast_heartbeat(&mut self, s: &Shared, out: &mut Outputs) {
+        let round = self.reads.next_round();
         for p in &self.peers {
             let body = MessageBody::Heartbeat {
                 // Never past what the follower is known to hold: it could not check it.
@@ -342,4 +343,18 @@ fn queued_append(
         }
         _ => None,
     }
+}
+
+/// Whether every peer's heartbeat of `round` (sent by `s` in its term) is still in the sends
+/// lane: then none has left the node, and a read arriving now may join the round.
+pub(crate) fn round_unsent(s: &Shared, sends: &[Message], round: u64, peers: usize) -> bool {
+    let queued = sends
+        .iter()
+        .filter(|m| {
+            m.from == s.id
+                && m.term == s.term
+                && matches!(m.body, MessageBody::Heartbeat { read_round, .. } if read_round == round)
+        })
+        .count();
+    peers > 0 && queued == peers
 }

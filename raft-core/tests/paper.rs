@@ -1064,6 +1064,63 @@ fn read_on_leader_is_ready_only_after_quorum_answers_heartbeat_sent_after_read()
     );
 }
 
+/// Reads stepped before the adapter takes the heartbeats of the newest round join that round
+/// (they leave after every one of those reads arrived); a read stepped after they left starts
+/// the next round, so a heartbeat sent before a read arrived never confirms it.
+#[test]
+fn reads_stepped_between_two_drains_share_one_heartbeat_round() {
+    let mut h = Harness::leader(1, THREE);
+    let mut out = Outputs::new();
+    let heartbeats = |out: &mut Outputs| -> Vec<u64> {
+        out.drain_sends()
+            .filter_map(|m| match m.body {
+                MessageBody::Heartbeat { read_round, .. } => Some(read_round),
+                _ => None,
+            })
+            .collect()
+    };
+    for id in 1..=64 {
+        h.node.step(Input::Read(ReadId(id)), &mut out).unwrap();
+    }
+    let first = heartbeats(&mut out);
+    assert_eq!(
+        first.len(),
+        2,
+        "one heartbeat per follower for 64 reads: {first:?}"
+    );
+    let round = first[0];
+    assert!(first.iter().all(|&r| r == round));
+
+    // The heartbeats have left: the next read starts the next round.
+    h.node.step(Input::Read(ReadId(65)), &mut out).unwrap();
+    let second = heartbeats(&mut out);
+    assert_eq!(second, [round + 1, round + 1]);
+
+    // One follower confirms the first round: with the leader that is a quorum of three, for
+    // the 64 reads of that round only.
+    h.node
+        .step(Input::Message(heartbeat_response(2, 1, 1, round)), &mut out)
+        .unwrap();
+    let ready: Vec<ReadResult> = out.drain_reads().collect();
+    assert_eq!(ready.len(), 64, "{ready:?}");
+    assert!(
+        ready
+            .iter()
+            .all(|r| matches!(r, ReadResult::Ready { id, .. } if id.0 <= 64))
+    );
+    h.node
+        .step(
+            Input::Message(heartbeat_response(3, 1, 1, round + 1)),
+            &mut out,
+        )
+        .unwrap();
+    let ready: Vec<ReadResult> = out.drain_reads().collect();
+    assert!(
+        matches!(ready.as_slice(), [ReadResult::Ready { id: ReadId(65), .. }]),
+        "{ready:?}"
+    );
+}
+
 /// Raft thesis §6.4 step 1: a new leader does not know the cluster's commit index until it has
 /// committed an entry of its own term; a read arriving before that waits.
 #[test]
