@@ -94,10 +94,10 @@ impl Leadership {
             .append_entry(s, EntryKind::Noop, Payload::empty(), out)
             .is_some()
         {
-            self.broadcast_append(s, false, out);
+            self.broadcast_append(s, out);
         }
         if self.maybe_commit(s, out)? {
-            self.broadcast_append(s, true, out);
+            self.broadcast_commit(s, out);
         }
         Ok(())
     }
@@ -149,6 +149,7 @@ impl Leadership {
                 return Err(StepDown);
             }
         }
+        self.tick_commits(s, out);
         if self.heartbeat_elapsed >= s.config.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat(s, out);
@@ -161,7 +162,7 @@ impl Leadership {
     /// The leader's own disk caught up: it may now count itself towards more entries.
     pub(crate) fn persisted(&mut self, s: &mut Shared, out: &mut Outputs) -> Result<(), StepDown> {
         if self.maybe_commit(s, out)? {
-            self.broadcast_append(s, true, out);
+            self.broadcast_commit(s, out);
         }
         Ok(())
     }

@@ -41,6 +41,11 @@ pub(crate) struct Progress {
     pub(crate) read_round: u64,
     /// The snapshot transfer, in the snapshot state.
     pub(crate) snapshot: Option<SnapshotTransfer>,
+    /// A commit-only message went to it since the last append with entries or the last tick:
+    /// further commit advances wait for one of those.
+    pub(crate) commit_only_sent: bool,
+    /// A commit advance is waiting for the next tick to be sent.
+    pub(crate) commit_deferred: bool,
     flights: VecDeque<Flight>,
     flight_bytes: u64,
 }
@@ -58,6 +63,8 @@ impl Progress {
             acked_since_heartbeat: false,
             read_round: 0,
             snapshot: None,
+            commit_only_sent: false,
+            commit_deferred: false,
             flights: VecDeque::new(),
             flight_bytes: 0,
         }
@@ -81,6 +88,8 @@ impl Progress {
     /// An AppendEntries carrying entries up to `last` went out (`merged`: the entries were
     /// added to a message already counted in flight).
     pub(crate) fn sent(&mut self, last: Index, bytes: u64, merged: bool) {
+        // Entries carry the commit index: the next advance may go out alone again.
+        self.commit_only_sent = false;
         match self.state {
             ReplicationState::Probe | ReplicationState::Snapshot => self.probe_sent = true,
             ReplicationState::Replicate => {

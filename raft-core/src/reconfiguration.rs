@@ -56,7 +56,7 @@ impl Leadership {
             .transition_to(target)
             .map_err(Refusal::InvalidMembership)?;
         let id = self.append_config(s, next, out).ok_or(Refusal::Exhausted)?;
-        self.broadcast_append(s, false, out);
+        self.broadcast_append(s, out);
         Ok(id)
     }
 
@@ -87,7 +87,7 @@ impl Leadership {
         if s.membership.is_joint() {
             let target = s.membership.leave_joint();
             if self.append_config(s, target, out).is_some() {
-                self.broadcast_append(s, false, out);
+                self.broadcast_append(s, out);
             }
         } else if !s.membership.is_voter(s.id) {
             return Err(self.step_down_removed(s, out));

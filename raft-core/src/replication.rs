@@ -53,7 +53,7 @@ impl Leadership {
                 w.entries.push(entry);
             }
         });
-        self.broadcast_append(s, false, out);
+        self.broadcast_append(s, out);
         Ok(Some(LogId {
             term,
             index: Index(last),
@@ -88,11 +88,54 @@ impl Leadership {
         Some(id)
     }
 
-    /// Sends every follower what it is missing (and, with `send_if_empty`, at least the commit
-    /// index).
-    pub(crate) fn broadcast_append(&mut self, s: &Shared, send_if_empty: bool, out: &mut Outputs) {
+    /// Sends every follower what it is missing, as far as its flow control allows.
+    pub(crate) fn broadcast_append(&mut self, s: &Shared, out: &mut Outputs) {
         for i in 0..self.peers.len() {
-            self.send_append(s, i, send_if_empty, out);
+            self.send_append(s, i, false, out);
+        }
+    }
+
+    /// The commit index advanced: tell every follower. New entries going out carry it, and so
+    /// does an AppendEntries to it still in the sends lane; otherwise one commit-only message
+    /// goes out, and later advances wait for the next append with entries or the next tick (a
+    /// leader whose own writes complete one by one would otherwise send one per write).
+    pub(crate) fn broadcast_commit(&mut self, s: &Shared, out: &mut Outputs) {
+        for i in 0..self.peers.len() {
+            if self.send_append(s, i, false, out) {
+                continue;
+            }
+            let Some(p) = self.peers.get_mut(i) else {
+                continue;
+            };
+            if p.commit_only_sent {
+                if !queued_append_carries_commit(&mut out.sends, p.id, s.term, s.commit) {
+                    p.commit_deferred = true;
+                }
+                continue;
+            }
+            if self.send_append(s, i, true, out) {
+                if let Some(p) = self.peers.get_mut(i) {
+                    p.commit_only_sent = true;
+                }
+            }
+        }
+    }
+
+    /// A tick: commit advances deferred since the last one go out, one message per follower.
+    pub(crate) fn tick_commits(&mut self, s: &Shared, out: &mut Outputs) {
+        for i in 0..self.peers.len() {
+            let Some(p) = self.peers.get_mut(i) else {
+                continue;
+            };
+            p.commit_only_sent = false;
+            if p.commit_deferred {
+                p.commit_deferred = false;
+                if self.send_append(s, i, true, out) {
+                    if let Some(p) = self.peers.get_mut(i) {
+                        p.commit_only_sent = true;
+                    }
+                }
+            }
         }
     }
 
@@ -235,7 +278,7 @@ impl Leadership {
                 p.recent_active = true;
                 if p.acknowledge(match_index) {
                     if self.maybe_commit(s, out)? {
-                        self.broadcast_append(s, true, out);
+                        self.broadcast_commit(s, out);
                     }
                     self.advance_transfer(s, out);
                 }
@@ -357,4 +400,28 @@ pub(crate) fn round_unsent(s: &Shared, sends: &[Message], round: u64, peers: usi
         })
         .count();
     peers > 0 && queued == peers
+}
+
+/// Sets the commit index of an AppendEntries to `to` in `term` still in the sends lane, if there
+/// is one (a follower caps it at what the message brings, so any commit index is safe to carry).
+fn queued_append_carries_commit(
+    sends: &mut [Message],
+    to: NodeId,
+    term: Term,
+    commit: Index,
+) -> bool {
+    let Some(m) = sends
+        .iter_mut()
+        .rev()
+        .find(|m| m.to == to && m.term == term)
+    else {
+        return false;
+    };
+    match &mut m.body {
+        MessageBody::AppendEntries { commit: c, .. } => {
+            *c = (*c).max(commit);
+            true
+        }
+        _ => false,
+    }
 }

@@ -161,7 +161,7 @@ impl Leadership {
         if installed {
             // The follower holds everything up to the snapshot: replicate from there.
             if p.acknowledge(snapshot.index) && self.maybe_commit(s, out)? {
-                self.broadcast_append(s, true, out);
+                self.broadcast_commit(s, out);
             }
             self.send_append(s, i, true, out);
             return Ok(());
