@@ -101,21 +101,24 @@ impl Leadership {
     /// leader whose own writes complete one by one would otherwise send one per write).
     pub(crate) fn broadcast_commit(&mut self, s: &Shared, out: &mut Outputs) {
         for i in 0..self.peers.len() {
-            if self.send_append(s, i, false, out) {
-                continue;
-            }
             let Some(p) = self.peers.get_mut(i) else {
                 continue;
             };
             if p.commit_only_sent {
-                if !queued_append_carries_commit(&mut out.sends, p.id, s.term, s.commit) {
-                    p.commit_deferred = true;
+                if !self.send_append(s, i, false, out) {
+                    if let Some(p) = self.peers.get_mut(i) {
+                        if !queued_append_carries_commit(&mut out.sends, p.id, s.term, s.commit) {
+                            p.commit_deferred = true;
+                        }
+                    }
                 }
-                continue;
-            }
-            if self.send_append(s, i, true, out) {
-                if let Some(p) = self.peers.get_mut(i) {
-                    p.commit_only_sent = true;
+            } else {
+                // Marked first: an append with entries clears the mark as it goes out.
+                p.commit_only_sent = true;
+                if !self.send_append(s, i, true, out) {
+                    if let Some(p) = self.peers.get_mut(i) {
+                        p.commit_only_sent = false;
+                    }
                 }
             }
         }
