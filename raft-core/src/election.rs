@@ -14,32 +14,60 @@ use crate::types::{LogId, NodeId, Term};
 /// The votes of one (pre-)election, this node's own aside.
 #[derive(Debug, Default)]
 pub(crate) struct Votes {
-    /// Answers received, the first from each voter.
+    /// The latest answer received from each voter.
     received: heapless::Vec<(NodeId, bool), MAX_MEMBERS>,
     /// A candidate's write recording its vote for itself: its own vote counts once that is
     /// durable. `None` in a pre-vote, which records nothing and counts itself at once.
     self_vote_write: Option<u64>,
+    /// A pre-vote's question: the term proposed and the log offered.
+    asked: Option<(Term, LogId)>,
 }
 
 impl Votes {
-    /// A pre-vote round: this node's own pre-vote counts at once.
-    pub(crate) fn pre_vote() -> Self {
-        Self::default()
+    /// A pre-vote round asking for `proposed` with `last_log`: this node's own pre-vote counts
+    /// at once.
+    pub(crate) fn pre_vote(proposed: Term, last_log: LogId) -> Self {
+        Self {
+            asked: Some((proposed, last_log)),
+            ..Self::default()
+        }
     }
 
     /// An election: this node's vote counts once write `self_vote_write` is durable.
     pub(crate) fn election(self_vote_write: u64) -> Self {
         Self {
-            received: heapless::Vec::new(),
             self_vote_write: Some(self_vote_write),
+            ..Self::default()
         }
     }
 
-    /// Records a voter's answer. The first answer counts; a duplicate changes nothing.
+    /// The next pre-vote round, after an election timeout, asking for `proposed` with
+    /// `last_log`. If this round asked the same question, its grants still hold (a grant answers
+    /// the question, not the request: responses carry no round), so they carry over, and the
+    /// new round only needs the rest; a voter's newer answer replaces its old one. Without this,
+    /// when answers take longer than a timeout, grants arrive for a round already abandoned and
+    /// every round starts from nothing.
+    pub(crate) fn next_pre_vote(self, proposed: Term, last_log: LogId) -> Self {
+        let mut next = Self::pre_vote(proposed, last_log);
+        if self.asked == next.asked {
+            for &(voter, granted) in &self.received {
+                if granted {
+                    // Cannot overflow: at most as many as this round held.
+                    let _ = next.received.push((voter, true));
+                }
+            }
+        }
+        next
+    }
+
+    /// Records a voter's answer; a later answer from the same voter replaces an earlier one.
     pub(crate) fn record(&mut self, from: NodeId, granted: bool) {
-        if !self.received.iter().any(|(v, _)| *v == from) {
+        match self.received.iter_mut().find(|(v, _)| *v == from) {
+            Some(answer) => answer.1 = granted,
             // Cannot overflow: only voters are recorded, at most MAX_MEMBERS.
-            let _ = self.received.push((from, granted));
+            None => {
+                let _ = self.received.push((from, granted));
+            }
         }
     }
 

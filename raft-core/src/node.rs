@@ -528,7 +528,12 @@ impl<R: Rng> Node<R> {
 
     fn become_pre_candidate(&mut self, out: &mut Outputs) -> Result<(), StepError> {
         let proposed = self.s.term.next().ok_or(Refusal::Exhausted)?;
-        self.role = RoleState::PreCandidate(Votes::pre_vote());
+        let last_log = self.s.log.last();
+        let votes = match core::mem::replace(&mut self.role, RoleState::Follower) {
+            RoleState::PreCandidate(earlier) => earlier.next_pre_vote(proposed, last_log),
+            _ => Votes::pre_vote(proposed, last_log),
+        };
+        self.role = RoleState::PreCandidate(votes);
         self.s.leader = None;
         self.reset_election_timer();
         election::request_votes(&self.s, proposed, true, false, out);

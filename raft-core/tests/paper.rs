@@ -34,6 +34,51 @@ fn follower_of_1(term: u64, terms: &[u64]) -> Harness {
     h
 }
 
+// ---- pre-vote (thesis §9.6) -------------------------------------------------------------------
+
+/// Thesis §9.6: pre-vote grants answer "would you vote for this log in this term". A grant from
+/// an earlier timeout of the same prospective term, with the same log, still answers the round
+/// a node runs now, so it counts: with slow answers, every round would otherwise start from
+/// nothing and never gather a quorum. A voter's later answer replaces its earlier one.
+#[test]
+fn pre_vote_grants_from_an_earlier_timeout_of_the_same_term_still_count() {
+    let mut h = Harness::new(1, FIVE);
+    h.step(Input::Campaign);
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    h.recv(vote_response(2, 1, 1, true, true));
+    assert_eq!(h.node.role(), Role::PreCandidate, "2 of 5 is not a quorum");
+    // The election timeout passes: a new pre-vote round, for the same term and log.
+    let out = h.tick(h.node.config().election_ticks_max);
+    assert!(
+        out.sends
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::VoteRequest { pre_vote: true, .. }))
+    );
+    assert_eq!(
+        (h.node.role(), h.node.term()),
+        (Role::PreCandidate, Term(0))
+    );
+    // Voter 3 grants in the new round: with voter 2's grant and its own, a quorum of five.
+    h.recv(vote_response(3, 1, 1, true, true));
+    assert_eq!(h.node.role(), Role::Candidate);
+    assert_eq!(h.node.term(), Term(1));
+}
+
+/// A voter that granted in an earlier round and refuses in the current one is counted as
+/// refusing: its newer answer replaces the old grant.
+#[test]
+fn a_newer_pre_vote_refusal_replaces_an_earlier_grant() {
+    let mut h = Harness::new(1, FIVE);
+    h.step(Input::Campaign);
+    h.recv(vote_response(2, 1, 1, true, true));
+    h.tick(h.node.config().election_ticks_max);
+    // Voter 2 now refuses (a refusal carries the voter's own term), voter 3 grants: 2 of 5.
+    h.recv(vote_response(2, 1, 0, false, true));
+    h.recv(vote_response(3, 1, 1, true, true));
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    assert_eq!(h.node.term(), Term(0));
+}
+
 // ---- §5.1 terms ------------------------------------------------------------------------------
 
 /// Raft §5.1, Figure 2 "Rules for Servers, all servers": if an RPC request or response contains
