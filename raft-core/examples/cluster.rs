@@ -11,42 +11,18 @@
 //! not impossible.)
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 
 use raft_core::{
     Apply, Config, Entry, EntryKind, Event, Input, Membership, Message, Node, NodeId, Outputs,
-    Payload, Restored, Role,
+    Payload, Restored, Role, SplitMix64,
 };
 
 /// The RNG seed of nodes 1, 2 and 3: their first election timeouts differ (see the module docs).
 const SEEDS: [u64; 3] = [4, 5, 6];
 
-/// A small deterministic RNG (SplitMix64). Any `rand_core::Rng` works, e.g. `rand::rngs::StdRng`.
-struct SplitMix(u64);
-
-impl rand_core::TryRng for SplitMix {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        self.try_next_u64().map(|v| (v >> 32) as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Ok(z ^ (z >> 31))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for b in dst {
-            *b = self.try_next_u64()? as u8;
-        }
-        Ok(())
-    }
-}
-
 /// One member: the core plus what an adapter keeps around it.
 struct Member {
-    node: Node<SplitMix>,
+    node: Node<SplitMix64>,
     out: Outputs,
     /// The "disk": every write is made durable at once here.
     log: Vec<Entry>,
@@ -68,7 +44,7 @@ fn main() {
         .map(|(&i, seed)| Member {
             node: Node::restore(
                 Config::new(i),
-                SplitMix(seed),
+                SplitMix64::new(seed),
                 Restored::initial(membership.clone()),
             )
             .expect("consistent initial state"),

@@ -103,10 +103,11 @@
 //! A [`Node`] is built with an RNG, `Node<R: rand_core::Rng>`, and draws from it only to pick
 //! election timeouts. The trait is **`rand_core` 0.10's** (`rand_core = "0.10"`, the version in
 //! this crate's dependencies): a generator must implement that version's `TryRng` with
-//! `Error = Infallible` (which gives `Rng`). Two ways to get one:
+//! `Error = Infallible` (which gives `Rng`). Three ways to get one:
 //!
-//! - write a tiny one, as the example below does (a few lines; it need not be good, only differ
-//!   between nodes);
+//! - [`SplitMix64`], the small seeded generator this crate ships (not cryptographic; it need not
+//!   be, only differ between nodes: seed each from its id and, across restarts, the clock);
+//! - write one of your own (a few lines);
 //! - take one from `rand` **0.10** (built on `rand_core` 0.10), e.g.
 //!   `rand::rngs::SmallRng::seed_from_u64(n)` (with `use rand::SeedableRng`), or
 //!   `rand::make_rng::<SmallRng>()` for one seeded by the operating system (feature
@@ -124,36 +125,17 @@
 //! command on every node.
 //!
 //! ```
-//! use raft_core::{Apply, Config, Input, Membership, Node, NodeId, Outputs, Payload, Restored, Role};
-//!
-//! /// The RNG each node picks its election timeouts with: a 64-bit LCG. Any type implementing
-//! /// `rand_core::TryRng` **of rand_core 0.10** with `Error = Infallible` will do (see
-//! /// "Randomness" above); with `rand` 0.10: `rand::rngs::SmallRng::seed_from_u64(seed)`.
-//! struct Rng(u64);
-//!
-//! impl rand_core::TryRng for Rng {
-//!     type Error = core::convert::Infallible;
-//!     fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-//!         Ok((self.try_next_u64()? >> 32) as u32)
-//!     }
-//!     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-//!         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-//!         Ok(self.0)
-//!     }
-//!     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-//!         for b in dst {
-//!             *b = (self.try_next_u64()? >> 56) as u8;
-//!         }
-//!         Ok(())
-//!     }
-//! }
+//! use raft_core::{
+//!     Apply, Config, Input, Membership, Node, NodeId, Outputs, Payload, Restored, Role, SplitMix64,
+//! };
 //!
 //! let ids: Vec<NodeId> = (1..=3).filter_map(NodeId::new).collect();
 //! let membership = Membership::new(&ids)?;
 //! let mut nodes = Vec::new();
 //! for &id in &ids {
-//!     // 1. Build each node, its RNG seeded differently per node.
-//!     let node = Node::restore(Config::new(id), Rng(id.get()), Restored::initial(membership.clone()))?;
+//!     // 1. Build each node, its RNG seeded differently per node (see "Randomness" above).
+//!     let rng = SplitMix64::new(id.get());
+//!     let node = Node::restore(Config::new(id), rng, Restored::initial(membership.clone()))?;
 //!     nodes.push((node, Outputs::new()));
 //! }
 //!
@@ -238,6 +220,7 @@ mod membership;
 mod message;
 mod output;
 mod restore;
+mod rng;
 mod status;
 mod types;
 
@@ -276,6 +259,7 @@ pub use message::{AppendOutcome, Message, MessageBody};
 pub use node::Node;
 pub use output::{Apply, ChunkRequest, Event, Outputs, ReadResult, SnapshotPart, Write};
 pub use restore::{Restored, SnapshotMeta};
+pub use rng::SplitMix64;
 pub use status::{PeerStatus, ReplicationState, Role, Stats, Status};
 pub use types::{
     Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, ReadId, Term, WriteId,

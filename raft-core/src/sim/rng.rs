@@ -3,14 +3,16 @@
 use alloc::vec::Vec;
 use core::convert::Infallible;
 
-/// SplitMix64: small, fast, and good enough to drive a simulation. Not cryptographic.
+use crate::SplitMix64;
+
+/// The workspace's [`SplitMix64`], with a fuzzer's bytes in front.
 ///
 /// Built with [`SimRng::from_bytes`], it takes its decisions from a byte string first (one byte
 /// for a small choice), so a coverage-guided fuzzer chooses the schedule; when the bytes run out
-/// it continues as a PRNG.
+/// it continues as the PRNG.
 #[derive(Clone, Debug)]
 pub struct SimRng {
-    state: u64,
+    prng: SplitMix64,
     bytes: Vec<u8>,
     pos: usize,
 }
@@ -20,7 +22,7 @@ impl SimRng {
     #[must_use]
     pub fn new(seed: u64) -> Self {
         Self {
-            state: seed,
+            prng: SplitMix64::new(seed),
             bytes: Vec::new(),
             pos: 0,
         }
@@ -30,7 +32,7 @@ impl SimRng {
     #[must_use]
     pub fn from_bytes(bytes: &[u8], seed: u64) -> Self {
         Self {
-            state: seed,
+            prng: SplitMix64::new(seed),
             bytes: bytes.to_vec(),
             pos: 0,
         }
@@ -51,11 +53,7 @@ impl SimRng {
         if let Some(v) = self.take(8) {
             return v;
         }
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.prng.next_u64()
     }
 
     /// A number in `0..n` (0 if `n` is 0).
@@ -93,9 +91,11 @@ impl SimRng {
     /// An independent PRNG derived from this one's seed and `stream` (never from the bytes).
     #[must_use]
     pub fn fork(&self, stream: u64) -> Self {
-        let mut r = Self::new(self.state ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        r.next_u64();
-        r
+        Self {
+            prng: self.prng.fork(stream),
+            bytes: Vec::new(),
+            pos: 0,
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use raft_core::{
     RestoreError, Restored, Role, SnapshotMeta, StepError, Term, Write, WriteId,
 };
 
-/// The simulator's seeded RNG (SplitMix64); any `rand_core::Rng` would do.
-pub(crate) use raft_core::sim::SimRng as SplitMix;
+/// The workspace's seeded RNG; any `rand_core::Rng` would do.
+pub(crate) use raft_core::SplitMix64 as SplitMix;
 
 // ---- values ----------------------------------------------------------------------------------
 
