@@ -18,46 +18,8 @@ use std::collections::{BinaryHeap, HashMap};
 
 use crate::history::{History, Op, OpResult, Operation};
 
-/// SplitMix64: a small, fast, seeded generator (Steele, Lea and Flood), good enough for tests.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from a seed.
-    #[must_use]
-    pub const fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub const fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            return 0;
-        }
-        // Lemire's multiply-shift: uniform enough for tests.
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// An index in `0..n` (0 when `n` is 0).
-    pub fn index(&mut self, n: usize) -> usize {
-        usize::try_from(self.below(n as u64)).unwrap_or(0)
-    }
-
-    /// True with probability `p` (in `0.0..=1.0`).
-    pub fn chance(&mut self, p: f64) -> bool {
-        // 53 random bits as a float in [0, 1).
-        ((self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64) < p
-    }
-}
+/// The workspace's seeded generator (re-exported for the runner's modules).
+pub use raft_core::SplitMix64;
 
 /// What history [`generate`] makes.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use raft_core::SplitMix64;
+
 use crate::resp::client::{Client, Value};
 
 /// What every client shares with the demo's main thread.
@@ -87,13 +89,6 @@ impl Conn {
 }
 
 /// A tiny generator for the op mix.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 /// Starts client `c`; it runs until `shared.stop`, and returns its model.
 pub(super) fn spawn(
     c: usize,
@@ -119,11 +114,11 @@ fn run(c: usize, nodes: Vec<SocketAddr>, shared: &Shared, epoch: Instant) -> Mod
     let client_id = (u64::from(std::process::id()) << 16) | (c as u64 + 1);
     let mut seq: u64 = 0;
     let mut written: Vec<String> = Vec::new();
-    let mut rng = 0x9E37_79B9_7F4A_7C15_u64 ^ (c as u64 + 1);
+    let mut rng = SplitMix64::new(c as u64 + 1);
     let value = "v".repeat(24);
     while !shared.stop.load(Ordering::Relaxed) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let roll = next(&mut rng) % 100;
+        let roll = rng.below(100);
         let started = Instant::now();
         let write = roll < 70;
         let ok = if roll < 40 {
@@ -176,7 +171,7 @@ fn run(c: usize, nodes: Vec<SocketAddr>, shared: &Shared, epoch: Instant) -> Mod
             }
         } else if roll < 90 && !written.is_empty() {
             // A linearizable read of a key this client wrote: it must see the last value.
-            let key = &written[(next(&mut rng) % written.len() as u64) as usize];
+            let key = &written[rng.index(written.len())];
             let reply = conn.call(&[b"GET", key.as_bytes()], deadline, shared);
             let want = model.keys.get(key).map(|v| v.as_bytes().to_vec());
             model.reads_checked += 1;

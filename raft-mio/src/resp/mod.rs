@@ -466,12 +466,10 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut rng = raft_core::SplitMix64::new(0x5eed);
         let alphabet = b"*$\r\n0123456789-abc \"'\\x";
         for _ in 0..50_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             let len = (state % 32) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|i| alphabet[((state >> (i % 16 * 4)) % alphabet.len() as u64) as usize])

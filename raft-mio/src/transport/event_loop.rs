@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use raft_core::{Message, NodeId};
+use raft_core::{Message, NodeId, SplitMix64};
 use raft_std::transport::InboxSender;
 
 use super::{NetCounters, PeerInfo, PeerNetConfig, Shared};
@@ -133,8 +133,8 @@ pub(super) struct EventLoop {
     counters: NetCounters,
     /// Something `info` shows changed since it was last published.
     dirty: bool,
-    /// A simple generator for backoff jitter.
-    jitter: u64,
+    /// The generator of backoff jitter.
+    jitter: SplitMix64,
 }
 
 /// Gives up a connection whose sent data stays unacknowledged for `timeout`
@@ -180,7 +180,7 @@ impl EventLoop {
             peers,
             counters: NetCounters::default(),
             dirty: true,
-            jitter: config.id.get().wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            jitter: SplitMix64::new(config.id.get()),
             config,
         };
         Ok((event_loop, waker, local))
@@ -317,9 +317,7 @@ impl EventLoop {
 
     /// Schedules the next dial of `id` after a failure, and logs the first of a run.
     fn dial_failed(&mut self, id: NodeId, why: &str) {
-        self.jitter ^= self.jitter << 13;
-        self.jitter ^= self.jitter >> 7;
-        self.jitter ^= self.jitter << 17;
+        let draw = self.jitter.below(1000);
         let (min, max) = (self.config.backoff_min, self.config.backoff_max);
         let Some(p) = self.peers.get_mut(&id) else {
             return;
@@ -330,7 +328,7 @@ impl EventLoop {
         let exp = min.saturating_mul(1 << p.failures.min(16)).min(max);
         p.failures = p.failures.saturating_add(1);
         // 80% to 120% of the pause, so that nodes restarted together do not dial in step.
-        let jitter = 0.8 + (self.jitter % 1000) as f64 / 2500.0;
+        let jitter = 0.8 + draw as f64 / 2500.0;
         p.retry_at = Instant::now() + exp.mul_f64(jitter);
         if was_ready {
             p.info.disconnects += 1;
