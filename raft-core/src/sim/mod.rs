@@ -28,6 +28,7 @@ mod disk;
 pub mod fuzz;
 mod network;
 mod rng;
+mod trace;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -452,7 +453,10 @@ impl Simulation {
             };
             let leader = self.leader();
             self.net.partition(kind, leader, &mut self.rng);
-            self.log(|| format!("partition {kind:?}"));
+            let n = self.nodes.len();
+            let net = &self.net;
+            let cuts = self.trace.is_some().then(|| trace::cuts(net, n));
+            self.log(|| format!("partition {kind:?}: {}", cuts.unwrap_or_default()));
         }
         // Crashes and restarts.
         if self.rng.chance(self.opts.leader_crash_per_million) {
@@ -593,10 +597,10 @@ impl Simulation {
         let result = node.change_membership(target, &mut n.out);
         self.log(|| {
             format!(
-                "n{} membership change ({what}) to voters {:?} learners {:?}: {result:?}",
+                "n{} membership change ({what}) to {}: {}",
                 i + 1,
-                target.voters(),
-                target.learners()
+                trace::membership(target),
+                trace::outcome(&result)
             )
         });
         if result.is_ok() {
@@ -635,7 +639,6 @@ impl Simulation {
                         .map_err(|e| self.fail(format!("node {i}: bad write: {}", e.0)))?;
                     if let Some(id) = done {
                         progressed = true;
-                        self.log(|| format!("n{} disk durable through {}", i + 1, id.get()));
                         self.step(i, Input::Persisted(id))?;
                     }
                 }
@@ -645,7 +648,13 @@ impl Simulation {
                 let pos = |id: NodeId| ids.iter().position(|&x| x == id).unwrap_or(0);
                 (pos(m.from), pos(m.to))
             };
-            if let Some(msg) = self.net.take_due(self.now, &mut self.rng, index_of) {
+            let lost = self.net.lost;
+            let msg = self.net.take_due(self.now, &mut self.rng, index_of);
+            if self.net.lost > lost {
+                let k = self.net.lost - lost;
+                self.log(|| format!("network: {k} message(s) in flight lost to the partition"));
+            }
+            if let Some(msg) = msg {
                 progressed = true;
                 let to = ids.iter().position(|&x| x == msg.to).unwrap_or(0);
                 if self.nodes[to].node.is_some() {
@@ -683,7 +692,7 @@ impl Simulation {
         };
         let result = node.propose(Payload::new(&data), &mut n.out);
         let n = self.next_proposal;
-        self.log(|| format!("n{} propose #{n}: {result:?}", i + 1));
+        self.log(|| format!("n{} propose #{n}: {}", i + 1, trace::outcome(&result)));
         self.after_step(i, result.map(drop))?;
         Ok(result.ok())
     }
@@ -744,8 +753,15 @@ impl Simulation {
         n.sm_next = Index(base + 1);
         n.last_commit = Index::ZERO;
         self.summary.crashes += u64::from(n.incarnation > 1);
-        let disk_len = n.disk.entries.len();
-        self.log(|| format!("n{} start, {disk_len} entries on disk", i + 1));
+        let (hs, disk_len, incarnation) = (n.disk.hard_state, n.disk.entries.len(), n.incarnation);
+        self.log(|| {
+            format!(
+                "n{} start #{incarnation}: disk has {}, snapshot {}, {disk_len} entries",
+                i + 1,
+                trace::hard_state(&hs),
+                snapshot.last
+            )
+        });
     }
 
     fn crash(&mut self, i: usize) -> SimResult {
@@ -767,8 +783,13 @@ impl Simulation {
         if self.nodes[i].node.is_none() {
             return Ok(());
         }
-        if self.trace.is_some() {
-            let line = describe_input(&input);
+        // A tick is logged only if the node emitted something on it: every running node ticks
+        // every tick, and most ticks do nothing visible.
+        let tick = matches!(input, Input::Tick);
+        let mark =
+            (self.trace.is_some() && tick).then(|| trace::OutputMark::of(&self.nodes[i].out));
+        if self.trace.is_some() && !tick {
+            let line = trace::input(&input);
             self.log(|| format!("n{} <- {line}", i + 1));
         }
         let n = &mut self.nodes[i];
@@ -776,6 +797,12 @@ impl Simulation {
             return Ok(());
         };
         let result = node.step(input, &mut n.out);
+        if mark.is_some_and(|m| m != trace::OutputMark::of(&self.nodes[i].out)) {
+            self.log(|| format!("n{} <- tick", i + 1));
+        }
+        if let Err(e) = result {
+            self.log(|| format!("n{} {e}", i + 1));
+        }
         self.after_step(i, result)
     }
 
@@ -853,13 +880,10 @@ impl Simulation {
                     .map_err(|what| self.fail(what))?;
             }
             let delay = self.rng.between(0, self.opts.max_disk_delay);
-            let (id, hs, t, k) = (w.id.get(), w.hard_state, w.truncate_from, w.entries.len());
-            self.log(|| {
-                format!(
-                    "n{} write #{id} hs={hs:?} truncate={t:?} entries={k}",
-                    i + 1
-                )
-            });
+            if self.trace.is_some() {
+                let line = trace::write(&w);
+                self.log(|| format!("n{} {line} (durable in {delay})", i + 1));
+            }
             self.nodes[i].disk.submit(w, self.now, delay);
         }
         Ok(())
@@ -921,6 +945,11 @@ impl Simulation {
     /// Handles the apply, read, send and event lanes of node `i`.
     fn drain_outputs(&mut self, i: usize) -> SimResult {
         let applies: Vec<Apply> = self.nodes[i].out.drain_apply().collect();
+        if self.trace.is_some() {
+            for line in trace::applies(&applies) {
+                self.log(|| format!("n{} {line}", i + 1));
+            }
+        }
         let mut last_applied = None;
         for a in applies {
             let e = match a {
@@ -973,6 +1002,7 @@ impl Simulation {
         }
         let reads: Vec<ReadResult> = self.nodes[i].out.drain_reads().collect();
         for r in reads {
+            self.log(|| format!("n{} {}", i + 1, trace::read_result(&r)));
             match r {
                 ReadResult::Ready { id, index } => {
                     let needed = self.reads.remove(&id.0).unwrap_or(Index::ZERO);
@@ -993,6 +1023,7 @@ impl Simulation {
         }
         let requests: Vec<ChunkRequest> = self.nodes[i].out.drain_chunk_requests().collect();
         for r in requests {
+            self.log(|| format!("n{} {}", i + 1, trace::chunk_request(&r)));
             // The adapter reads the chunk from its snapshot file.
             let chunk = match &self.nodes[i].disk.snapshot {
                 Some((meta, blob)) if meta.last == r.snapshot => {
@@ -1021,15 +1052,23 @@ impl Simulation {
             let Some(to) = to else {
                 return Err(self.fail(format!("node {i} sent to unknown node {}", m.to)));
             };
-            if self.trace.is_some() {
-                let line = describe_message(&m);
-                self.log(|| format!("n{} -> {line}", i + 1));
-            }
+            let line = self.trace.is_some().then(|| trace::message(&m));
+            let (lost, duplicated) = (self.net.lost, self.net.duplicated);
             self.net.send(m, i, to, self.now, &mut self.rng);
+            if let Some(line) = line {
+                let fate = if self.net.lost > lost {
+                    " (lost)"
+                } else if self.net.duplicated > duplicated {
+                    " (duplicated)"
+                } else {
+                    ""
+                };
+                self.log(|| format!("n{} send {line}{fate}", i + 1));
+            }
         }
         let events: Vec<Event> = self.nodes[i].out.drain_events().collect();
         for ev in events {
-            self.log(|| format!("n{} event {ev:?}", i + 1));
+            self.log(|| format!("n{} {}", i + 1, trace::event(&ev)));
         }
         if let Some(index) = last_applied {
             self.step(i, Input::Applied(index))?;
@@ -1131,7 +1170,13 @@ impl Simulation {
         self.nodes[i]
             .disk
             .take_snapshot(meta.clone(), snapshot_blob(prefix, len));
-        self.log(|| format!("n{} snapshot at {}", i + 1, meta.last));
+        self.log(|| {
+            format!(
+                "n{} snapshots its state machine at {}, {len} bytes",
+                i + 1,
+                meta.last
+            )
+        });
         self.summary.snapshots.0 += 1;
         self.step(i, Input::SnapshotTaken(Box::new(meta)))
     }
@@ -1259,6 +1304,37 @@ impl Simulation {
         }
     }
 
+    /// Asks node `i` for a linearizable read (ReadIndex); returns the read's number, which the
+    /// trace's `read #n` lines name. Its result is checked like every read's (it must reflect
+    /// every entry committed before it was issued) and counted in [`Summary::reads`].
+    ///
+    /// # Errors
+    /// The first property violated.
+    pub fn read_at(&mut self, i: usize) -> Result<u64, SimFailure> {
+        if i >= self.nodes.len() {
+            return Err(self.fail(format!("read at node {i}, which does not exist")));
+        }
+        self.read(i)?;
+        Ok(self.next_read)
+    }
+
+    /// Asks node `i` to hand its leadership to `target` (refused unless `i` leads).
+    ///
+    /// # Errors
+    /// The first property violated.
+    pub fn transfer_leader_at(&mut self, i: usize, target: NodeId) -> Result<(), SimFailure> {
+        if i >= self.nodes.len() {
+            return Ok(());
+        }
+        self.step(i, Input::TransferLeader(target))
+    }
+
+    /// Writes a line of the caller's into the trace (`t<tick> # <text>`), to mark the steps of
+    /// a scenario. Nothing else changes.
+    pub fn note(&mut self, text: &str) {
+        self.log(|| format!("# {text}"));
+    }
+
     /// Cuts node `i` off from every other node, both ways.
     pub fn isolate(&mut self, i: usize) {
         self.net.split(&[i]);
@@ -1342,29 +1418,4 @@ pub fn trace_options(mut opts: SimOptions) -> (String, Result<Summary, SimFailur
         }
         Err(e) => (String::new(), Err(e)),
     }
-}
-
-fn describe_input(input: &Input) -> String {
-    match input {
-        Input::Message(m) => format!("recv {}", describe_message(m)),
-        other => format!("{other:?}"),
-    }
-}
-
-fn describe_message(m: &Message) -> String {
-    let body = match &m.body {
-        MessageBody::AppendEntries {
-            prev,
-            entries,
-            commit,
-        } => format!(
-            "AppendEntries prev={prev} entries={} commit={commit}",
-            match (entries.first(), entries.last()) {
-                (Some(a), Some(b)) => format!("{}..{}", a.id, b.id),
-                _ => String::from("-"),
-            }
-        ),
-        other => format!("{other:?}"),
-    };
-    format!("n{}->n{} t{} {body}", m.from, m.to, m.term.0)
 }
