@@ -952,74 +952,12 @@ impl Simulation {
         }
         let mut last_applied = None;
         for a in applies {
-            let e = match a {
-                Apply::Entry(e) => e,
-                Apply::Snapshot(meta) => {
-                    // Load the snapshot the node installed: it must be the committed state.
-                    let n = &self.nodes[i];
-                    let prefix = match &n.disk.snapshot {
-                        Some((m, blob)) if m.last == meta.last => blob_prefix(blob),
-                        _ => None,
-                    };
-                    let Some(prefix) = prefix else {
-                        return Err(self.fail(format!(
-                            "node {i} was told to load snapshot {} which is not on its disk",
-                            meta.last
-                        )));
-                    };
-                    if meta.last.index < n.sm_next {
-                        return Err(self.fail(format!(
-                            "node {i} loaded snapshot {} behind its state machine",
-                            meta.last
-                        )));
-                    }
-                    self.checker
-                        .applied(i, meta.last.index, prefix)
-                        .map_err(|w| self.fail(w))?;
-                    let n = &mut self.nodes[i];
-                    n.sm_prefix = prefix;
-                    n.sm_next = Index(meta.last.index.0 + 1);
-                    last_applied = Some(meta.last.index);
-                    self.summary.snapshots.1 += 1;
-                    continue;
-                }
-            };
-            let next = self.nodes[i].sm_next;
-            if e.id.index != next {
-                return Err(self.fail(format!(
-                    "node {i}: applied {} when {next} was next",
-                    e.id.index
-                )));
-            }
-            let n = &mut self.nodes[i];
-            n.sm_prefix = disk::chain(n.sm_prefix, &e);
-            n.sm_next = Index(n.sm_next.0 + 1);
-            let prefix = n.sm_prefix;
-            self.checker
-                .applied(i, e.id.index, prefix)
-                .map_err(|w| self.fail(w))?;
-            last_applied = Some(e.id.index);
+            last_applied = Some(self.apply(i, a)?);
         }
         let reads: Vec<ReadResult> = self.nodes[i].out.drain_reads().collect();
         for r in reads {
             self.log(|| format!("n{} {}", i + 1, trace::read_result(&r)));
-            match r {
-                ReadResult::Ready { id, index } => {
-                    let needed = self.reads.remove(&id.0).unwrap_or(Index::ZERO);
-                    if index < needed {
-                        return Err(self.fail(format!(
-                            "linearizability: read {} served at index {index} but index {needed} \
-                             was committed before it was issued",
-                            id.0
-                        )));
-                    }
-                    self.summary.reads.0 += 1;
-                }
-                ReadResult::Aborted { id } => {
-                    self.reads.remove(&id.0);
-                    self.summary.reads.1 += 1;
-                }
-            }
+            self.read_done(r)?;
         }
         let requests: Vec<ChunkRequest> = self.nodes[i].out.drain_chunk_requests().collect();
         for r in requests {
@@ -1072,6 +1010,81 @@ impl Simulation {
         }
         if let Some(index) = last_applied {
             self.step(i, Input::Applied(index))?;
+        }
+        Ok(())
+    }
+
+    /// The simulated state machine applies an entry, or loads the snapshot the node installed:
+    /// what it holds must be a prefix of the committed log (State Machine Safety). Returns the
+    /// index it has applied through.
+    fn apply(&mut self, i: usize, a: Apply) -> SimResult<Index> {
+        let e = match a {
+            Apply::Entry(e) => e,
+            Apply::Snapshot(meta) => {
+                // Load the snapshot the node installed: it must be the committed state.
+                let n = &self.nodes[i];
+                let prefix = match &n.disk.snapshot {
+                    Some((m, blob)) if m.last == meta.last => blob_prefix(blob),
+                    _ => None,
+                };
+                let Some(prefix) = prefix else {
+                    return Err(self.fail(format!(
+                        "node {i} was told to load snapshot {} which is not on its disk",
+                        meta.last
+                    )));
+                };
+                if meta.last.index < n.sm_next {
+                    return Err(self.fail(format!(
+                        "node {i} loaded snapshot {} behind its state machine",
+                        meta.last
+                    )));
+                }
+                self.checker
+                    .applied(i, meta.last.index, prefix)
+                    .map_err(|w| self.fail(w))?;
+                let n = &mut self.nodes[i];
+                n.sm_prefix = prefix;
+                n.sm_next = Index(meta.last.index.0 + 1);
+                self.summary.snapshots.1 += 1;
+                return Ok(meta.last.index);
+            }
+        };
+        let next = self.nodes[i].sm_next;
+        if e.id.index != next {
+            return Err(self.fail(format!(
+                "node {i}: applied {} when {next} was next",
+                e.id.index
+            )));
+        }
+        let n = &mut self.nodes[i];
+        n.sm_prefix = disk::chain(n.sm_prefix, &e);
+        n.sm_next = Index(n.sm_next.0 + 1);
+        let prefix = n.sm_prefix;
+        self.checker
+            .applied(i, e.id.index, prefix)
+            .map_err(|w| self.fail(w))?;
+        Ok(e.id.index)
+    }
+
+    /// A read the node answered: if ready, at an index no older than anything committed
+    /// before the read was issued (linearizability).
+    fn read_done(&mut self, r: ReadResult) -> SimResult {
+        match r {
+            ReadResult::Ready { id, index } => {
+                let needed = self.reads.remove(&id.0).unwrap_or(Index::ZERO);
+                if index < needed {
+                    return Err(self.fail(format!(
+                        "linearizability: read {} served at index {index} but index {needed} \
+                         was committed before it was issued",
+                        id.0
+                    )));
+                }
+                self.summary.reads.0 += 1;
+            }
+            ReadResult::Aborted { id } => {
+                self.reads.remove(&id.0);
+                self.summary.reads.1 += 1;
+            }
         }
         Ok(())
     }
