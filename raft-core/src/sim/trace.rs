@@ -4,13 +4,15 @@
 //!
 //! The trace is both the replay aid (`RAFT_SIM_SEED`) and the golden transcripts
 //! (`raft-core/tests/golden/`), which compare it verbatim: a change of wording here changes every
-//! golden file. Formatting only: nothing here draws from an RNG or touches a node.
+//! golden file. Formatting and [`Simulation::log`] only: nothing here draws from an RNG or
+//! touches a node.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
+use super::adapter::Simulation;
 use super::network::Network;
 use crate::error::StepError;
 use crate::input::{Input, SnapshotChunk};
@@ -321,4 +323,20 @@ pub(super) fn cuts(net: &Network, n: usize) -> String {
         s.push_str("no link cut");
     }
     s
+}
+
+impl Simulation {
+    /// The trace recorded so far (empty unless `opts.trace`).
+    #[must_use]
+    pub fn trace(&self) -> &str {
+        self.trace.as_deref().unwrap_or("")
+    }
+
+    /// Appends a line at the current tick if the run records a trace (`line` is called only
+    /// then).
+    pub(super) fn log(&mut self, line: impl FnOnce() -> String) {
+        if let Some(t) = &mut self.trace {
+            let _ = writeln!(t, "t{} {}", self.now, line());
+        }
+    }
 }
