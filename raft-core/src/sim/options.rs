@@ -1,0 +1,180 @@
+//! What a run is made of and what it reports: [`SimOptions`] (the fault mix, drawn from a seed),
+//! [`SimFailure`] and [`Summary`].
+
+use alloc::string::String;
+
+use super::network::NetworkFaults;
+use super::rng::SimRng;
+use crate::config::Config;
+use crate::types::NodeId;
+
+/// How one simulated run behaves. [`SimOptions::random`] draws a mix of faults from the seed.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// The seed for everything: faults, delays, and each node's election timeouts.
+    pub seed: u64,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Ticks of the fault phase.
+    pub fault_ticks: u64,
+    /// Ticks the healed phase may take to commit a new proposal before the run fails.
+    pub heal_ticks: u64,
+    /// Network faults during the fault phase.
+    pub net: NetworkFaults,
+    /// Chance per tick that the partition changes, per million.
+    pub partition_per_million: u32,
+    /// Chance per tick that a running node crashes, per million.
+    pub crash_per_million: u32,
+    /// Chance per tick that a crashed node restarts, per million.
+    pub restart_per_million: u32,
+    /// Chance per tick that the leader crashes, per million (leader changes are where the
+    /// subtle bugs live: Figure 8 of the Raft paper needs a leader to fail right after
+    /// replicating to a minority).
+    pub leader_crash_per_million: u32,
+    /// Most ticks a write takes to become durable.
+    pub max_disk_delay: u64,
+    /// Chance per tick of a proposal, per million.
+    pub propose_per_million: u32,
+    /// Chance per tick of a read, per million.
+    pub read_per_million: u32,
+    /// Chance per tick of a leadership transfer request, per million.
+    pub transfer_per_million: u32,
+    /// Chance that a step's writes are left in the lane to be merged with later ones.
+    pub defer_writes_per_million: u32,
+    /// Chance per tick that a node snapshots its state machine and compacts its log, per
+    /// million.
+    pub snapshot_per_million: u32,
+    /// See [`Config::snapshot_chunk_bytes`]: small, so transfers take many chunks.
+    pub snapshot_chunk_bytes: u32,
+    /// See [`Config::snapshot_trailing_entries`].
+    pub snapshot_trailing_entries: u64,
+    /// The largest snapshot the simulated state machine writes, in bytes (at least 8).
+    pub snapshot_max_bytes: u64,
+    /// The nodes' configuration template (the id is set per node).
+    pub pre_vote: bool,
+    /// See [`Config::check_quorum`].
+    pub check_quorum: bool,
+    /// See [`Config::max_inflight_msgs`].
+    pub max_inflight_msgs: u32,
+    /// See [`Config::max_msg_entries`].
+    pub max_msg_entries: u32,
+    /// Nodes beyond the `nodes` initial voters, running from the start but outside the
+    /// configuration (each believes itself a learner) until a membership change adds them.
+    pub spare_nodes: usize,
+    /// Chance per tick that the leader is asked for a random membership change, per million.
+    pub change_per_million: u32,
+    /// Record a trace of every step.
+    pub trace: bool,
+}
+
+impl SimOptions {
+    /// A run of `nodes` nodes with a fault mix drawn from `seed`.
+    #[must_use]
+    pub fn random(seed: u64, nodes: usize) -> Self {
+        let mut r = SimRng::new(seed).fork(0x5EED);
+        Self {
+            seed,
+            nodes,
+            fault_ticks: 600,
+            heal_ticks: 600,
+            net: NetworkFaults {
+                drop_per_million: r.below(200_000) as u32,
+                duplicate_per_million: r.below(150_000) as u32,
+                max_delay: r.between(0, 4),
+            },
+            partition_per_million: r.below(30_000) as u32,
+            crash_per_million: r.below(6_000) as u32,
+            restart_per_million: r.between(20_000, 100_000) as u32,
+            leader_crash_per_million: r.below(20_000) as u32,
+            max_disk_delay: r.between(0, 4),
+            propose_per_million: r.between(50_000, 400_000) as u32,
+            read_per_million: r.between(10_000, 100_000) as u32,
+            transfer_per_million: r.below(8_000) as u32,
+            defer_writes_per_million: r.below(400_000) as u32,
+            snapshot_per_million: if r.chance(300_000) {
+                0
+            } else {
+                r.below(60_000) as u32
+            },
+            snapshot_chunk_bytes: r.between(1, 48) as u32,
+            snapshot_trailing_entries: r.between(0, 12),
+            snapshot_max_bytes: 200,
+            pre_vote: r.chance(800_000),
+            check_quorum: r.chance(800_000),
+            max_inflight_msgs: r.between(1, 8) as u32,
+            max_msg_entries: r.between(1, 16) as u32,
+            spare_nodes: 0,
+            change_per_million: 0,
+            trace: false,
+        }
+    }
+
+    /// A run that starts with 3 voters and 2 to 4 spare nodes and, among all the faults of
+    /// [`SimOptions::random`], keeps changing the membership: learners added and promoted,
+    /// voters added, removed (the leader too), replaced and demoted, the cluster grown to 5
+    /// and shrunk back to 3.
+    #[must_use]
+    pub fn reconfiguring(seed: u64) -> Self {
+        let mut opts = Self::random(seed, 3);
+        let mut r = SimRng::new(seed).fork(0xC0_4F16);
+        opts.spare_nodes = r.between(2, 4) as usize;
+        opts.change_per_million = r.between(5_000, 40_000) as u32;
+        opts.fault_ticks = 1_000;
+        opts
+    }
+
+    pub(super) fn config(&self, id: NodeId) -> Config {
+        let mut c = Config::new(id);
+        c.pre_vote = self.pre_vote;
+        c.check_quorum = self.check_quorum;
+        c.max_inflight_msgs = self.max_inflight_msgs;
+        c.max_msg_entries = self.max_msg_entries;
+        c.snapshot_chunk_bytes = self.snapshot_chunk_bytes;
+        c.snapshot_trailing_entries = self.snapshot_trailing_entries;
+        c
+    }
+}
+
+/// Why a run failed.
+#[derive(Clone, Debug)]
+pub struct SimFailure {
+    /// The seed that reproduces it.
+    pub seed: u64,
+    /// The tick it happened at.
+    pub tick: u64,
+    /// What went wrong.
+    pub what: String,
+}
+
+impl core::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "seed {} failed at tick {}: {}",
+            self.seed, self.tick, self.what
+        )
+    }
+}
+
+/// What a successful run did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Ticks simulated, both phases.
+    pub ticks: u64,
+    /// Entries committed.
+    pub committed: u64,
+    /// Terms that had a leader.
+    pub leader_terms: usize,
+    /// Messages sent, lost and duplicated.
+    pub messages: (u64, u64, u64),
+    /// Crashes and restarts.
+    pub crashes: u64,
+    /// Reads confirmed and reads aborted.
+    pub reads: (u64, u64),
+    /// Ticks the healed phase took to commit a proposal.
+    pub heal_ticks: u64,
+    /// Snapshots taken by the application, and snapshots installed from a leader.
+    pub snapshots: (u64, u64),
+    /// Membership changes a leader accepted (each appends a joint or a simple configuration).
+    pub membership_changes: u64,
+}
