@@ -166,6 +166,7 @@ pub(super) fn input(input: &Input) -> String {
         Input::Tick => String::from("tick"),
         Input::Message(m) => format!("recv {}", message(m)),
         Input::Propose(p) => format!("propose ({} bytes)", p.len()),
+        Input::ProposeBatch(ps) => format!("propose a batch of {}", ps.len()),
         Input::Read(id) => format!("read #{}", id.0),
         Input::TransferLeader(to) => format!("transfer leadership to n{to}"),
         Input::ChangeMembership(m) => format!("change membership to {}", membership(m)),
