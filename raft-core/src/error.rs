@@ -117,6 +117,11 @@ pub enum Refusal {
     ChangePending,
     /// The membership change's target is not a valid simple configuration.
     InvalidMembership(MembershipError),
+    /// The voters of the change's target that the leader can bring up to date from its log are
+    /// not a majority of it: the others (new nodes, or nodes left behind) would first need a
+    /// snapshot, and until one reached them nothing could commit (Raft thesis §4.2.1). Add new
+    /// nodes as learners and promote them once they have caught up.
+    NotCaughtUp,
 }
 
 impl fmt::Display for StepError {
@@ -193,6 +198,10 @@ impl fmt::Display for Refusal {
             Self::NotVoter => f.write_str("this node is not a voter"),
             Self::ChangePending => f.write_str("a membership change is still in progress"),
             Self::InvalidMembership(e) => write!(f, "invalid membership change: {e}"),
+            Self::NotCaughtUp => f.write_str(
+                "too few of the new voters have caught up with the log for the new \
+                 configuration to commit",
+            ),
         }
     }
 }

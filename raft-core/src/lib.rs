@@ -70,7 +70,9 @@
 //! towards a commit. A leader that is not a voter of the new configuration keeps leading, without
 //! counting itself, until the new configuration is committed, then hands over to a caught-up voter
 //! (TimeoutNow) and steps down. A second change while one is in progress is refused with
-//! [`Refusal::ChangePending`].
+//! [`Refusal::ChangePending`]. A change is refused with [`Refusal::NotCaughtUp`] unless a
+//! majority of its new voters can be brought up to date from the leader's log (thesis §4.2.1):
+//! new nodes join as learners, and are promoted once they have caught up.
 //!
 //! **A configuration takes effect on each node when it is appended to that node's log, not when it
 //! is committed or applied** (thesis §4.1), and a node falls back to the previous one if the entry

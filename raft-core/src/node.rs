@@ -182,7 +182,8 @@ impl<R: Rng> Node<R> {
     ///
     /// # Errors
     /// [`Refusal::NotLeader`], [`Refusal::TransferInProgress`], [`Refusal::ChangePending`],
-    /// [`Refusal::InvalidMembership`], [`Refusal::Exhausted`].
+    /// [`Refusal::InvalidMembership`], [`Refusal::NotCaughtUp`] (add new voters as learners
+    /// first and promote them once they have caught up), [`Refusal::Exhausted`].
     pub fn change_membership(
         &mut self,
         target: &Membership,

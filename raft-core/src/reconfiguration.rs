@@ -25,6 +25,19 @@
 //! configuration entry is uncommitted or the joint configuration has not been left, and until
 //! the leader has committed an entry of its own term (without that, a new leader could append a
 //! configuration that conflicts with an uncommitted one of an earlier term).
+//!
+//! # Catching up first (thesis §4.2.1)
+//!
+//! A change is also refused, with [`Refusal::NotCaughtUp`], unless the target's voters that can
+//! be brought up to date from the leader's log are a majority of it. Those are the leader and
+//! the followers whose acknowledged log reaches the point compaction may cut the log to (the
+//! log's start, or the commit index less `snapshot_trailing_entries`, whichever is later).
+//! Anyone else (a node never replicated to, a learner still far behind) can only catch up
+//! through a snapshot; were the change accepted, every commit from the joint entry on would
+//! wait for that snapshot, and a transfer started over by each newer snapshot the leader takes
+//! may take longer than the cluster can afford. Commitment cannot pass the joint entry without
+//! the new majority, so compaction cannot overtake the voters counted here before they have
+//! caught up.
 
 use crate::error::{Refusal, StepError};
 use crate::leader::{Leadership, StepDown};
@@ -33,7 +46,7 @@ use crate::message::MessageBody;
 use crate::output::Outputs;
 use crate::progress::Progress;
 use crate::shared::Shared;
-use crate::types::{EntryKind, LogId, Payload};
+use crate::types::{EntryKind, Index, LogId, Payload};
 
 impl Leadership {
     /// Starts a membership change towards `target`. Returns the id of the configuration entry
@@ -55,9 +68,33 @@ impl Leadership {
             .membership
             .transition_to(target)
             .map_err(Refusal::InvalidMembership)?;
+        if !self.can_catch_up(s, &next) {
+            return Err(Refusal::NotCaughtUp.into());
+        }
         let id = self.append_config(s, next, out).ok_or(Refusal::Exhausted)?;
         self.broadcast_append(s, out);
         Ok(id)
+    }
+
+    /// Whether the voters of `next` (of both sets, when joint) that this leader can bring up to
+    /// date from its log form a quorum: itself, and the followers whose match index is at or past
+    /// the furthest point the log may be compacted to while `next` waits for its majority.
+    fn can_catch_up(&self, s: &Shared, next: &Membership) -> bool {
+        let floor = s.log.base().index.max(Index(
+            s.commit
+                .0
+                .saturating_sub(s.config.snapshot_trailing_entries),
+        ));
+        // A node the leader does not replicate to yet (not a member) has nothing: it counts only
+        // if the log can still be replayed from its first entry.
+        next.has_quorum(|m| {
+            m == s.id
+                || self
+                    .peers
+                    .iter()
+                    .find(|p| p.id == m)
+                    .map_or(floor == Index::ZERO, |p| p.match_index >= floor)
+        })
     }
 
     /// Appends a configuration entry and puts it in force.

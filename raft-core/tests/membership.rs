@@ -370,6 +370,84 @@ fn a_change_interrupted_by_a_leader_crash_is_finished_or_forgotten() {
     }
 }
 
+/// Raft thesis §4.2.1, simulator seed 5001107 of the membership scenario: voters 2, 3 and 5
+/// with node 5 empty, learner 4 empty, and the leader asked to promote 4. Accepted, the joint
+/// configuration needed three of the voters 2, 3, 4 and 5, so 4 or 5, which only a snapshot
+/// could bring up to date; the transfers never finished (each newer snapshot the leader took
+/// started them over) and nothing committed for the last 1,300 ticks. The leader now refuses a
+/// change whose new majority has not caught up, keeps committing, and accepts it once the
+/// learner has caught up.
+#[test]
+fn promoting_a_learner_that_has_not_caught_up_is_refused() {
+    let mut sim = Simulation::scripted(3, 12, |o| {
+        o.spare_nodes = 2;
+        o.snapshot_trailing_entries = 0;
+    })
+    .expect("sim");
+    let l = elect(&mut sim);
+    sim.run_ticks(20).expect("no violation");
+    let followers: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    // Node 5 is down (it will join the configuration with an empty log), node 4 is cut off.
+    sim.crash_node(ix(5)).expect("crash");
+    sim.isolate(ix(4));
+    let committed = |target: Membership| {
+        move |s: &Simulation| {
+            s.leader_index().and_then(|l| s.node(l)).is_some_and(|n| {
+                n.membership() == &target && n.commit_index() == n.last_log().index
+            })
+        }
+    };
+
+    // One voter replaced with the empty node 5: the leader and the other follower hold the log,
+    // a majority of the new three voters, so this is accepted.
+    let removed = followers[1] as u64 + 1;
+    let three = change(
+        &mut sim,
+        &[Change::Remove(id(removed)), Change::AddVoter(id(5))],
+    );
+    sim.run_until(2_000, "node 5 replaces a voter", committed(three))
+        .expect("committed");
+    let with_learner = change(&mut sim, &[Change::AddLearner(id(4))]);
+    sim.run_until(2_000, "learner 4 is added", committed(with_learner.clone()))
+        .expect("committed");
+    commit_one(&mut sim);
+    // The leader compacts its log: nodes 4 and 5 can only catch up through the snapshot.
+    sim.snapshot_node(l).expect("snapshot");
+
+    // Promoting 4 would need 4 or 5 for every commit.
+    let promoted = with_learner
+        .with_changes(&[Change::AddVoter(id(4))])
+        .expect("valid");
+    assert_eq!(
+        sim.change_membership_at(l, &promoted)
+            .expect("no violation"),
+        Err(StepError::Refused(Refusal::NotCaughtUp))
+    );
+    assert!(!leader_membership(&sim).is_joint());
+    commit_one(&mut sim);
+
+    // Once 4 and 5 have caught up (through the snapshot), the promotion is accepted.
+    sim.heal_network();
+    sim.restart_node(ix(5));
+    sim.run_until(3_000, "nodes 4 and 5 catch up", |s| {
+        let Some(leader) = s.leader_index().and_then(|l| s.node(l)) else {
+            return false;
+        };
+        [4, 5].iter().all(|&m| {
+            s.node(ix(m))
+                .is_some_and(|n| n.last_log().index == leader.last_log().index)
+        })
+    })
+    .expect("caught up");
+    assert!(
+        sim.summary().snapshots.1 >= 2,
+        "4 and 5 installed the snapshot"
+    );
+    let promoted = change(&mut sim, &[Change::AddVoter(id(4))]);
+    settle(&mut sim, &promoted);
+    commit_one(&mut sim);
+}
+
 #[test]
 fn demote_a_voter_to_a_learner() {
     let mut sim = cluster(3, 0, 10);

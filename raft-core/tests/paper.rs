@@ -15,8 +15,8 @@ use common::{
     pre_vote_request, restored, vote_request, vote_response,
 };
 use raft_core::{
-    AppendOutcome, Config, HardState, Index, Input, LogId, MessageBody, Misuse, Outputs, Payload,
-    ReadId, ReadResult, Refusal, Reject, Role, StepError, Term,
+    AppendOutcome, Change, Config, HardState, Index, Input, LogId, Membership, MessageBody, Misuse,
+    Outputs, Payload, ReadId, ReadResult, Refusal, Reject, Role, StepError, Term,
 };
 
 const THREE: &[u64] = &[1, 2, 3];
@@ -1333,6 +1333,94 @@ fn transfer_target_campaigns_immediately_and_its_vote_request_bypasses_lease() {
     let out = h.recv(msg(3, 2, 1, MessageBody::TimeoutNow));
     assert_eq!(h.node.role(), Role::Follower);
     assert!(out.sends.is_empty());
+}
+
+// ---- membership changes (Raft thesis §4.2.1, §4.3) ---------------------------------------------
+
+/// Raft thesis §4.2.1: a server added with an empty log leaves the cluster unable to commit
+/// until it has caught up. A change whose new voters that hold the log (the leader, and
+/// followers that acknowledged entries up to where compaction may cut the log) are not a
+/// majority of the new configuration is refused; the joint entry would otherwise need, for
+/// every later commit, a node that only a snapshot can bring up to date. (Simulator seed
+/// 5001107 of the membership scenario: voters 2, 3 and 5, node 5 empty, learner 4 empty, 4
+/// promoted; the joint configuration then needed 4 or 5, whose snapshot transfers never
+/// finished, and nothing committed for 1,300 ticks.)
+#[test]
+fn change_whose_new_majority_has_not_caught_up_is_refused() {
+    let mut h = Harness::with_config(1, THREE, |c| c.snapshot_trailing_entries = 0);
+    h.elect();
+    h.persist();
+    let term = h.node.term().0;
+    // Node 2 acknowledges the no-op; node 3 never answers, as a voter added while it was down.
+    h.recv(accepted(2, 1, term, 1));
+    assert_eq!(h.node.commit_index(), Index(1));
+    let change = |h: &mut Harness, target: &Membership| {
+        h.try_step(Input::ChangeMembership(Box::new(target.clone())))
+            .0
+    };
+
+    // Learners change alone: the voters, and so the majority, stay as they are.
+    let with_learner = h
+        .node
+        .membership()
+        .with_changes(&[Change::AddLearner(id(4))])
+        .expect("valid");
+    assert_eq!(change(&mut h, &with_learner), Ok(()));
+    h.persist();
+    h.recv(accepted(2, 1, term, 2));
+    assert_eq!(h.node.commit_index(), Index(2), "the learner is added");
+
+    // Promoting the learner before it has caught up: of the four voters only the leader and
+    // node 2 hold the log, not the three a majority needs.
+    let promoted = with_learner
+        .with_changes(&[Change::AddVoter(id(4))])
+        .expect("valid");
+    assert_eq!(
+        change(&mut h, &promoted),
+        Err(StepError::Refused(Refusal::NotCaughtUp))
+    );
+    assert!(!h.node.membership().is_joint(), "nothing was appended");
+    // The cluster keeps committing with the majority it has.
+    h.step(Input::Propose(Payload::new(b"x")));
+    h.persist();
+    h.recv(accepted(2, 1, term, 3));
+    assert_eq!(h.node.commit_index(), Index(3));
+
+    // Neither may a voter that never caught up be left in a majority it would be needed for.
+    let without_2 = h
+        .node
+        .membership()
+        .with_changes(&[Change::Remove(id(2))])
+        .expect("valid");
+    assert_eq!(
+        change(&mut h, &without_2),
+        Err(StepError::Refused(Refusal::NotCaughtUp))
+    );
+
+    // Once the learner has caught up, the same promotion is accepted: the joint configuration
+    // commits with nodes 1, 2 and 4.
+    h.recv(accepted(4, 1, term, 3));
+    assert_eq!(change(&mut h, &promoted), Ok(()));
+    assert!(h.node.membership().is_joint());
+    h.persist();
+    h.recv(accepted(2, 1, term, 4));
+    h.recv(accepted(4, 1, term, 4));
+    assert_eq!(h.node.commit_index(), Index(4), "the joint entry commits");
+
+    // Replacing the silent voter with a new, empty one is accepted: nodes 1, 2 and 4 hold the
+    // log, a majority of the new voters 1, 2, 4 and 5.
+    h.persist();
+    h.recv(accepted(2, 1, term, 5));
+    h.recv(accepted(4, 1, term, 5));
+    assert_eq!(
+        h.node.membership(),
+        &promoted,
+        "the joint configuration is left"
+    );
+    let replaced = promoted
+        .with_changes(&[Change::Remove(id(3)), Change::AddVoter(id(5))])
+        .expect("valid");
+    assert_eq!(change(&mut h, &replaced), Ok(()));
 }
 
 // ---- the persistence contract ----------------------------------------------------------------
