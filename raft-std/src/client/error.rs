@@ -121,11 +121,14 @@ impl RequestError {
 }
 
 /// Whether a refusal goes away by itself: a transfer ends, a membership change finishes, waiting
-/// reads are served.
+/// reads are served, a learner being promoted catches up.
 const fn refusal_is_temporary(refusal: &Refusal) -> bool {
     matches!(
         refusal,
-        Refusal::TransferInProgress | Refusal::ChangePending | Refusal::TooManyReads
+        Refusal::TransferInProgress
+            | Refusal::ChangePending
+            | Refusal::TooManyReads
+            | Refusal::NotCaughtUp
     )
 }
 
