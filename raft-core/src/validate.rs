@@ -4,7 +4,7 @@ use crate::error::Reject;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
 use crate::shared::Shared;
-use crate::types::{EntryKind, Index};
+use crate::types::{EntryKind, Index, LogId};
 
 /// Checks what can be checked of a received message before any state changes: it is for this
 /// node, from another, and well-formed (contiguous entries of sane terms, decodable
@@ -35,17 +35,23 @@ pub(crate) fn validate(s: &Shared, m: &Message) -> Result<(), Reject> {
         return Err(Reject::Overflow);
     }
     match &m.body {
-        MessageBody::VoteRequest { last_log, .. } if last_log.term > m.term => {
+        MessageBody::VoteRequest { last_log, .. }
+            if last_log.term > m.term || !well_formed(*last_log) =>
+        {
             Err(Reject::MalformedVoteRequest)
         }
         MessageBody::AppendEntries { prev, entries, .. } => {
             let mut last = *prev;
-            if last.term > m.term {
+            if last.term > m.term || !well_formed(last) {
                 return Err(Reject::MalformedEntries);
             }
             for e in entries {
                 let index = last.index.next().ok_or(Reject::Overflow)?;
-                if e.id.index != index || e.id.term < last.term || e.id.term > m.term {
+                if e.id.index != index
+                    || e.id.term < last.term
+                    || e.id.term > m.term
+                    || !well_formed(e.id)
+                {
                     return Err(Reject::MalformedEntries);
                 }
                 if e.kind == EntryKind::Config && Membership::decode(&e.data).is_err() {
@@ -58,7 +64,8 @@ pub(crate) fn validate(s: &Shared, m: &Message) -> Result<(), Reject> {
         MessageBody::InstallSnapshot {
             meta, offset, data, ..
         } => {
-            if meta.last.term > m.term || meta.last.index == Index::ZERO {
+            if meta.last.term > m.term || meta.last.index == Index::ZERO || !well_formed(meta.last)
+            {
                 return Err(Reject::MalformedSnapshot);
             }
             offset
@@ -76,4 +83,12 @@ pub(crate) fn validate(s: &Shared, m: &Message) -> Result<(), Reject> {
         }
         _ => Ok(()),
     }
+}
+
+/// Whether `id` can name a log position: index 0 with term 0 (the empty log), or an entry, whose
+/// term is that of the leader that made it (1 or more). A log or snapshot holding anything else
+/// could not be restored after a restart (`Restored::validate` refuses it), so a message carrying
+/// one is nonsense.
+fn well_formed(id: LogId) -> bool {
+    (id.index == Index::ZERO) == (id.term.0 == 0)
 }

@@ -1585,6 +1585,39 @@ fn invalid_messages_are_rejected_with_typed_errors_and_change_nothing() {
             vote_request(3, 2, 3, LogId::new(4, 2)),
             Reject::MalformedVoteRequest,
         ),
+        (
+            // Entries of term 0: no leader makes one, and a log holding one cannot be restored
+            // (found by the single_node fuzzer: fuzz/regressions/single_node/snapshot-term-zero).
+            append(1, 2, 3, LogId::new(2, 2), &[0], 0),
+            Reject::MalformedEntries,
+        ),
+        (
+            // A prev at an index above 0 with term 0.
+            append(1, 2, 3, LogId::new(0, 2), &[], 0),
+            Reject::MalformedEntries,
+        ),
+        (
+            vote_request(3, 2, 3, LogId::new(0, 2)),
+            Reject::MalformedVoteRequest,
+        ),
+        (
+            // A snapshot whose last entry has term 0.
+            raft_core::Message {
+                from: id(1),
+                to: id(2),
+                term: Term(3),
+                body: MessageBody::InstallSnapshot {
+                    meta: Box::new(raft_core::SnapshotMeta {
+                        last: LogId::new(0, 5),
+                        membership: common::membership(THREE),
+                    }),
+                    offset: 0,
+                    data: Payload::new(b"x"),
+                    done: true,
+                },
+            },
+            Reject::MalformedSnapshot,
+        ),
         (heartbeat(1, 2, u64::MAX, 0, 0), Reject::Overflow),
         (
             // Another leader for the term this node follows 1 in.
