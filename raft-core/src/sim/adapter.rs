@@ -232,26 +232,14 @@ impl Simulation {
         if self.nodes[i].node.is_none() {
             return Ok(());
         }
-        // A tick is logged only if the node emitted something on it: every running node ticks
-        // every tick, and most ticks do nothing visible.
-        let tick = matches!(input, Input::Tick);
-        let mark =
-            (self.trace.is_some() && tick).then(|| trace::OutputMark::of(&self.nodes[i].out));
-        if self.trace.is_some() && !tick {
-            let line = trace::input(&input);
-            self.log(|| format!("n{} <- {line}", i + 1));
+        if self.trace.is_some() {
+            return self.step_traced(i, input);
         }
         let n = &mut self.nodes[i];
         let Some(node) = n.node.as_mut() else {
             return Ok(());
         };
         let result = node.step(input, &mut n.out);
-        if mark.is_some_and(|m| m != trace::OutputMark::of(&self.nodes[i].out)) {
-            self.log(|| format!("n{} <- tick", i + 1));
-        }
-        if let Err(e) = result {
-            self.log(|| format!("n{} {e}", i + 1));
-        }
         self.after_step(i, result)
     }
 

@@ -12,7 +12,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
-use super::adapter::Simulation;
+use super::adapter::{SimResult, Simulation};
 use super::network::Network;
 use crate::error::StepError;
 use crate::input::{Input, SnapshotChunk};
@@ -331,6 +331,32 @@ impl Simulation {
     #[must_use]
     pub fn trace(&self) -> &str {
         self.trace.as_deref().unwrap_or("")
+    }
+
+    /// [`Simulation::step`] with the trace recorded: the input (a tick only if the node emitted
+    /// something on it: every running node ticks every tick, and most ticks do nothing visible),
+    /// then the step's refusal or rejection, if any. Kept apart so that a run without a trace
+    /// pays nothing for it.
+    #[inline(never)]
+    pub(super) fn step_traced(&mut self, i: usize, input: Input) -> SimResult {
+        let tick = matches!(input, Input::Tick);
+        let mark = tick.then(|| OutputMark::of(&self.nodes[i].out));
+        if !tick {
+            let line = self::input(&input);
+            self.log(|| format!("n{} <- {line}", i + 1));
+        }
+        let n = &mut self.nodes[i];
+        let Some(node) = n.node.as_mut() else {
+            return Ok(());
+        };
+        let result = node.step(input, &mut n.out);
+        if mark.is_some_and(|m| m != OutputMark::of(&self.nodes[i].out)) {
+            self.log(|| format!("n{} <- tick", i + 1));
+        }
+        if let Err(e) = result {
+            self.log(|| format!("n{} {e}", i + 1));
+        }
+        self.after_step(i, result)
     }
 
     /// Appends a line at the current tick if the run records a trace (`line` is called only
