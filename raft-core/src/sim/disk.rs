@@ -152,14 +152,21 @@ impl SimDisk {
 
     /// The application stored a snapshot: keep it and drop the log it covers. A snapshot the
     /// contract refuses (older than the disk's, or contradicting its log) is not kept, and the
-    /// next completion or crash reports it.
+    /// next completion or crash reports it; one at the disk's snapshot index is not newer, and
+    /// the disk keeps the one it has (as raft-std's stores do).
     pub fn take_snapshot(&mut self, meta: SnapshotMeta, blob: Vec<u8>) {
-        match self.shape.install_snapshot(meta.last) {
-            Ok(()) => self.install(meta, blob),
-            Err(v) => {
-                self.refused.get_or_insert_with(|| BadWrite::from(v));
-            }
+        if let Err(v) = self.shape.check_snapshot(meta.last) {
+            self.refused.get_or_insert_with(|| BadWrite::from(v));
+            return;
         }
+        if meta.last.index.0 <= self.first() {
+            return;
+        }
+        if let Err(v) = self.shape.install_snapshot(meta.last) {
+            self.refused.get_or_insert_with(|| BadWrite::from(v));
+            return;
+        }
+        self.install(meta, blob);
     }
 
     /// The snapshot the application took that the contract refused, if any.

@@ -1461,11 +1461,9 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         meta: &SnapshotMeta,
     ) -> Result<Self::SnapshotWriter, StorageError> {
         self.check()?;
-        if meta.last.index < self.snapshot.last.index {
-            return Err(StorageError::Misuse {
-                reason: "snapshot older than the latest one",
-            });
-        }
+        self.shape
+            .check_snapshot(meta.last)
+            .map_err(StorageError::Violation)?;
         let tmp = self.dir.join(format!("{}.tmp", snapshot_name(meta.last)));
         Ok(FileSnapshotWriter {
             inner: self.create_snapshot_file(tmp, meta)?,

@@ -331,6 +331,9 @@ impl Storage for MemStorage {
         meta: &SnapshotMeta,
     ) -> Result<Self::SnapshotWriter, StorageError> {
         drop(self.usable()?);
+        self.shape
+            .check_snapshot(meta.last)
+            .map_err(StorageError::Violation)?;
         Ok(MemSnapshotWriter {
             meta: meta.clone(),
             bytes: Vec::new(),
