@@ -10,8 +10,7 @@ use crate::membership::MAX_MEMBERS;
 use crate::message::MessageBody;
 use crate::output::Outputs;
 use crate::progress::Progress;
-use crate::read_index::ReadIndex;
-use crate::replication;
+use crate::read_index::{self, ReadIndex};
 use crate::shared::Shared;
 use crate::status::{PeerStatus, ReplicationState};
 use crate::transfer::Transfer;
@@ -207,7 +206,7 @@ impl Leadership {
         let round = self.reads.round();
         let joinable = round > 0
             && (cfg!(feature = "bug-read-joins-sent-round")
-                || replication::round_unsent(s, &out.sends, round, self.peers.len()));
+                || read_index::round_unsent(&out.sends, s.id, s.term, round, self.peers.len()));
         if !joinable {
             self.broadcast_heartbeat(s, out);
         }

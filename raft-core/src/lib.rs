@@ -59,6 +59,145 @@
 //! §10.2.1). Entries reach the apply lane only when committed and durable locally. Write ids are
 //! minted by the node; acknowledging an id it never issued is [`Misuse::UnknownWrite`].
 //!
+//! # Storing writes: the write contract
+//!
+//! What a [`Write`] may do to the durable state, and what it changes there, is executable:
+//! [`DurableShape`] (module [`write_contract`]) holds the shape of a node's durable state (term
+//! and vote, the snapshot's id, the log's last index and its terms, the snapshot being received)
+//! and [`DurableShape::apply`] checks each write against it. It returns the [`WriteEffect`] to
+//! carry out (what to truncate, which snapshot becomes the latest, the new last index) or a
+//! [`WriteViolation`] for a write the contract forbids (a term going backwards, a vote changed
+//! within a term, a truncation into the snapshot, a chunk out of order, an older snapshot,
+//! entries that do not continue the log, ...), changing nothing. The core never emits a write
+//! it refuses; a refusal is a bug in whoever built the write. Store every write through it and
+//! your storage agrees with every other store on what a write means (`raft-std`'s stores and the
+//! simulator's disk all use it).
+//!
+//! Your own storage over a key-value store, say (a map here), and a write it refuses:
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//!
+//! use raft_core::{
+//!     Config, DurableShape, HardState, Index, Input, LogId, Membership, Node, NodeId, Outputs,
+//!     Restored, Write, WriteViolation,
+//! };
+//!
+//! /// A node's durable state in a key-value store: `"term"`, `"vote"`, `"snapshot"` and one key
+//! /// per log entry, `"log/<index>"` (zero-padded, so the keys sort by index) holding its term and
+//! /// payload.
+//! #[derive(Default)]
+//! struct KvStorage {
+//!     kv: BTreeMap<String, Vec<u8>>,
+//!     /// The shape of what `kv` holds; rebuilt with `DurableShape::restored` when reopened.
+//!     shape: DurableShape,
+//!     /// A snapshot being received (process memory: lost in a crash, like the shape's record of
+//!     /// it).
+//!     staged: Vec<u8>,
+//! }
+//!
+//! fn log_key(index: Index) -> String {
+//!     format!("log/{:020}", index.0)
+//! }
+//!
+//! impl KvStorage {
+//!     fn persist(&mut self, w: &Write) -> Result<(), WriteViolation> {
+//!         // Checked before anything is stored: a refused write changes nothing.
+//!         let effect = self.shape.apply(w)?;
+//!         if let Some(hs) = effect.hard_state {
+//!             self.kv.insert("term".into(), hs.term.0.to_le_bytes().to_vec());
+//!             let vote = hs.vote.map_or(0, NodeId::get);
+//!             self.kv.insert("vote".into(), vote.to_le_bytes().to_vec());
+//!         }
+//!         if let Some(from) = effect.truncate_from {
+//!             let doomed: Vec<String> =
+//!                 self.kv.range(log_key(from)..).map(|(k, _)| k.clone()).collect();
+//!             doomed.iter().for_each(|k| drop(self.kv.remove(k)));
+//!         }
+//!         if let Some(part) = &w.snapshot {
+//!             if part.offset == 0 {
+//!                 self.staged.clear();
+//!             }
+//!             self.staged.extend_from_slice(&part.data);
+//!         }
+//!         if let Some(snapshot) = effect.installs {
+//!             self.kv.insert("snapshot".into(), std::mem::take(&mut self.staged));
+//!             let covered: Vec<String> = self
+//!                 .kv
+//!                 .range(log_key(Index(1))..=log_key(snapshot.index))
+//!                 .map(|(k, _)| k.clone())
+//!                 .collect();
+//!             covered.iter().for_each(|k| drop(self.kv.remove(k)));
+//!         }
+//!         for e in &w.entries {
+//!             let mut value = e.id.term.0.to_le_bytes().to_vec(); // the term, then the payload
+//!             value.extend_from_slice(&e.data);
+//!             self.kv.insert(log_key(e.id.index), value);
+//!         }
+//!         // (A real store would make all of this durable in one batch, then acknowledge.)
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # struct Rng(u64);
+//! # impl rand_core::TryRng for Rng {
+//! #     type Error = core::convert::Infallible;
+//! #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
+//! #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+//! #         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+//! #         Ok(self.0)
+//! #     }
+//! #     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+//! #         dst.fill(self.try_next_u64()? as u8);
+//! #         Ok(())
+//! #     }
+//! # }
+//! // A single-node cluster elects itself: its writes record the vote and a no-op entry.
+//! let id = NodeId::MIN;
+//! let restored = Restored::initial(Membership::new(&[id])?);
+//! let mut node = Node::restore(Config::new(id), Rng(1), restored)?;
+//! let mut out = Outputs::new();
+//! node.step(Input::Campaign, &mut out)?;
+//! let mut store = KvStorage::default();
+//! let mut sample = None;
+//! while !out.writes().is_empty() {
+//!     let writes: Vec<Write> = out.drain_writes().collect();
+//!     for w in &writes {
+//!         store.persist(w)?;
+//!         if !w.entries.is_empty() {
+//!             sample.get_or_insert_with(|| w.clone());
+//!         }
+//!     }
+//!     let last = writes.last().map(|w| w.id).expect("writes");
+//!     node.step(Input::Persisted(last), &mut out)?;
+//! }
+//! assert_eq!(store.shape.hard_state(), HardState { term: node.term(), vote: Some(id) });
+//! assert_eq!(store.shape.last_index(), Index(1));
+//! assert!(store.kv.contains_key(&log_key(Index(1))));
+//!
+//! // A write built by hand that does not continue the log is refused, and nothing is stored.
+//! let mut bad = sample.expect("a write with the no-op");
+//! bad.hard_state = None;
+//! bad.entries.truncate(1);
+//! bad.entries[0].id.index = Index(5);
+//! let before = store.kv.clone();
+//! assert_eq!(
+//!     store.persist(&bad),
+//!     Err(WriteViolation::EntriesNotContiguous { last: Index(1), found: Index(5) })
+//! );
+//! assert_eq!(store.kv, before);
+//!
+//! // Reopened, the store rebuilds its shape from what it holds (and refuses a damaged log).
+//! let ids = store.kv.iter().filter_map(|(k, v)| {
+//!     let index = Index(k.strip_prefix("log/")?.parse().ok()?);
+//!     let term = raft_core::Term(u64::from_le_bytes(v.get(..8)?.try_into().ok()?));
+//!     Some(LogId { term, index })
+//! });
+//! let reopened = DurableShape::restored(store.shape.hard_state(), LogId::ZERO, ids)?;
+//! assert_eq!(reopened.last_index(), Index(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Membership changes
 //!
 //! [`Node::change_membership`] (or [`Input::ChangeMembership`]) asks the leader for a new
@@ -225,6 +364,7 @@ mod restore;
 mod rng;
 mod status;
 mod types;
+pub mod write_contract;
 
 // The node and its machinery (ARCHITECTURE.md, "Code layout"): `node` holds the API, the
 // dispatcher and the role changes; `shared` what every role has, `role` what one role has.
@@ -266,3 +406,4 @@ pub use status::{PeerStatus, ReplicationState, Role, Stats, Status};
 pub use types::{
     Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, ReadId, Term, WriteId,
 };
+pub use write_contract::{DurableShape, WriteEffect, WriteParts, WriteViolation};

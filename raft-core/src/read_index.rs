@@ -11,8 +11,9 @@
 
 use alloc::collections::VecDeque;
 
+use crate::message::{Message, MessageBody};
 use crate::output::{Outputs, ReadResult};
-use crate::types::{Index, ReadId};
+use crate::types::{Index, NodeId, ReadId, Term};
 
 #[derive(Debug, Clone, Copy)]
 struct PendingRead {
@@ -114,4 +115,24 @@ impl ReadIndex {
         }
         n
     }
+}
+
+/// Whether every peer's heartbeat of `round`, sent by `from` in `term`, is still in the sends
+/// lane: then none has left the node, and a read arriving now may join the round.
+pub(crate) fn round_unsent(
+    sends: &[Message],
+    from: NodeId,
+    term: Term,
+    round: u64,
+    peers: usize,
+) -> bool {
+    let queued = sends
+        .iter()
+        .filter(|m| {
+            m.from == from
+                && m.term == term
+                && matches!(m.body, MessageBody::Heartbeat { read_round, .. } if read_round == round)
+        })
+        .count();
+    peers > 0 && queued == peers
 }

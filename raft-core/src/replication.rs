@@ -391,20 +391,6 @@ fn queued_append(
     }
 }
 
-/// Whether every peer's heartbeat of `round` (sent by `s` in its term) is still in the sends
-/// lane: then none has left the node, and a read arriving now may join the round.
-pub(crate) fn round_unsent(s: &Shared, sends: &[Message], round: u64, peers: usize) -> bool {
-    let queued = sends
-        .iter()
-        .filter(|m| {
-            m.from == s.id
-                && m.term == s.term
-                && matches!(m.body, MessageBody::Heartbeat { read_round, .. } if read_round == round)
-        })
-        .count();
-    peers > 0 && queued == peers
-}
-
 /// Sets the commit index of an AppendEntries to `to` in `term` still in the sends lane, if there
 /// is one (a follower caps it at what the message brings, so any commit index is safe to carry).
 fn queued_append_carries_commit(

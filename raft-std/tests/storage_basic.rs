@@ -5,7 +5,7 @@ mod support;
 use std::io::{Read, Write as _};
 
 use raft_core::sim::SimDisk;
-use raft_core::{Index, LogId, NodeId};
+use raft_core::{Index, LogId, NodeId, WriteViolation};
 use raft_std::storage::file::{FileStorage, Identity, Options};
 use raft_std::storage::fs::{FileSystem, StdFs};
 use raft_std::storage::{Storage, StorageError};
@@ -68,17 +68,50 @@ fn misuse_is_refused_without_poisoning() {
     let (mut s, _) = open(tmp.path());
     s.append(&w(1).hs(1, None).entries(1, 1, 3, 1).0).unwrap();
     let err = s.append(&w(2).entries(1, 5, 5, 1).0).unwrap_err();
-    assert!(matches!(err, StorageError::Misuse { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StorageError::Violation(WriteViolation::EntriesNotContiguous {
+                last: Index(3),
+                found: Index(5)
+            })
+        ),
+        "{err}"
+    );
     let err = s
         .append(&w(3).chunk(&meta(1, 3), 10, b"x", false).0)
         .unwrap_err();
-    assert!(matches!(err, StorageError::Misuse { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StorageError::Violation(WriteViolation::ChunkOutOfOrder {
+                offset: 10,
+                received: None,
+                ..
+            })
+        ),
+        "{err}"
+    );
     s.append(&w(4).entries(1, 4, 4, 1).0).unwrap();
     s.append(&w(5).hs(1, Some(2)).0).unwrap();
-    for bad in [w(6).hs(1, Some(3)), w(7).hs(1, None), w(8).hs(0, Some(2))] {
+    for bad in [w(6).hs(1, Some(3)), w(7).hs(1, None)] {
         let err = s.append(&bad.0).unwrap_err();
-        assert!(matches!(err, StorageError::Misuse { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                StorageError::Violation(WriteViolation::VoteChanged { .. })
+            ),
+            "{err}"
+        );
     }
+    let err = s.append(&w(8).hs(0, Some(2)).0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Violation(WriteViolation::TermGoesBackwards { .. })
+        ),
+        "{err}"
+    );
     // The same vote again, and a new term with another vote, are fine.
     s.append(&w(9).hs(1, Some(2)).0).unwrap();
     s.append(&w(10).hs(2, Some(3)).0).unwrap();

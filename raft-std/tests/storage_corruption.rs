@@ -321,3 +321,105 @@ fn a_lost_page_before_surviving_ones_is_a_torn_tail() {
     assert!(s.truncated_tail().is_none());
     assert_eq!(r.entries.len() as u64, kept);
 }
+
+/// A well-framed WAL record (good length and checksum) whose payload is `rec`, postcard-encoded
+/// as the storage encodes its own records (the variants in the same order).
+fn framed(rec: &RecordForTest) -> Vec<u8> {
+    let payload = postcard::to_allocvec(rec).unwrap();
+    let len = (payload.len() as u32).to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), &payload);
+    let mut out = len.to_vec();
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&payload);
+    out.resize((out.len() + 7) & !7, 0);
+    out
+}
+
+/// The storage's record shape, for crafting records by hand.
+#[derive(serde::Serialize)]
+#[allow(dead_code)]
+enum RecordForTest {
+    Segment {
+        seq: u64,
+        hard_state: raft_core::HardState,
+        last_index: Index,
+        snapshot_index: Index,
+    },
+    Write {
+        hard_state: Option<raft_core::HardState>,
+        truncate_from: Option<Index>,
+        entries: Vec<raft_core::Entry>,
+    },
+}
+
+#[test]
+fn a_record_the_write_contract_refuses_stops_the_open_at_its_offset() {
+    let hs = |term, vote: Option<u64>| raft_core::HardState {
+        term: raft_core::Term(term),
+        vote: vote.map(node),
+    };
+    // Each record is one the storage itself refuses at append; found in the log, it is damage.
+    let cases = [
+        (
+            RecordForTest::Write {
+                hard_state: Some(hs(0, None)),
+                truncate_from: None,
+                entries: vec![],
+            },
+            "hard state term goes backwards",
+        ),
+        (
+            RecordForTest::Write {
+                hard_state: Some(hs(1, Some(2))),
+                truncate_from: None,
+                entries: vec![],
+            },
+            "vote changed within a term",
+        ),
+        (
+            RecordForTest::Write {
+                hard_state: None,
+                truncate_from: None,
+                entries: vec![entry(1, 102, 8)],
+            },
+            "entries not contiguous with the log",
+        ),
+        (
+            RecordForTest::Write {
+                hard_state: None,
+                truncate_from: None,
+                entries: vec![entry(2, 101, 8)],
+            },
+            "entry term newer than the hard state's",
+        ),
+        (
+            RecordForTest::Write {
+                hard_state: None,
+                truncate_from: Some(Index(0)),
+                entries: vec![],
+            },
+            "truncation reaches into the snapshot",
+        ),
+    ];
+    for (rec, reason) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        fill(StdFs, tmp.path());
+        let last = wal_files(tmp.path()).pop().unwrap();
+        let mut bytes = std::fs::read(&last).unwrap();
+        let at = bytes.len() as u64;
+        bytes.extend_from_slice(&framed(&rec));
+        // A good record after it: the bad one is not a torn tail either way.
+        bytes.extend_from_slice(&framed(&RecordForTest::Write {
+            hard_state: None,
+            truncate_from: None,
+            entries: vec![entry(1, 101, 8)],
+        }));
+        std::fs::write(&last, &bytes).unwrap();
+        let err = open(StdFs, tmp.path()).unwrap_err();
+        match &err {
+            StorageError::Corrupt { reason: r, .. } => assert_eq!(*r, reason),
+            e => panic!("expected Corrupt, got {e}"),
+        }
+        assert_corrupt_at(err, &last, at);
+    }
+}

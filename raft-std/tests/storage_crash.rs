@@ -12,7 +12,7 @@ use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 
 use raft_core::sim::{SimDisk, SimRng};
-use raft_core::{Write, sim::snapshot_blob};
+use raft_core::{DurableShape, Index, Write, sim::snapshot_blob};
 use raft_std::storage::faulty::{CrashMode, FaultPlan, FaultyFs};
 use raft_std::storage::file::{FileStorage, Options};
 use raft_std::storage::{Recovered, Storage};
@@ -29,6 +29,10 @@ struct Gen {
     snap: u64,
     /// A received snapshot in progress: its meta, bytes, bytes sent.
     incoming: Option<(raft_core::SnapshotMeta, Vec<u8>, usize)>,
+    /// The write contract as of every write generated, to know the log's terms (and to keep
+    /// it, as the core does: the term is recorded before entries of it are appended, and a
+    /// snapshot that contradicts the log at its index drops the entries after it).
+    shape: DurableShape,
 }
 
 impl Gen {
@@ -37,15 +41,22 @@ impl Gen {
             .entries
             .last()
             .map_or(r.snapshot.last.index.0, |e| e.id.index.0);
+        let shape = DurableShape::restored(
+            r.hard_state,
+            r.snapshot.last,
+            r.entries.iter().map(|e| e.id),
+        )
+        .unwrap();
         Self {
             rng,
             next_id,
-            term: r.hard_state.term.0.max(1),
+            term: r.hard_state.term.0,
             voted: r.hard_state.vote.is_some(),
             last,
             committed: r.snapshot.last.index.0,
             snap: r.snapshot.last.index.0,
             incoming: None,
+            shape,
         }
     }
 
@@ -58,6 +69,11 @@ impl Gen {
     fn write(&mut self) -> Write {
         let id = self.id();
         let mut x = w(id);
+        if self.term == 0 {
+            // A fresh node records a term before it holds anything of it.
+            self.term = 1;
+            x = x.hs(1, None);
+        }
         if self.incoming.is_none() && self.rng.chance(40_000) {
             let idx = self.rng.between(self.committed + 1, self.last + 20);
             let len = self.rng.below(3000) as usize;
@@ -85,6 +101,12 @@ impl Gen {
             if done {
                 bump(|c| c.received_snapshots += 1);
                 let idx = m.last.index.0;
+                if idx < self.last && self.shape.term_at(Index(idx)) != Some(m.last.term) {
+                    // The log after the snapshot belongs to another history: it goes too.
+                    let from = x.0.truncate_from.map_or(idx + 1, |f| f.0.min(idx + 1));
+                    x = x.truncate(from);
+                    self.last = idx;
+                }
                 self.last = self.last.max(idx);
                 self.committed = idx;
                 self.snap = idx;
@@ -96,6 +118,9 @@ impl Gen {
             let len = [0, 16, 100, 700][self.rng.below(4) as usize];
             x = x.entries(self.term, self.last + 1, self.last + n, len);
             self.last += n;
+        }
+        if let Err(v) = self.shape.apply(&x.0) {
+            panic!("the generator broke the write contract: {v}: {:?}", x.0);
         }
         x.0
     }
@@ -224,6 +249,7 @@ fn run(seed: u64, rounds: u32) -> u32 {
                         s = open(&fs, &dir).0;
                         break;
                     }
+                    g.shape.install_snapshot(m.last).unwrap();
                     acked.take_snapshot(m, blob);
                     g.snap = idx;
                     bump(|c| c.own_snapshots += 1);
@@ -232,7 +258,11 @@ fn run(seed: u64, rounds: u32) -> u32 {
                 let x = g.write();
                 if let Err(e) = s.append(&x) {
                     assert!(
-                        !matches!(e, raft_std::storage::StorageError::Misuse { .. }),
+                        !matches!(
+                            e,
+                            raft_std::storage::StorageError::Misuse { .. }
+                                | raft_std::storage::StorageError::Violation(_)
+                        ),
                         "the generator broke the write contract: {e}: {x:?}"
                     );
                     // The write may be partly on disk: it counts as pending.

@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 use super::rng::{SimRng, hash_bytes, mix};
 use crate::output::{Write, WriteId};
 use crate::restore::SnapshotMeta;
-use crate::types::{Entry, HardState, Index};
+use crate::types::{Entry, HardState};
+use crate::write_contract::{DurableShape, WriteViolation};
 
 /// A fingerprint of an entry and every entry before it.
 pub(crate) fn chain(prev: u64, e: &Entry) -> u64 {
@@ -36,6 +37,11 @@ pub fn blob_prefix(blob: &[u8]) -> Option<u64> {
 }
 
 /// What one node has on disk.
+///
+/// Every write, and every snapshot the application takes, goes through a [`DurableShape`] (the
+/// write contract) first: a write it refuses is an error (`BadWrite`) and changes nothing. The
+/// public fields are for reading; change them only through writes, or the disk and its shape
+/// disagree.
 #[derive(Clone, Debug, Default)]
 pub struct SimDisk {
     /// The durable term and vote.
@@ -56,14 +62,22 @@ pub struct SimDisk {
     pub writes: u64,
     /// Every (index, prefix fingerprint) that has been durable at some instant.
     ever_durable: BTreeSet<(u64, u64)>,
+    /// The shape of what is durable here: the write contract every write is checked against.
+    shape: DurableShape,
+    /// A snapshot the application took that the contract refused, reported by the next
+    /// completion or crash ([`Self::take_snapshot`] cannot return it).
+    refused: Option<BadWrite>,
 }
 
-/// A write broke the contract of [`Write`] (a core bug).
-#[derive(Debug)]
-pub struct BadWrite(pub alloc::string::String);
+/// A write (or a snapshot taken) broke the contract of [`Write`] (a core bug): what the
+/// contract says, as a sentence and typed.
+#[derive(Clone, Debug)]
+pub struct BadWrite(pub alloc::string::String, pub WriteViolation);
 
-fn bad(what: &str) -> BadWrite {
-    BadWrite(alloc::string::String::from(what))
+impl From<WriteViolation> for BadWrite {
+    fn from(v: WriteViolation) -> Self {
+        Self(alloc::format!("{v}"), v)
+    }
 }
 
 impl SimDisk {
@@ -77,6 +91,7 @@ impl SimDisk {
 
     /// Makes every write due at `now` durable; returns the id of the last one.
     pub fn complete_due(&mut self, now: u64) -> Result<Option<WriteId>, BadWrite> {
+        self.report_refused()?;
         let mut last = None;
         while self.pending.front().is_some_and(|(at, _)| *at <= now) {
             let Some((_, w)) = self.pending.pop_front() else {
@@ -91,6 +106,7 @@ impl SimDisk {
     /// Makes the oldest `max` waiting writes durable, whatever their delay; returns the id of
     /// the last one.
     pub fn complete(&mut self, max: usize) -> Result<Option<WriteId>, BadWrite> {
+        self.report_refused()?;
         let mut last = None;
         for _ in 0..max {
             let Some((_, w)) = self.pending.pop_front() else {
@@ -134,8 +150,32 @@ impl SimDisk {
         self.chains.get(usize::try_from(i).ok()?).copied()
     }
 
-    /// The application stored a snapshot: keep it and drop the log it covers.
+    /// The application stored a snapshot: keep it and drop the log it covers. A snapshot the
+    /// contract refuses (older than the disk's, or contradicting its log) is not kept, and the
+    /// next completion or crash reports it; one at the disk's snapshot index is not newer, and
+    /// the disk keeps the one it has (as raft-std's stores do).
     pub fn take_snapshot(&mut self, meta: SnapshotMeta, blob: Vec<u8>) {
+        if let Err(v) = self.shape.check_snapshot(meta.last) {
+            self.refused.get_or_insert_with(|| BadWrite::from(v));
+            return;
+        }
+        if meta.last.index.0 <= self.first() {
+            return;
+        }
+        if let Err(v) = self.shape.install_snapshot(meta.last) {
+            self.refused.get_or_insert_with(|| BadWrite::from(v));
+            return;
+        }
+        self.install(meta, blob);
+    }
+
+    /// The snapshot the application took that the contract refused, if any.
+    fn report_refused(&mut self) -> Result<(), BadWrite> {
+        self.refused.take().map_or(Ok(()), Err)
+    }
+
+    /// Makes a snapshot the contract accepted the latest, dropping the log it covers.
+    fn install(&mut self, meta: SnapshotMeta, blob: Vec<u8>) {
         let drop = meta.last.index.0.saturating_sub(self.first());
         let drop = usize::try_from(drop)
             .unwrap_or(usize::MAX)
@@ -148,21 +188,24 @@ impl SimDisk {
         self.snapshot = Some((meta, blob));
     }
 
+    /// Makes `w` durable, or only its first `max_entries` entries (a torn write), once the write
+    /// contract accepts it; a refused write changes nothing.
     fn apply(&mut self, w: &Write, max_entries: usize) -> Result<(), BadWrite> {
         self.writes += 1;
-        if let Some(hs) = w.hard_state {
-            if hs.term < self.hard_state.term {
-                return Err(bad("hard state term goes backwards"));
-            }
-            if hs.term == self.hard_state.term
-                && self.hard_state.vote.is_some()
-                && hs.vote != self.hard_state.vote
-            {
-                return Err(bad("vote changed within a term"));
-            }
+        let torn;
+        let w = if max_entries < w.entries.len() {
+            let mut t = w.clone();
+            t.entries.truncate(max_entries);
+            torn = t;
+            &torn
+        } else {
+            w
+        };
+        let effect = self.shape.apply(w)?;
+        if let Some(hs) = effect.hard_state {
             self.hard_state = hs;
         }
-        if let Some(from) = w.truncate_from {
+        if let Some(from) = effect.truncate_from {
             let keep = from.0.saturating_sub(1).saturating_sub(self.first());
             let keep = usize::try_from(keep).unwrap_or(usize::MAX);
             self.entries.truncate(keep);
@@ -172,26 +215,15 @@ impl SimDisk {
             if part.offset == 0 {
                 self.incoming.clear();
             }
-            if part.offset != self.incoming.len() as u64 {
-                return Err(bad("snapshot chunk out of order"));
-            }
             self.incoming.extend_from_slice(&part.data);
-            if part.done {
+            if effect.installs.is_some() {
                 // The contract: entries up to the snapshot go; later ones stay unless this
                 // write's truncation removed them.
                 let blob = core::mem::take(&mut self.incoming);
-                self.take_snapshot(part.meta.clone(), blob);
+                self.install(part.meta.clone(), blob);
             }
         }
-        for e in w.entries.iter().take(max_entries) {
-            if e.id.index != Index(self.first() + self.entries.len() as u64 + 1) {
-                return Err(BadWrite(alloc::format!(
-                    "appended entry {} not contiguous with the durable log ({} entries after {})",
-                    e.id,
-                    self.entries.len(),
-                    self.first()
-                )));
-            }
+        for e in &w.entries {
             let prev = match self.chains.last() {
                 Some(&c) => c,
                 None => self.chain_at(self.first()).unwrap_or(0),
@@ -222,6 +254,7 @@ impl SimDisk {
     /// The node crashed: what was acknowledged stays; of the rest, a random prefix reaches the
     /// disk (the last write possibly torn after its hard state), the remainder is lost.
     pub fn crash(&mut self, rng: &mut SimRng) -> Result<(), BadWrite> {
+        self.report_refused()?;
         let pending: Vec<Write> = self.pending.drain(..).map(|(_, w)| w).collect();
         let survive = rng.below(pending.len() as u64 + 1) as usize;
         for (i, w) in pending.iter().enumerate() {
@@ -238,6 +271,7 @@ impl SimDisk {
         self.last_completion = 0;
         // A partly received snapshot is staged in a temporary file: gone with the process.
         self.incoming.clear();
+        self.shape.discard_incoming();
         Ok(())
     }
 }

@@ -43,7 +43,10 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use raft_core::{Entry, HardState, Index, LogId, Membership, NodeId, SnapshotMeta, Write};
+use raft_core::{
+    DurableShape, Entry, HardState, Index, LogId, Membership, NodeId, SnapshotMeta, Write,
+    WriteParts,
+};
 use serde::{Deserialize, Serialize};
 
 use super::fs::{FileSystem, StdFs, WriteFile};
@@ -554,6 +557,8 @@ pub struct FileStorage<F: FileSystem = StdFs> {
     hard_state: HardState,
     /// The last entry's index, or the snapshot's if the log is empty.
     last_index: Index,
+    /// The write contract, as of every write appended (synced or not).
+    shape: DurableShape,
     snapshot: SnapshotMeta,
     snap_file: Option<SnapFile>,
     /// A snapshot being received from the leader.
@@ -578,9 +583,11 @@ impl<F: FileSystem> std::fmt::Debug for FileStorage<F> {
 
 /// What replaying the log found.
 struct Replay {
-    hard_state: HardState,
-    last: Index,
-    cur_snap: Index,
+    /// The write contract, replayed: every record goes through it.
+    shape: DurableShape,
+    /// The highest snapshot index a segment header names (a header written when a snapshot's
+    /// marker was rewritten at open names it before the marker).
+    header_snap: Index,
     entries: Vec<Entry>,
 }
 
@@ -748,15 +755,17 @@ impl<F: FileSystem> FileStorage<F> {
             .front()
             .map_or_else(|| dir.clone(), |s| s.path.clone());
         let snap_index = snapshot.last.index;
-        if replay.cur_snap > snap_index {
+        let replay_snap = replay.shape.snapshot_index();
+        let replay_last = replay.shape.last_index();
+        if replay_snap.max(replay.header_snap) > snap_index {
             return Err(corrupt(
                 &dir,
                 0,
                 "the log records a snapshot newer than any snapshot file",
             ));
         }
-        let last_index = replay.last.max(snap_index);
-        if replay.last >= snap_index && replay.entries.len() as u64 != replay.last.0 - snap_index.0
+        let last_index = replay_last.max(snap_index);
+        if replay_last >= snap_index && replay.entries.len() as u64 != replay_last.0 - snap_index.0
         {
             return Err(corrupt(
                 &first_path,
@@ -764,6 +773,15 @@ impl<F: FileSystem> FileStorage<F> {
                 "entries between the snapshot and the oldest segment are missing",
             ));
         }
+        let hard_state = replay.shape.hard_state();
+        // What was recovered, with every term known (replay may not know the terms of entries
+        // before its first segment): the contract appends are checked against from here on.
+        let shape = DurableShape::restored(
+            hard_state,
+            snapshot.last,
+            replay.entries.iter().map(|e| e.id),
+        )
+        .map_err(|v| corrupt(&first_path, 0, v.reason()))?;
         // Every check passed: now cut the torn tail and delete the leftovers.
         let path = current.path.clone();
         let mut file = fs
@@ -794,16 +812,17 @@ impl<F: FileSystem> FileStorage<F> {
             // What replay read may be in the page cache only (the previous process died before
             // its sync): the first sync makes it durable.
             unsynced: true,
-            hard_state: replay.hard_state,
+            hard_state,
             // Raised to the snapshot's index below, once the log says so.
-            last_index: replay.last,
+            last_index: replay_last,
+            shape,
             snapshot,
             snap_file,
             incoming: None,
             chunk_reader: None,
             truncated_tail,
         };
-        if replay.cur_snap < snap_index {
+        if replay_snap < snap_index {
             // The snapshot reached the disk but its marker in the log did not: write it again, so
             // that entries appended from here on (after the snapshot) replay as contiguous.
             let meta = storage.snapshot.clone();
@@ -851,6 +870,8 @@ impl<F: FileSystem> FileStorage<F> {
         sync_file(&mut file, &path)?;
         sync_dir_at(&fs, &dir)?;
         write_identity(&fs, &dir, identity)?;
+        let shape = DurableShape::restored(HardState::default(), snapshot.last, [])
+            .map_err(|v| corrupt(&dir, 0, v.reason()))?;
         let storage = Self {
             fs,
             dir,
@@ -868,6 +889,7 @@ impl<F: FileSystem> FileStorage<F> {
             unsynced: false,
             hard_state: HardState::default(),
             last_index: Index::ZERO,
+            shape,
             snapshot,
             snap_file: None,
             incoming: None,
@@ -928,7 +950,8 @@ impl<F: FileSystem> FileStorage<F> {
         }
     }
 
-    /// Runs `f`; any error but misuse poisons the storage.
+    /// Runs `f`; any error but misuse (a violation of the write contract included) poisons the
+    /// storage.
     fn guarded<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, StorageError>,
@@ -936,7 +959,7 @@ impl<F: FileSystem> FileStorage<F> {
         self.check()?;
         let r = f(self);
         if let Err(e) = &r
-            && !matches!(e, StorageError::Misuse { .. })
+            && !matches!(e, StorageError::Misuse { .. } | StorageError::Violation(_))
         {
             self.poisoned = true;
         }
@@ -1070,51 +1093,27 @@ impl<F: FileSystem> FileStorage<F> {
         self.compact()
     }
 
-    /// Checks `w` against the log without changing anything. Returns the log's last index after
-    /// its truncation, and after all of it.
-    fn validate(&self, w: &Write) -> Result<(Index, Index), StorageError> {
-        let misuse = |reason| Err(StorageError::Misuse { reason });
-        if let Some(hs) = w.hard_state {
-            if hs.term < self.hard_state.term {
-                return misuse("hard state term goes backwards");
-            }
-            if hs.term == self.hard_state.term
-                && self.hard_state.vote.is_some()
-                && hs.vote != self.hard_state.vote
-            {
-                return misuse("vote changed within a term");
-            }
+    fn append_inner(&mut self, w: &Write) -> Result<(), StorageError> {
+        let effect = self.shape.apply(w).map_err(StorageError::Violation)?;
+        // The contract has taken the write: if it is not recorded in full now, the log and the
+        // contract disagree, so any failure from here on is fatal (even a misuse, which alone
+        // would not poison).
+        let truncated = effect.truncate_from.map_or(self.last_index, Index::prev);
+        let r = self.append_records(w, truncated, effect.last_index);
+        if r.is_err() {
+            self.poisoned = true;
         }
-        let mut last = self.last_index;
-        if let Some(from) = w.truncate_from {
-            last = last.min(from.prev()).max(self.snapshot.last.index);
-        }
-        let truncated = last;
-        if let Some(part) = &w.snapshot {
-            if part.offset != 0 {
-                match &self.incoming {
-                    Some(inc) if inc.len == part.offset && inc.meta == part.meta => {}
-                    _ => return misuse("snapshot chunk out of order"),
-                }
-            }
-            if part.done {
-                if part.meta.last.index < self.snapshot.last.index {
-                    return misuse("received snapshot older than the latest one");
-                }
-                last = last.max(part.meta.last.index);
-            }
-        }
-        for e in &w.entries {
-            if last.next() != Some(e.id.index) {
-                return misuse("entries not contiguous with the log");
-            }
-            last = e.id.index;
-        }
-        Ok((truncated, last))
+        r
     }
 
-    fn append_inner(&mut self, w: &Write) -> Result<(), StorageError> {
-        let (truncated, last) = self.validate(w)?;
+    /// Records `w`, which the contract accepted: the log ends at `truncated` after its
+    /// truncation, and at `last` after all of it.
+    fn append_records(
+        &mut self,
+        w: &Write,
+        truncated: Index,
+        last: Index,
+    ) -> Result<(), StorageError> {
         // The state is updated after each record is pushed: a segment started for the next
         // record holds the state before it.
         let Some(part) = &w.snapshot else {
@@ -1275,24 +1274,32 @@ fn replay_segment(
     }
     let st: &mut Replay = match replay {
         Some(st) => {
-            if st.last != last_index {
+            if st.shape.last_index() != last_index {
                 return Err(corrupt(
                     path,
                     0,
                     "segment does not continue the previous one",
                 ));
             }
-            if hard_state.term < st.hard_state.term {
+            if hard_state.term < st.shape.hard_state().term {
                 return Err(corrupt(path, 0, "segment header's term goes backwards"));
             }
-            st.hard_state = hard_state;
-            st.cur_snap = st.cur_snap.max(snapshot_index);
+            let header = WriteParts {
+                hard_state: Some(hard_state),
+                truncate_from: None,
+                snapshot: None,
+                entries: &[],
+            };
+            st.shape
+                .apply(header)
+                .map_err(|v| corrupt(path, 0, v.reason()))?;
+            st.header_snap = st.header_snap.max(snapshot_index);
             st
         }
+        // What came before the first segment is known only by its header's summary.
         None => replay.insert(Replay {
-            hard_state,
-            last: last_index,
-            cur_snap: snapshot_index,
+            shape: DurableShape::resumed(hard_state, snapshot_index, last_index),
+            header_snap: snapshot_index,
             entries: Vec::new(),
         }),
     };
@@ -1324,32 +1331,28 @@ fn replay_segment(
                 truncate_from,
                 entries,
             } => {
-                if let Some(hs) = hard_state {
-                    st.hard_state = hs;
-                }
-                if let Some(from) = truncate_from {
-                    st.last = st.last.min(from.prev()).max(st.cur_snap);
+                // A record the write contract refuses was never appended: damage.
+                let effect = st
+                    .shape
+                    .apply(WriteParts {
+                        hard_state,
+                        truncate_from,
+                        snapshot: None,
+                        entries: &entries,
+                    })
+                    .map_err(|v| corrupt(path, record_at, v.reason()))?;
+                if let Some(from) = effect.truncate_from {
                     let keep = st.entries.partition_point(|e| e.id.index < from);
                     st.entries.truncate(keep);
                 }
-                for e in entries {
-                    if st.last.next() != Some(e.id.index) {
-                        return Err(corrupt(
-                            path,
-                            record_at,
-                            "entries not contiguous with the log",
-                        ));
-                    }
-                    st.last = e.id.index;
-                    if e.id.index > snap {
-                        st.entries.push(e);
-                    }
-                }
+                st.entries
+                    .extend(entries.into_iter().filter(|e| e.id.index > snap));
             }
             RecordIn::Snapshot { meta } => {
+                st.shape
+                    .install_snapshot(meta.last)
+                    .map_err(|v| corrupt(path, record_at, v.reason()))?;
                 let idx = meta.last.index;
-                st.cur_snap = st.cur_snap.max(idx);
-                st.last = st.last.max(idx);
                 let drop = st.entries.partition_point(|e| e.id.index <= idx);
                 st.entries.drain(..drop);
             }
@@ -1458,11 +1461,9 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         meta: &SnapshotMeta,
     ) -> Result<Self::SnapshotWriter, StorageError> {
         self.check()?;
-        if meta.last.index < self.snapshot.last.index {
-            return Err(StorageError::Misuse {
-                reason: "snapshot older than the latest one",
-            });
-        }
+        self.shape
+            .check_snapshot(meta.last)
+            .map_err(StorageError::Violation)?;
         let tmp = self.dir.join(format!("{}.tmp", snapshot_name(meta.last)));
         Ok(FileSnapshotWriter {
             inner: self.create_snapshot_file(tmp, meta)?,
@@ -1483,6 +1484,12 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             let _ = self.fs.remove(&tmp);
             return Ok(());
         }
+        if let Err(v) = self.shape.check_snapshot(writer.inner.meta.last) {
+            // Contradicts the log (or the hard state): refused, and the previous snapshot stays.
+            drop(writer);
+            let _ = self.fs.remove(&tmp);
+            return Err(StorageError::Violation(v));
+        }
         let sealed = if writer.failed {
             Err(io_err(
                 "write",
@@ -1496,7 +1503,15 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             Ok((meta, sf)) => {
                 // Renamed into place: from here on a failure leaves the directory between two
                 // states, so it is fatal.
-                self.guarded(|s| s.install(meta, sf))
+                self.guarded(|s| {
+                    // Checked above, and nothing was appended since: a refusal now would leave
+                    // the renamed file unrecorded, so it is fatal too.
+                    if let Err(v) = s.shape.install_snapshot(meta.last) {
+                        s.poisoned = true;
+                        return Err(StorageError::Violation(v));
+                    }
+                    s.install(meta, sf)
+                })
             }
             Err(e) => {
                 // The previous snapshot stays the latest; the temporary file is garbage.

@@ -9,16 +9,19 @@
 //! after the crash. A snapshot being received from a leader is staged in process memory (as a
 //! file storage stages it in a temporary file) and is lost with the process too.
 //!
-//! The semantics follow the simulator's reference disk (`raft_core::sim::SimDisk`): the hard
-//! state never goes backwards and a vote never changes within a term, truncation removes a
-//! suffix, entries are contiguous, a completed received snapshot replaces the log up to its index
-//! and keeps the entries after it, and a snapshot taken by the node drops the log it covers.
+//! What a write may do, and what it changes, is the write contract's
+//! ([`DurableShape`], as for the simulator's reference disk and the file storage): a write it
+//! refuses is refused by [`Storage::append`] with [`StorageError::Violation`], and nothing is
+//! buffered. A completed received snapshot replaces the log up to its index and keeps the entries
+//! after it, and a snapshot taken by the node drops the log it covers.
 
 use std::io::{self, Cursor, Read};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use raft_core::{Entry, HardState, LogId, Membership, SnapshotMeta, Write};
+use raft_core::{
+    DurableShape, Entry, HardState, LogId, Membership, SnapshotMeta, Write, WriteEffect,
+};
 
 use super::{Recovered, Storage, StorageError};
 
@@ -51,21 +54,13 @@ impl Durable {
         self.snapshot_meta.last.index.0
     }
 
-    /// Applies `w`; `staged` holds the bytes of a snapshot being received.
-    fn apply(&mut self, w: &Write, staged: &mut Vec<u8>) -> Result<(), StorageError> {
-        if let Some(hs) = w.hard_state {
-            if hs.term < self.hard_state.term {
-                return Err(corrupt("hard state term goes backwards"));
-            }
-            if hs.term == self.hard_state.term
-                && self.hard_state.vote.is_some()
-                && hs.vote != self.hard_state.vote
-            {
-                return Err(corrupt("vote changed within a term"));
-            }
+    /// Makes `w` durable as `effect` (what the write contract accepted it as) says; `staged`
+    /// holds the bytes of a snapshot being received.
+    fn apply(&mut self, w: &Write, effect: &WriteEffect, staged: &mut Vec<u8>) {
+        if let Some(hs) = effect.hard_state {
             self.hard_state = hs;
         }
-        if let Some(from) = w.truncate_from {
+        if let Some(from) = effect.truncate_from {
             let keep = from.0.saturating_sub(1).saturating_sub(self.first());
             let keep = usize::try_from(keep).unwrap_or(usize::MAX);
             self.entries.truncate(keep);
@@ -74,26 +69,13 @@ impl Durable {
             if part.offset == 0 {
                 staged.clear();
             }
-            if part.offset != staged.len() as u64 {
-                return Err(corrupt("received snapshot chunk out of order"));
-            }
             staged.extend_from_slice(&part.data);
-            if part.done {
-                if part.meta.last.index < self.snapshot_meta.last.index {
-                    return Err(corrupt("received snapshot older than the latest one"));
-                }
+            if effect.installs.is_some() {
                 let bytes = std::mem::take(staged);
                 self.install_snapshot(part.meta.clone(), Arc::from(bytes));
             }
         }
-        for e in &w.entries {
-            let next = self.first() + self.entries.len() as u64 + 1;
-            if e.id.index.0 != next {
-                return Err(corrupt("appended entry not contiguous with the log"));
-            }
-            self.entries.push(e.clone());
-        }
-        Ok(())
+        self.entries.extend(w.entries.iter().cloned());
     }
 
     /// A snapshot becomes the latest: the log up to it goes, the entries after it stay.
@@ -198,8 +180,10 @@ impl MemDisk {
 pub struct MemStorage {
     disk: MemDisk,
     incarnation: u64,
-    /// Appended, not yet synced.
-    pending: Vec<Write>,
+    /// The write contract, as of every write appended (synced or not).
+    shape: DurableShape,
+    /// Appended, not yet synced, with what the contract accepted each as.
+    pending: Vec<(Write, WriteEffect)>,
     /// A snapshot being received from the leader: process memory, lost in a crash.
     staged: Vec<u8>,
     /// A copy of the latest durable snapshot's metadata, for [`Storage::snapshot_meta`].
@@ -212,9 +196,16 @@ impl MemStorage {
     ///
     /// # Errors
     ///
-    /// None today; the signature matches a file storage's, whose open can fail.
+    /// [`StorageError::Corrupt`] if what the disk holds breaks the write contract (which
+    /// nothing but a bug in this module could cause); the signature matches a file storage's.
     pub fn open(disk: &MemDisk) -> Result<(Self, Recovered), StorageError> {
         let d = disk.lock();
+        let shape = DurableShape::restored(
+            d.hard_state,
+            d.snapshot_meta.last,
+            d.entries.iter().map(|e| e.id),
+        )
+        .map_err(|v| corrupt(v.reason()))?;
         let recovered = Recovered {
             hard_state: d.hard_state,
             snapshot: d.snapshot_meta.clone(),
@@ -223,6 +214,7 @@ impl MemStorage {
         let storage = Self {
             disk: disk.clone(),
             incarnation: d.incarnation,
+            shape,
             pending: Vec::new(),
             staged: Vec::new(),
             snapshot_meta: d.snapshot_meta.clone(),
@@ -240,16 +232,25 @@ impl MemStorage {
 
     /// The disk, locked, if this storage is still usable (not poisoned, not crashed under).
     fn usable(&mut self) -> Result<MutexGuard<'_, Durable>, StorageError> {
-        if self.poisoned {
-            return Err(StorageError::Poisoned);
-        }
-        let d = self.disk.lock();
-        if d.incarnation != self.incarnation {
-            self.poisoned = true;
-            return Err(StorageError::Poisoned);
-        }
-        Ok(d)
+        usable(&self.disk, self.incarnation, &mut self.poisoned)
     }
+}
+
+/// `disk`, locked, if a storage opened in `incarnation` and not `poisoned` may still use it.
+fn usable<'a>(
+    disk: &'a MemDisk,
+    incarnation: u64,
+    poisoned: &mut bool,
+) -> Result<MutexGuard<'a, Durable>, StorageError> {
+    if *poisoned {
+        return Err(StorageError::Poisoned);
+    }
+    let d = disk.lock();
+    if d.incarnation != incarnation {
+        *poisoned = true;
+        return Err(StorageError::Poisoned);
+    }
+    Ok(d)
 }
 
 /// A snapshot the node is writing: bytes collected in memory until
@@ -287,7 +288,8 @@ impl Storage for MemStorage {
 
     fn append(&mut self, write: &Write) -> Result<(), StorageError> {
         drop(self.usable()?);
-        self.pending.push(write.clone());
+        let effect = self.shape.apply(write).map_err(StorageError::Violation)?;
+        self.pending.push((write.clone(), effect));
         Ok(())
     }
 
@@ -305,8 +307,8 @@ impl Storage for MemStorage {
             if pending.is_empty() {
                 return Ok(d.snapshot_meta.clone());
             }
-            for w in &pending {
-                d.apply(w, &mut staged)?;
+            for (w, effect) in &pending {
+                d.apply(w, effect, &mut staged);
             }
             d.syncs += 1;
             Ok(d.snapshot_meta.clone())
@@ -329,6 +331,9 @@ impl Storage for MemStorage {
         meta: &SnapshotMeta,
     ) -> Result<Self::SnapshotWriter, StorageError> {
         drop(self.usable()?);
+        self.shape
+            .check_snapshot(meta.last)
+            .map_err(StorageError::Violation)?;
         Ok(MemSnapshotWriter {
             meta: meta.clone(),
             bytes: Vec::new(),
@@ -336,14 +341,22 @@ impl Storage for MemStorage {
     }
 
     fn finish_snapshot(&mut self, writer: Self::SnapshotWriter) -> Result<(), StorageError> {
-        let mut d = self.usable()?;
-        if writer.meta.last.index <= d.snapshot_meta.last.index {
-            // Not newer than the one in force: keep that one.
+        let mut d = usable(&self.disk, self.incarnation, &mut self.poisoned)?;
+        if writer.meta.last.index <= self.shape.snapshot_index() {
+            // Not newer than the one in force (or about to be, once synced): keep that one.
             return Ok(());
         }
+        self.shape
+            .install_snapshot(writer.meta.last)
+            .map_err(StorageError::Violation)?;
+        // The contract puts the snapshot after every write appended so far: those become
+        // durable first (a crash may keep any prefix of unsynced writes, all of them included),
+        // so that the disk holds them in the order the contract checked them in.
+        for (w, effect) in self.pending.drain(..) {
+            d.apply(&w, &effect, &mut self.staged);
+        }
         d.install_snapshot(writer.meta.clone(), Arc::from(writer.bytes));
-        drop(d);
-        self.snapshot_meta = writer.meta;
+        self.snapshot_meta = d.snapshot_meta.clone();
         Ok(())
     }
 
@@ -525,8 +538,20 @@ mod tests {
             data: Payload::new(b"stale"),
             done: true,
         }));
-        storage.append(&write).unwrap();
-        assert!(matches!(storage.sync(), Err(StorageError::Corrupt { .. })));
+        // Refused as the writer's misuse (it was reported as corruption), nothing buffered, and
+        // the storage stays usable.
+        let err = storage.append(&write).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::Violation(raft_core::WriteViolation::SnapshotOlder {
+                    snapshot,
+                    latest: Index(4),
+                }) if snapshot == LogId::new(meta.last.term.0, 2)
+            ),
+            "{err}"
+        );
+        storage.sync().unwrap();
         assert_eq!(disk.snapshot_meta(), meta, "the newer snapshot stays");
     }
 

@@ -12,7 +12,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use raft_core::{Entry, HardState, LogId, SnapshotMeta, Write};
+use raft_core::{Entry, HardState, LogId, SnapshotMeta, Write, WriteViolation};
 
 pub mod faulty;
 pub mod file;
@@ -148,9 +148,14 @@ pub enum StorageError {
         /// The snapshot asked for.
         asked: LogId,
     },
-    /// The caller broke the contract of [`Storage`] or [`Write`]: entries not contiguous with the
-    /// log, a snapshot chunk out of order, a snapshot older than the latest one. Nothing was
-    /// written.
+    /// The write broke the contract of [`Write`] (checked by
+    /// [`DurableShape`](raft_core::DurableShape)): a term going backwards, a vote changed within
+    /// a term, entries not contiguous with the log, a snapshot chunk out of order, a snapshot
+    /// older than the latest one, ... Nothing was written; the storage stays usable.
+    Violation(WriteViolation),
+    /// The caller broke the contract of [`Storage`] otherwise: a snapshot begun older than the
+    /// latest one, a chunk read past the snapshot's end, a write too large to record. Nothing
+    /// was written.
     Misuse {
         /// What was wrong.
         reason: &'static str,
@@ -190,6 +195,7 @@ impl fmt::Display for StorageError {
                 "snapshot at index {} term {} is no longer the latest",
                 asked.index, asked.term
             ),
+            Self::Violation(v) => write!(f, "storage misused: {v}"),
             Self::Misuse { reason } => write!(f, "storage misused: {reason}"),
             Self::Poisoned => f.write_str("storage stopped after an earlier fatal error"),
         }
