@@ -33,6 +33,8 @@ enum Op {
         body: MessageBody,
     },
     Propose(Payload),
+    /// Several commands at once (`Input::ProposeBatch`).
+    ProposeBatch(Vec<Payload>),
     Read(u64),
     TransferLeader(u8),
     Campaign,
@@ -120,6 +122,7 @@ pub fn single_node(data: &[u8]) -> Result<(), String> {
                 body,
             }),
             Op::Propose(p) => Input::Propose(p),
+            Op::ProposeBatch(ps) => Input::ProposeBatch(ps),
             Op::Read(r) => Input::Read(ReadId(r)),
             Op::TransferLeader(t) => Input::TransferLeader(pick(t)),
             Op::Campaign => Input::Campaign,
