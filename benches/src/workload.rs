@@ -188,6 +188,10 @@ mod tests {
             let stats = run(&mut c, &w, 500);
             assert_eq!(stats.entries, 500, "{}", w.label());
             c.settle();
+            // A commit advance that finds no append to ride on waits for the leader's next tick
+            // (raft-core coalesces commit-only messages): one tick brings every follower level.
+            c.tick();
+            c.settle();
             assert_eq!(c.errors(), 0);
             let leader_log = c.disk(0).to_vec();
             // The leader's no-op, then the 500 commands.
