@@ -106,9 +106,13 @@ pub fn encode(frame: &PeerFrame, out: &mut Vec<u8>) {
     }
     let body = out.len() - start - HEADER;
     let len = u32::try_from(body + 1).unwrap_or(u32::MAX);
-    if let Some(header) = out.get_mut(start..start + HEADER) {
-        header[..4].copy_from_slice(&len.to_le_bytes());
-        header[4] = VERSION;
+    if let Some((h_len, rest)) = out
+        .get_mut(start..)
+        .and_then(<[u8]>::split_first_chunk_mut::<4>)
+        && let Some(h_version) = rest.first_mut()
+    {
+        *h_len = len.to_le_bytes();
+        *h_version = VERSION;
     }
 }
 
@@ -132,11 +136,9 @@ impl FrameDecoder {
     ///
     /// [`FrameError`] for bytes that are not a frame; nothing after them can be trusted.
     pub fn decode(&self, buf: &[u8]) -> Result<Option<(PeerFrame, usize)>, FrameError> {
-        let Some(len_bytes) = buf.get(..4) else {
+        let Some(&len) = buf.first_chunk::<4>() else {
             return Ok(None);
         };
-        let mut len = [0; 4];
-        len.copy_from_slice(len_bytes);
         let len = u32::from_le_bytes(len);
         let too_large = FrameError::TooLarge {
             len: u64::from(len),

@@ -37,7 +37,7 @@ pub fn peer_frame(data: &[u8]) -> Result<(), String> {
                     Ok(Some((back, n))) if back == f && n == again.len() => {}
                     other => return Err(format!("{f:?} re-decoded as {other:?}")),
                 }
-                rest = &rest[used..];
+                rest = rest.get(used..).unwrap_or_default();
             }
             Ok(None) | Err(_) => return Ok(()),
         }
@@ -82,7 +82,7 @@ pub fn resp_request(data: &[u8]) -> Result<(), String> {
                     }
                     let _ = commands::parse(args, &ctx);
                 }
-                rest = &rest[used..];
+                rest = rest.get(used..).unwrap_or_default();
             }
             Ok(Parsed::Incomplete { need }) => {
                 if need <= rest.len() {

@@ -1,6 +1,8 @@
 //! [`LocalCluster`]: `raft-kv` processes on loopback, each with its own ports, data directory
 //! and log file, that can be killed (SIGKILL), terminated (SIGTERM) and restarted. The demo
 //! and the end-to-end tests drive clusters through it.
+// Test support: it indexes the cluster it started (a missing node is a bug in the caller, and says so).
+#![allow(clippy::indexing_slicing)]
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -71,6 +71,19 @@
 //! ```
 
 #![deny(missing_docs)]
+// Nothing reachable from the network or the disk may panic: the lints raft-core uses (tests
+// may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo
+    )
+)]
 
 pub mod client;
 pub mod cluster;

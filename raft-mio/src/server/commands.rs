@@ -122,10 +122,15 @@ const ARITY: &[(&str, i32)] = &[
 
 const NESTED: &str = "ERR RAFT.ONCE and RAFT.STALE take a plain command, not another RAFT.*";
 
+/// Argument `i` of a request, empty if it has fewer (callers check the arity first).
+fn arg(args: &[Vec<u8>], i: usize) -> &[u8] {
+    args.get(i).map_or(&[], Vec::as_slice)
+}
+
 /// Whether the command in `args` is itself a `RAFT.*` command (which a prefix may not take).
 fn nests(args: &[Vec<u8>]) -> bool {
     args.first()
-        .is_some_and(|a| a.len() >= 5 && a[..5].eq_ignore_ascii_case(b"raft."))
+        .is_some_and(|a| a.get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"raft.")))
 }
 
 /// The names of the commands served (for `COMMAND COUNT`).
@@ -169,7 +174,7 @@ fn unknown_command(args: &[Vec<u8>]) -> Command {
         let a: String = a.chars().take(room).collect();
         rest.push_str(&format!("'{a}' "));
     }
-    let name: String = String::from_utf8_lossy(args.first().map_or(&[][..], Vec::as_slice))
+    let name: String = String::from_utf8_lossy(arg(args, 0))
         .chars()
         .take(128)
         .collect();
@@ -219,10 +224,10 @@ fn parse_known(name: &str, mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
     match name {
         "ping" => match args.len() {
             0 => reply(|r| r.simple("PONG")),
-            1 => reply(|r| r.bulk(Some(&args[0]))),
+            1 => reply(|r| r.bulk(Some(arg(&args, 0)))),
             _ => arity_error("ping"),
         },
-        "echo" => reply(|r| r.bulk(Some(&args[0]))),
+        "echo" => reply(|r| r.bulk(Some(arg(&args, 0)))),
         "get" => Command::Read(KvQuery::Get {
             key: take(&mut args),
         }),
@@ -234,7 +239,7 @@ fn parse_known(name: &str, mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
             delta: if name == "incr" { 1 } else { -1 },
         }),
         "incrby" | "decrby" => {
-            let Some(n) = parse_i64(&args[1]) else {
+            let Some(n) = parse_i64(arg(&args, 1)) else {
                 return error(NOT_INTEGER);
             };
             let delta = if name == "incrby" {
@@ -285,7 +290,7 @@ fn parse_known(name: &str, mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
         "client" => parse_client(&args),
         "command" => parse_command(&args),
         "hello" => parse_hello(&args),
-        "select" => match parse_i64(&args[0]) {
+        "select" => match parse_i64(arg(&args, 0)) {
             Some(0) => reply(|r| r.ok()),
             Some(_) => error("ERR DB index is out of range"),
             None => error(NOT_INTEGER),
@@ -296,17 +301,17 @@ fn parse_known(name: &str, mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
             Command::Close(out)
         }
         "raft.addlearner" => {
-            let Some(id) = node_id(&args[0]) else {
+            let Some(id) = node_id(arg(&args, 0)) else {
                 return error("ERR invalid node id");
             };
             // An IP address, not a name: resolving would block every client of this loop.
-            match String::from_utf8_lossy(&args[1]).parse::<SocketAddr>() {
+            match String::from_utf8_lossy(arg(&args, 1)).parse::<SocketAddr>() {
                 Ok(addr) => Command::AddLearner { id, addr },
                 Err(_) => error("ERR the address must be ip:port"),
             }
         }
         "raft.promote" | "raft.remove" | "raft.transfer" => {
-            let Some(id) = node_id(&args[0]) else {
+            let Some(id) = node_id(arg(&args, 0)) else {
                 return error("ERR invalid node id");
             };
             match name {
@@ -367,7 +372,7 @@ fn parse_set(mut args: Vec<Vec<u8>>) -> Command {
 
 /// `CONFIG GET pattern...`: the few settings clients and benchmarks ask for.
 fn parse_config(args: &[Vec<u8>], ctx: &Ctx) -> Command {
-    let sub = args[0].to_ascii_lowercase();
+    let sub = arg(args, 0).to_ascii_lowercase();
     match sub.as_slice() {
         b"get" if args.len() >= 2 => {
             let settings = [
@@ -381,7 +386,7 @@ fn parse_config(args: &[Vec<u8>], ctx: &Ctx) -> Command {
             let matched = settings
                 .into_iter()
                 .filter(|(k, _)| {
-                    args[1..].iter().any(|p| {
+                    args.iter().skip(1).any(|p| {
                         p.len() <= MAX_PATTERN && glob(&p.to_ascii_lowercase(), k.as_bytes())
                     })
                 })
@@ -396,7 +401,7 @@ fn parse_config(args: &[Vec<u8>], ctx: &Ctx) -> Command {
             r.simple("CONFIG GET <pattern>");
             r.simple("CONFIG RESETSTAT");
         }),
-        _ => unknown_subcommand(&args[0], "CONFIG"),
+        _ => unknown_subcommand(arg(args, 0), "CONFIG"),
     }
 }
 
@@ -464,10 +469,10 @@ fn parse_hello(args: &[Vec<u8>]) -> Command {
 }
 
 fn parse_client(args: &[Vec<u8>]) -> Command {
-    let sub = args[0].to_ascii_lowercase();
+    let sub = arg(args, 0).to_ascii_lowercase();
     match sub.as_slice() {
         b"setname" if args.len() == 2 => {
-            let name = String::from_utf8_lossy(&args[1]).into_owned();
+            let name = String::from_utf8_lossy(arg(args, 1)).into_owned();
             if name.bytes().any(|b| b <= b' ' || b > b'~') {
                 error("ERR Client names cannot contain spaces, newlines or special characters.")
             } else {
@@ -490,7 +495,7 @@ fn parse_client(args: &[Vec<u8>]) -> Command {
                 r.simple(line);
             }
         }),
-        _ => unknown_subcommand(&args[0], "CLIENT"),
+        _ => unknown_subcommand(arg(args, 0), "CLIENT"),
     }
 }
 
@@ -502,18 +507,19 @@ fn parse_command(args: &[Vec<u8>]) -> Command {
         Some(sub) if sub == b"count" => reply(|r| {
             r.integer(i64::try_from(command_count()).unwrap_or(i64::MAX));
         }),
-        Some(_) => unknown_subcommand(&args[0], "COMMAND"),
+        Some(_) => unknown_subcommand(arg(args, 0), "COMMAND"),
     }
 }
 
 /// `RAFT.ONCE client seq ack command args...`: a write with the client's own stamp, so that it
 /// can retry it, even through another server, and have it applied once.
 fn parse_once(mut args: Vec<Vec<u8>>, ctx: &Ctx) -> Command {
+    let stamp_args = args.len().min(3);
     let nums: Vec<Option<u64>> = args
-        .drain(..3)
+        .drain(..stamp_args)
         .map(|a| std::str::from_utf8(&a).ok().and_then(|s| s.parse().ok()))
         .collect();
-    let (Some(client), Some(seq), Some(ack)) = (nums[0], nums[1], nums[2]) else {
+    let [Some(client), Some(seq), Some(ack)] = nums[..] else {
         return error(NOT_INTEGER);
     };
     if client == 0 || seq == 0 {

@@ -178,12 +178,12 @@ fn serve<F: FileSystem>(
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
     let started = Instant::now();
-    if !config.peers.contains_key(&config.id) {
+    let Some(&peer_listen) = config.peers.get(&config.id) else {
         return Err(ServerError::Config(format!(
             "--peers does not name this node ({})",
             config.id
         )));
-    }
+    };
     let membership = initial_membership(&config)?;
     let identity = Identity {
         cluster_id: cluster_id(&config.cluster),
@@ -192,7 +192,6 @@ fn serve<F: FileSystem>(
     let (storage, recovered) =
         FileStorage::open(fs, &config.data, identity, membership).map_err(ServerError::Storage)?;
 
-    let peer_listen = config.peers[&config.id];
     let mut net_config = PeerNetConfig::new(config.cluster.clone(), config.id, peer_listen);
     net_config.peers = config.peers.clone();
     net_config.max_frame = usize::try_from(config.runtime.raft.max_entry_bytes)

@@ -88,9 +88,13 @@ pub(super) fn encode_record(buf: &mut Vec<u8>, rec: &RecordOut<'_>) -> Result<()
     };
     let len = len.to_le_bytes();
     let crc = record_crc(len, buf.get(start + RECORD_HEADER..).unwrap_or_default());
-    if let Some(h) = buf.get_mut(start..start + RECORD_HEADER) {
-        h[..4].copy_from_slice(&len);
-        h[4..].copy_from_slice(&crc.to_le_bytes());
+    if let Some((h_len, rest)) = buf
+        .get_mut(start..)
+        .and_then(<[u8]>::split_first_chunk_mut::<4>)
+        && let Some(h_crc) = rest.first_chunk_mut::<4>()
+    {
+        *h_len = len;
+        *h_crc = crc.to_le_bytes();
     }
     buf.resize(align8(buf.len()), 0);
     Ok(())
@@ -98,17 +102,11 @@ pub(super) fn encode_record(buf: &mut Vec<u8>, rec: &RecordOut<'_>) -> Result<()
 
 /// Reads the record at `off`: its payload and where the next one starts, or why it is bad.
 pub(super) fn read_record(bytes: &[u8], off: usize) -> Result<(&[u8], usize), &'static str> {
-    let header = bytes
-        .get(off..off + RECORD_HEADER)
+    let (&len, rest) = bytes
+        .get(off..)
+        .and_then(<[u8]>::split_first_chunk::<4>)
         .ok_or("record header cut short")?;
-    let len: [u8; 4] = header[..4]
-        .try_into()
-        .map_err(|_| "record header cut short")?;
-    let crc = u32::from_le_bytes(
-        header[4..]
-            .try_into()
-            .map_err(|_| "record header cut short")?,
-    );
+    let crc = u32::from_le_bytes(*rest.first_chunk::<4>().ok_or("record header cut short")?);
     let n = u32::from_le_bytes(len) as usize;
     if n == 0 {
         return Err("zero-length record");
