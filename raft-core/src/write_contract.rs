@@ -591,15 +591,15 @@ impl DurableShape {
                 written: hs.term,
             });
         }
-        if let Some(vote) = held.vote
-            && hs.term == held.term
-            && hs.vote != Some(vote)
-        {
-            return Err(WriteViolation::VoteChanged {
-                term: hs.term,
-                held: vote,
-                written: hs.vote,
-            });
+        // (No let chains here: raft-core builds at rust-version 1.87.)
+        if let Some(vote) = held.vote {
+            if hs.term == held.term && hs.vote != Some(vote) {
+                return Err(WriteViolation::VoteChanged {
+                    term: hs.term,
+                    held: vote,
+                    written: hs.vote,
+                });
+            }
         }
         Ok(())
     }
@@ -638,14 +638,13 @@ impl DurableShape {
         if id.term > term {
             return Err(WriteViolation::SnapshotAheadOfTerm { snapshot: id, term });
         }
-        if (id.index == self.snapshot || id.index < last)
-            && let Some(log_term) = self.term_at(id.index)
-            && log_term != id.term
-        {
-            return Err(WriteViolation::SnapshotConflicts {
-                snapshot: id,
-                log_term,
-            });
+        if id.index == self.snapshot || id.index < last {
+            if let Some(log_term) = self.term_at(id.index).filter(|&t| t != id.term) {
+                return Err(WriteViolation::SnapshotConflicts {
+                    snapshot: id,
+                    log_term,
+                });
+            }
         }
         Ok(())
     }
@@ -665,9 +664,7 @@ impl DurableShape {
                 found: id.index,
             });
         }
-        if let Some(prev) = last_term
-            && id.term < prev
-        {
+        if let Some(prev) = last_term.filter(|&prev| id.term < prev) {
             return Err(WriteViolation::TermsDecrease { entry: id, prev });
         }
         if id.term > term {
