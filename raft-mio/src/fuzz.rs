@@ -9,7 +9,7 @@ use raft_core::{Membership, NodeId};
 use raft_std::kv::{KvConfig, KvStore};
 use raft_std::state_machine::StateMachine;
 use raft_std::storage::faulty::FaultyFs;
-use raft_std::storage::file::{FileStorage, Identity, Options};
+use raft_std::storage::file::{FileStorage, FileStorageOptions, Identity};
 use raft_std::storage::fs::FileSystem;
 
 use crate::frame::{self, FrameDecoder};
@@ -150,7 +150,7 @@ pub fn wal_segment(data: &[u8]) -> Result<(), String> {
             cluster_id: 7,
             node_id: node,
         };
-        let options = Options {
+        let options = FileStorageOptions {
             segment_size: 2048,
             write_buffer: 512,
         };

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use raft_core::{Membership, NodeId};
 
 use crate::storage::faulty::{CrashMode, FaultyFs};
-use crate::storage::file::{FileStorage, Identity, Options};
+use crate::storage::file::{FileStorage, FileStorageOptions, Identity};
 use crate::storage::fs::{FileSystem, StdFs};
 use crate::storage::mem::{MemDisk, MemStorage};
 use crate::storage::{Recovered, Storage, StorageError};
@@ -117,7 +117,7 @@ type MakeFs<F> = Box<dyn FnMut(NodeId) -> F + Send>;
 pub struct FileStorageFactory<F: CrashableFs> {
     root: PathBuf,
     cluster_id: u64,
-    options: Options,
+    options: FileStorageOptions,
     make_fs: MakeFs<F>,
     file_systems: BTreeMap<NodeId, F>,
     crash_mode: CrashMode,
@@ -169,7 +169,7 @@ impl<F: CrashableFs> FileStorageFactory<F> {
         Self {
             root: root.into(),
             cluster_id: 1,
-            options: Options::default(),
+            options: FileStorageOptions::default(),
             make_fs: Box::new(make_fs),
             file_systems: BTreeMap::new(),
             crash_mode: CrashMode::LoseUnsynced,
@@ -177,9 +177,9 @@ impl<F: CrashableFs> FileStorageFactory<F> {
         }
     }
 
-    /// Uses these storage [`Options`] (segment size, write buffer) for every node.
+    /// Uses these storage [`FileStorageOptions`] (segment size, write buffer) for every node.
     #[must_use]
-    pub const fn with_options(mut self, options: Options) -> Self {
+    pub const fn with_options(mut self, options: FileStorageOptions) -> Self {
         self.options = options;
         self
     }
