@@ -62,7 +62,7 @@ use crate::transport::ChannelNetwork;
 
 mod storage_factory;
 
-pub use storage_factory::{CrashableFs, FileStorageFactory, MemStorageFactory, StorageFactory};
+pub use storage_factory::{FileStorageFactory, MemStorageFactory, StorageFactory};
 
 /// How a cluster runs.
 #[derive(Clone, Debug)]
