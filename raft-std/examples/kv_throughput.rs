@@ -14,9 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use raft_core::NodeId;
-use raft_std::cluster::{Cluster, ClusterOptions, FileStorageFactory};
 use raft_std::kv::{ClientId, KvCommand, KvConfig, KvRequest, KvResponse, KvStore};
 use raft_std::storage::fs::{FileSystem, StdFs, StdWriteFile, WriteFile};
+use raft_std::test_util::cluster::{Cluster, ClusterOptions, FileStorageFactory};
 
 /// Real files, counting fsyncs of files (the log) and of directories.
 #[derive(Clone, Default)]

@@ -11,8 +11,9 @@
 //! - [`client`]: what sends requests to a cluster needs: completions, the one request error,
 //!   a router and exactly-once sessions.
 //! - [`error`]: why a node stopped.
-//! - [`cluster`]: [`Cluster`](cluster::Cluster), an in-process cluster for tests and examples.
-
+//! - `test_util` (only with the feature `test-util`; not for production): test doubles (a
+//!   fault-injecting file system, in-memory storage) and `Cluster`, an in-process cluster for
+//!   tests and examples.
 //!
 //! The core's types that a state machine and a runtime user meet ([`Index`], [`NodeId`],
 //! [`LogId`], [`Membership`], [`Payload`], [`Config`], [`Role`], [`Status`], ...) are re-exported
@@ -28,7 +29,7 @@
 //! use std::io;
 //! use std::time::Duration;
 //!
-//! use raft_std::cluster::Cluster;
+//! use raft_std::test_util::cluster::Cluster;
 //! use raft_std::state_machine::StateMachine;
 //! use raft_std::{Index, Role};
 //!
@@ -73,13 +74,14 @@
 #![deny(missing_docs)]
 
 pub mod client;
-pub mod cluster;
 pub mod error;
 pub mod kv;
 mod rng;
 pub mod runtime;
 pub mod state_machine;
 pub mod storage;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod transport;
 
 pub use raft_core;

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use raft_core::Index;
 use raft_core::sim::SimDisk;
-use raft_std::storage::faulty::{CrashMode, FaultyFs};
 use raft_std::storage::file::{FileStorage, FileStorageOptions};
 use raft_std::storage::fs::{FileSystem, StdFs};
 use raft_std::storage::{Recovered, Storage, StorageError};
+use raft_std::test_util::faulty::{CrashMode, FaultyFs};
 use support::*;
 
 fn opts() -> FileStorageOptions {

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 
 use raft_core::{Membership, NodeId};
 
-use crate::storage::faulty::{CrashMode, FaultyFs};
 use crate::storage::file::{FileStorage, FileStorageOptions, Identity};
 use crate::storage::fs::{FileSystem, StdFs};
-use crate::storage::mem::{MemDisk, MemStorage};
 use crate::storage::{Recovered, Storage, StorageError};
+use crate::test_util::faulty::{CrashMode, FaultyFs};
+use crate::test_util::mem::{MemDisk, MemStorage};
 
 /// Opens each node's storage, at start and at every restart.
 pub trait StorageFactory: Send + 'static {
@@ -97,7 +97,7 @@ type CrashFs<F> = fn(&F, CrashMode, u64);
 /// - [`FileStorageFactory::faulty`]: a [`FaultyFs`] per node, the one file system here that can
 ///   lose data. A crash loses (or tears, see [`FileStorageFactory::set_crash_mode`]) what the
 ///   node had not synced, on that node only; [`FileStorageFactory::fs`] gives each node's file
-///   system, to inject faults with a [`FaultPlan`](crate::storage::faulty::FaultPlan).
+///   system, to inject faults with a [`FaultPlan`](crate::test_util::faulty::FaultPlan).
 ///
 /// Every node's directory is tagged with the same cluster id, so a node cannot be opened on
 /// another's data.
