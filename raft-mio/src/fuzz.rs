@@ -1,16 +1,20 @@
 //! What the fuzz targets run (`fuzz/fuzz_targets/peer_frame.rs`, `resp_request.rs`,
-//! `kv_snapshot.rs`, `wal_segment.rs`), callable
-//! from tests so that `cargo test` replays their corpora without a fuzzer. Each returns an
-//! error describing a broken property; a panic is a bug too.
+//! `kv_snapshot.rs`, `wal_segment.rs`), callable from tests so that `cargo test` replays their
+//! corpora without a fuzzer. Each returns an error describing a broken property; a panic is a bug
+//! too.
+//!
+//! Test support, behind the feature `fuzz`: [`wal_segment`] opens storage on raft-std's
+//! fault-injecting in-memory file system (`raft_std::test_util`), which `raft-kv` is never built
+//! with.
 
 use std::path::Path;
 
 use raft_core::{Membership, NodeId};
 use raft_std::kv::{KvConfig, KvStore};
 use raft_std::state_machine::StateMachine;
-use raft_std::storage::faulty::FaultyFs;
-use raft_std::storage::file::{FileStorage, Identity, Options};
+use raft_std::storage::file::{FileStorage, FileStorageOptions, Identity};
 use raft_std::storage::fs::FileSystem;
+use raft_std::test_util::faulty::FaultyFs;
 
 use crate::frame::{self, FrameDecoder};
 use crate::resp::{self, Limits, Parsed};
@@ -150,7 +154,7 @@ pub fn wal_segment(data: &[u8]) -> Result<(), String> {
             cluster_id: 7,
             node_id: node,
         };
-        let options = Options {
+        let options = FileStorageOptions {
             segment_size: 2048,
             write_buffer: 512,
         };

@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: `raft-kv serve`'s flags and config file.
 //! - [`local`]: `raft-kv` processes on loopback, for the demo and the tests.
-//! - [`fuzz`]: what the fuzz targets for the peer frames and RESP requests run.
+//! - `fuzz` (only with the feature `fuzz`; test support): what the fuzz targets for the peer
+//!   frames, RESP requests, KV snapshots and WAL segments run.
 //! - [`frame`]: the peer wire format (length-prefixed postcard frames with a version byte).
 //! - [`transport`]: [`PeerNet`](transport::PeerNet), one `mio` event loop per node, and
 //!   [`MioTransport`](transport::MioTransport), its [`Transport`](raft_std::transport::Transport).
@@ -28,6 +29,7 @@
 pub mod config;
 pub mod demo;
 pub mod frame;
+#[cfg(feature = "fuzz")]
 pub mod fuzz;
 pub mod local;
 pub mod resp;

@@ -11,8 +11,8 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use raft_core::Index;
-use raft_std::cluster::Cluster;
 use raft_std::state_machine::StateMachine;
+use raft_std::test_util::cluster::Cluster;
 
 /// A map from key to value; a command is `key=value`, its response the previous value.
 #[derive(Default)]

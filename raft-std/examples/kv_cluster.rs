@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use raft_std::client::Session;
-use raft_std::cluster::{Cluster, ClusterOptions, FileStorageFactory};
 use raft_std::kv::{KvCommand, KvConfig, KvQuery, KvRequest, KvResponse, KvStore};
 use raft_std::storage::fs::StdFs;
+use raft_std::test_util::cluster::{Cluster, ClusterOptions, FileStorageFactory};
 
 type KvCluster = Cluster<KvStore, FileStorageFactory<StdFs>>;
 

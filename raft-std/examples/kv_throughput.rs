@@ -14,10 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use raft_core::NodeId;
-use raft_std::cluster::{Cluster, ClusterOptions, CrashableFs, FileStorageFactory};
 use raft_std::kv::{ClientId, KvCommand, KvConfig, KvRequest, KvResponse, KvStore};
-use raft_std::storage::faulty::CrashMode;
 use raft_std::storage::fs::{FileSystem, StdFs, StdWriteFile, WriteFile};
+use raft_std::test_util::cluster::{Cluster, ClusterOptions, FileStorageFactory};
 
 /// Real files, counting fsyncs of files (the log) and of directories.
 #[derive(Clone, Default)]
@@ -91,10 +90,6 @@ impl FileSystem for CountingFs {
         self.dir_syncs.fetch_add(1, Ordering::Relaxed);
         StdFs.sync_dir(dir)
     }
-}
-
-impl CrashableFs for CountingFs {
-    fn crash(&self, _mode: CrashMode, _seed: u64) {}
 }
 
 struct Run {

@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use raft_core::NodeId;
 use raft_core::sim::SimRng;
 use raft_std::client::RequestError;
-use raft_std::cluster::{Cluster, ClusterError, ClusterOptions, FileStorageFactory};
 use raft_std::kv::{ClientId, KvCommand, KvConfig, KvQuery, KvRequest, KvResponse, KvStore};
 use raft_std::runtime::{NodeError, Proposal};
 use raft_std::storage::StorageError;
-use raft_std::storage::faulty::{CrashMode, FaultPlan, FaultyFs};
-use raft_std::storage::file::Options;
+use raft_std::storage::file::FileStorageOptions;
 use raft_std::storage::fs::FileSystem;
+use raft_std::test_util::cluster::{Cluster, ClusterError, ClusterOptions, FileStorageFactory};
+use raft_std::test_util::faulty::{CrashMode, FaultPlan, FaultyFs};
 
 type KvCluster = Cluster<KvStore, FileStorageFactory<FaultyFs>>;
 
@@ -43,7 +43,7 @@ fn start(seed: u64) -> KvCluster {
     let mut options = ClusterOptions::new(3);
     options.runtime.raft.snapshot_log_entries = 64;
     options.runtime.raft.snapshot_trailing_entries = 16;
-    let factory = FileStorageFactory::faulty(seed).with_options(Options {
+    let factory = FileStorageFactory::faulty(seed).with_options(FileStorageOptions {
         segment_size: 4096,
         write_buffer: 512,
     });

@@ -226,7 +226,7 @@ fn membership_change_adds_a_node_promotes_it_and_removes_a_voter() {
     let (mut cluster, lists) = cluster(3, |_| {});
     let leader = cluster.wait_for_leader(WAIT).unwrap();
     assert_eq!(cluster.propose(b"a".to_vec()).unwrap(), 1);
-    let membership = |c: &raft_std::cluster::Cluster<_, _>| {
+    let membership = |c: &raft_std::test_util::cluster::Cluster<_, _>| {
         let leader = c.wait_for_leader(WAIT).unwrap();
         c.node(leader).unwrap().status().unwrap().membership
     };

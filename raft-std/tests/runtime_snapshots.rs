@@ -5,7 +5,7 @@ mod common;
 
 use common::{List, WAIT, cluster, wait_converged};
 use raft_core::NodeId;
-use raft_std::cluster::{Cluster, ClusterOptions, MemStorageFactory};
+use raft_std::test_util::cluster::{Cluster, ClusterOptions, MemStorageFactory};
 
 const LOG_ENTRIES: u64 = 20;
 const TRAILING: u64 = 5;

@@ -15,14 +15,14 @@ use std::path::Path;
 
 use raft_core::sim::{SimDisk, SimRng, snapshot_blob};
 use raft_core::{Index, LogId, SnapshotMeta, Term, Write, WriteViolation};
-use raft_std::storage::file::{FileStorage, Options};
+use raft_std::storage::file::{FileStorage, FileStorageOptions};
 use raft_std::storage::fs::StdFs;
-use raft_std::storage::mem::{MemDisk, MemStorage};
 use raft_std::storage::{Recovered, Storage, StorageError};
+use raft_std::test_util::mem::{MemDisk, MemStorage};
 use support::*;
 
-fn opts() -> Options {
-    Options {
+fn opts() -> FileStorageOptions {
+    FileStorageOptions {
         segment_size: 4096,
         write_buffer: 1024,
     }

@@ -6,13 +6,13 @@ use std::io::{Read, Write as _};
 
 use raft_core::sim::SimDisk;
 use raft_core::{Index, LogId, NodeId, WriteViolation};
-use raft_std::storage::file::{FileStorage, Identity, Options};
+use raft_std::storage::file::{FileStorage, FileStorageOptions, Identity};
 use raft_std::storage::fs::{FileSystem, StdFs};
 use raft_std::storage::{Storage, StorageError};
 use support::*;
 
-fn small() -> Options {
-    Options {
+fn small() -> FileStorageOptions {
+    FileStorageOptions {
         segment_size: 4096,
         write_buffer: 1024,
     }

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 
 use raft_core::Index;
 use raft_core::sim::SimDisk;
-use raft_std::storage::faulty::{CrashMode, FaultyFs};
-use raft_std::storage::file::{FileStorage, Options};
+use raft_std::storage::file::{FileStorage, FileStorageOptions};
 use raft_std::storage::fs::{FileSystem, StdFs};
 use raft_std::storage::{Recovered, Storage, StorageError};
+use raft_std::test_util::faulty::{CrashMode, FaultyFs};
 use support::*;
 
-fn opts() -> Options {
-    Options {
+fn opts() -> FileStorageOptions {
+    FileStorageOptions {
         segment_size: 2048,
         write_buffer: 512,
     }
@@ -281,7 +281,7 @@ fn a_refused_directory_is_left_as_it_was_found() {
 fn a_lost_page_before_surviving_ones_is_a_torn_tail() {
     let fs = FaultyFs::new(5);
     let dir = PathBuf::from("/d");
-    let big = Options {
+    let big = FileStorageOptions {
         segment_size: 1 << 20,
         write_buffer: 512,
     };

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use raft_core::sim::{SimDisk, SimRng};
 use raft_core::{DurableShape, Index, Write, sim::snapshot_blob};
-use raft_std::storage::faulty::{CrashMode, FaultPlan, FaultyFs};
-use raft_std::storage::file::{FileStorage, Options};
+use raft_std::storage::file::{FileStorage, FileStorageOptions};
 use raft_std::storage::{Recovered, Storage};
+use raft_std::test_util::faulty::{CrashMode, FaultPlan, FaultyFs};
 use support::*;
 
 /// What the generator knows of the log it is writing.
@@ -126,8 +126,8 @@ impl Gen {
     }
 }
 
-fn opts() -> Options {
-    Options {
+fn opts() -> FileStorageOptions {
+    FileStorageOptions {
         segment_size: 3000,
         write_buffer: 700,
     }

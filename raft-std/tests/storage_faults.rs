@@ -6,13 +6,13 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use raft_core::sim::SimDisk;
-use raft_std::storage::faulty::{CrashMode, FaultPlan, FaultyFs};
-use raft_std::storage::file::{FileStorage, Options};
+use raft_std::storage::file::{FileStorage, FileStorageOptions};
 use raft_std::storage::{Recovered, Storage, StorageError};
+use raft_std::test_util::faulty::{CrashMode, FaultPlan, FaultyFs};
 use support::*;
 
-fn opts() -> Options {
-    Options {
+fn opts() -> FileStorageOptions {
+    FileStorageOptions {
         segment_size: 4096,
         write_buffer: 256,
     }

@@ -17,9 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use raft_std::client::{Completion, RequestError};
-use raft_std::cluster::{Cluster, ClusterOptions, FileStorageFactory};
 use raft_std::kv::{ClientId, KvCommand, KvConfig, KvQuery, KvRequest, KvResponse, KvStore};
-use raft_std::storage::faulty::{FaultPlan, FaultyFs};
+use raft_std::test_util::cluster::{Cluster, ClusterOptions, FileStorageFactory};
+use raft_std::test_util::faulty::{FaultPlan, FaultyFs};
 
 type KvCluster = Cluster<KvStore, FileStorageFactory<FaultyFs>>;
 

@@ -1,5 +1,6 @@
-//! The client seam: what a server, the in-process [`Cluster`](crate::cluster::Cluster) and a
-//! load generator all need to send requests to a cluster, written once.
+//! The client seam: what a server, the in-process test cluster (`test_util::cluster::Cluster`,
+//! behind the feature `test-util`) and a load generator all need to send requests to a cluster,
+//! written once.
 //!
 //! - [`Completion`]: a request finishes by calling back, so an event loop can wake itself; the
 //!   blocking calls of [`RaftNode`](crate::runtime::RaftNode) are thin sugar over it.

@@ -573,8 +573,8 @@ impl<M: StateMachine> RaftNode<M> {
     /// The change is finished when the leader has committed `target`; until then another change
     /// is refused with [`Refusal::ChangePending`](raft_core::Refusal::ChangePending). A node
     /// joining the cluster must be running first, started on storage whose membership names the
-    /// current voters and itself as a learner (the in-process cluster's `Cluster::add_node` does
-    /// exactly that).
+    /// current voters and itself as a learner (the in-process test cluster's
+    /// `test_util::cluster::Cluster::add_node` does exactly that).
     pub fn change_membership_with(&self, target: Membership, done: Completion<LogId>) {
         self.send(Request::ChangeMembership {
             target: Box::new(target),

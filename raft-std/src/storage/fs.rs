@@ -4,7 +4,7 @@
 //! The interface holds only what a write-ahead log and a snapshot store need: append-only
 //! writers, whole-file or seekable readers, rename, remove, list, and the two fsyncs (a file's data
 //! and a directory's entries). It is small so that tests can put a fault-injecting layer under the
-//! storage: see [`FaultyFs`](super::faulty::FaultyFs).
+//! storage: `FaultyFs` (in `raft_std::test_util`, behind the feature `test-util`).
 
 use std::fs;
 use std::io::{self, Read, Seek};

@@ -6,15 +6,12 @@
 //! (after a failed fsync the kernel may have dropped the dirty pages, so a retry that succeeds
 //! proves nothing).
 
-pub mod mem;
-
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
 use raft_core::{Entry, HardState, LogId, SnapshotMeta, Write, WriteViolation};
 
-pub mod faulty;
 pub mod file;
 pub mod fs;
 

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raft_core::{Index, NodeId};
-use raft_std::cluster::{Cluster, ClusterOptions, MemStorageFactory};
 use raft_std::state_machine::StateMachine;
+use raft_std::test_util::cluster::{Cluster, ClusterOptions, MemStorageFactory};
 
 /// What a list holds, shared with the test.
 pub type Items = Arc<Mutex<Vec<Vec<u8>>>>;

@@ -22,9 +22,9 @@
 //! # Durability
 //!
 //! [`Storage::append`] encodes records into a buffer that is written out when it grows past
-//! [`Options::write_buffer`]; [`Storage::sync`] writes the rest and fdatasyncs the current segment
-//! (and the directory, if a segment was created or a file removed since): one fsync covers every
-//! write appended since the last one. Before a new segment is started the full one is synced, so
+//! [`FileStorageOptions::write_buffer`]; [`Storage::sync`] writes the rest and fdatasyncs the
+//! current segment (and the directory, if a segment was created or a file removed since): one
+//! fsync covers every write appended since the last one. Before a new segment is started the full one is synced, so
 //! only the last segment can ever have a torn tail. Every failed fsync, and every I/O error while
 //! appending, poisons the storage: every later call returns [`StorageError::Poisoned`].
 //!
@@ -70,7 +70,7 @@ use super::{Storage, StorageError};
 
 /// Tuning for [`FileStorage`].
 #[derive(Clone, Copy, Debug)]
-pub struct Options {
+pub struct FileStorageOptions {
     /// A new segment is started once the current one would grow past this many bytes.
     pub segment_size: u64,
     /// Appended records are written to the segment once this many bytes are buffered (and at
@@ -78,7 +78,7 @@ pub struct Options {
     pub write_buffer: usize,
 }
 
-impl Default for Options {
+impl Default for FileStorageOptions {
     fn default() -> Self {
         Self {
             segment_size: 64 << 20,
@@ -148,7 +148,7 @@ fn sync_dir_at<F: FileSystem>(fs: &F, dir: &Path) -> Result<(), StorageError> {
 pub struct FileStorage<F: FileSystem = StdFs> {
     fs: F,
     dir: PathBuf,
-    options: Options,
+    options: FileStorageOptions,
     poisoned: bool,
     segments: VecDeque<Segment>,
     file: F::WriteFile,

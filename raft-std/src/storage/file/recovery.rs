@@ -14,7 +14,7 @@ use super::identity::{IDENTITY, Identity, check_identity, write_identity};
 use super::record::{RecordIn, RecordOut, encode_record, read_record, torn_at, valid_record_after};
 use super::segment::{Segment, parse_segment_name, segment_name};
 use super::snapshot_file::{check_snapshot, parse_snapshot_name};
-use super::{FileStorage, Options, corrupt, io_err, sync_dir_at, sync_file, write_all};
+use super::{FileStorage, FileStorageOptions, corrupt, io_err, sync_dir_at, sync_file, write_all};
 use crate::storage::fs::{FileSystem, WriteFile};
 use crate::storage::{Recovered, Storage, StorageError};
 
@@ -30,8 +30,8 @@ struct Replay {
 
 impl<F: FileSystem> FileStorage<F> {
     /// Opens (or creates) the data directory `dir` for the node `identity`, with default
-    /// [`Options`], and reads back what it holds. A missing or empty directory starts fresh with
-    /// `initial` as the membership.
+    /// [`FileStorageOptions`], and reads back what it holds. A missing or empty directory starts
+    /// fresh with `initial` as the membership.
     ///
     /// # Errors
     ///
@@ -43,10 +43,10 @@ impl<F: FileSystem> FileStorage<F> {
         identity: Identity,
         initial: Membership,
     ) -> Result<(Self, Recovered), StorageError> {
-        Self::open_with(fs, dir, identity, initial, Options::default())
+        Self::open_with(fs, dir, identity, initial, FileStorageOptions::default())
     }
 
-    /// [`Self::open`] with explicit [`Options`].
+    /// [`Self::open`] with explicit [`FileStorageOptions`].
     ///
     /// # Errors
     ///
@@ -56,7 +56,7 @@ impl<F: FileSystem> FileStorage<F> {
         dir: impl Into<PathBuf>,
         identity: Identity,
         initial: Membership,
-        options: Options,
+        options: FileStorageOptions,
     ) -> Result<(Self, Recovered), StorageError> {
         let dir = dir.into();
         let names = match fs.list_dir(&dir) {
@@ -285,7 +285,7 @@ impl<F: FileSystem> FileStorage<F> {
         dir: PathBuf,
         identity: Identity,
         snapshot: SnapshotMeta,
-        options: Options,
+        options: FileStorageOptions,
     ) -> Result<(Self, Recovered), StorageError> {
         // The first segment is durable before the identity file appears, so a directory with an
         // identity and no segment is damage, not a crash during creation.

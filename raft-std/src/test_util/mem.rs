@@ -23,7 +23,7 @@ use raft_core::{
     DurableShape, Entry, HardState, LogId, Membership, SnapshotMeta, Write, WriteEffect,
 };
 
-use super::{Recovered, Storage, StorageError};
+use crate::storage::{Recovered, Storage, StorageError};
 
 /// The durable state of one node, shared between the cluster that owns it and the storage open on
 /// it.

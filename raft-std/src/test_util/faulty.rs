@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::fs::{FileSystem, WriteFile, parent_dir};
 use crate::rng::splitmix;
+use crate::storage::fs::{FileSystem, WriteFile, parent_dir};
 
 /// Faults to inject, counted from the moment the plan is set with [`FaultyFs::set_plan`].
 #[derive(Clone, Default, Debug)]

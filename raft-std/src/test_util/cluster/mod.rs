@@ -4,11 +4,11 @@
 //! Storage comes from a [`StorageFactory`]: [`MemStorageFactory`] keeps each node's
 //! [`MemDisk`] across crashes; [`FileStorageFactory`] opens a
 //! [`FileStorage`](crate::storage::file::FileStorage) in a directory per node, on real files or
-//! on a fault-injecting [`FaultyFs`](crate::storage::faulty::FaultyFs) per node.
+//! on a fault-injecting [`FaultyFs`](crate::test_util::faulty::FaultyFs) per node.
 //!
 //! ```
 //! use std::io;
-//! use raft_std::cluster::Cluster;
+//! use raft_std::test_util::cluster::Cluster;
 //! use raft_std::state_machine::StateMachine;
 //!
 //! /// Sums the numbers proposed.
@@ -42,7 +42,7 @@
 //! assert_eq!(cluster.propose(vec![3])?, 5);
 //! assert_eq!(cluster.read(())?, 5);
 //! cluster.shutdown()?;
-//! # Ok::<(), raft_std::cluster::ClusterError>(())
+//! # Ok::<(), raft_std::test_util::cluster::ClusterError>(())
 //! ```
 
 use std::collections::BTreeMap;
@@ -57,12 +57,12 @@ use crate::client::{RequestError, Route, Router};
 use crate::runtime::{NodeError, RaftNode, RuntimeConfig};
 use crate::state_machine::StateMachine;
 use crate::storage::StorageError;
-use crate::storage::mem::MemDisk;
+use crate::test_util::mem::MemDisk;
 use crate::transport::ChannelNetwork;
 
 mod storage_factory;
 
-pub use storage_factory::{CrashableFs, FileStorageFactory, MemStorageFactory, StorageFactory};
+pub use storage_factory::{FileStorageFactory, MemStorageFactory, StorageFactory};
 
 /// How a cluster runs.
 #[derive(Clone, Debug)]

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 
 use raft_core::{Membership, NodeId};
 
-use crate::storage::faulty::{CrashMode, FaultyFs};
-use crate::storage::file::{FileStorage, Identity, Options};
+use crate::storage::file::{FileStorage, FileStorageOptions, Identity};
 use crate::storage::fs::{FileSystem, StdFs};
-use crate::storage::mem::{MemDisk, MemStorage};
 use crate::storage::{Recovered, Storage, StorageError};
+use crate::test_util::faulty::{CrashMode, FaultyFs};
+use crate::test_util::mem::{MemDisk, MemStorage};
 
 /// Opens each node's storage, at start and at every restart.
 pub trait StorageFactory: Send + 'static {
@@ -81,56 +81,47 @@ impl StorageFactory for MemStorageFactory {
     }
 }
 
-/// A file system a [`FileStorageFactory`] can crash: what a node loses when it crashes.
-pub trait CrashableFs: FileSystem + Clone {
-    /// The machine under this file system crashes; `mode` and `seed` say what survives of the
-    /// data that was not durable (see [`CrashMode`]).
-    fn crash(&self, mode: CrashMode, seed: u64);
-}
-
-impl CrashableFs for StdFs {
-    /// Does nothing: a process cannot make the kernel drop its page cache, so a crash keeps
-    /// everything written (as [`CrashMode::KeepAll`]), whatever `mode` asks.
-    fn crash(&self, _mode: CrashMode, _seed: u64) {}
-}
-
-impl CrashableFs for FaultyFs {
-    fn crash(&self, mode: CrashMode, seed: u64) {
-        Self::crash(self, mode, seed);
-    }
-}
-
 type MakeFs<F> = Box<dyn FnMut(NodeId) -> F + Send>;
+
+/// What a node's crash does to its file system: `mode` and `seed` say what survives of the data
+/// that was not durable (see [`CrashMode`]).
+type CrashFs<F> = fn(&F, CrashMode, u64);
 
 /// Opens a [`FileStorage`] per node, in `<root>/node-<id>`, on a file system of its own per
 /// node (so that crashing one node loses that node's unsynced data only).
 ///
 /// - [`FileStorageFactory::std`]: real files under a directory (e.g. a temporary one). A crash
 ///   keeps what was written: only the process dies.
-/// - [`FileStorageFactory::faulty`]: a [`FaultyFs`] per node. A crash loses (or tears, see
-///   [`FileStorageFactory::set_crash_mode`]) what the node had not synced, on that node only;
-///   [`FileStorageFactory::fs`] gives each node's file system, to inject faults with a
-///   [`FaultPlan`](crate::storage::faulty::FaultPlan).
+/// - [`FileStorageFactory::new`]: any other [`FileSystem`] (one that counts fsyncs, say); a
+///   crash keeps what was written, as on real files.
+/// - [`FileStorageFactory::faulty`]: a [`FaultyFs`] per node, the one file system here that can
+///   lose data. A crash loses (or tears, see [`FileStorageFactory::set_crash_mode`]) what the
+///   node had not synced, on that node only; [`FileStorageFactory::fs`] gives each node's file
+///   system, to inject faults with a [`FaultPlan`](crate::test_util::faulty::FaultPlan).
 ///
 /// Every node's directory is tagged with the same cluster id, so a node cannot be opened on
 /// another's data.
-pub struct FileStorageFactory<F: CrashableFs> {
+pub struct FileStorageFactory<F: FileSystem + Clone> {
     root: PathBuf,
     cluster_id: u64,
-    options: Options,
+    options: FileStorageOptions,
     make_fs: MakeFs<F>,
     file_systems: BTreeMap<NodeId, F>,
+    /// What a crash does to the crashed node's file system (set by [`Self::faulty`]). `None`:
+    /// nothing, as on real files (a process cannot make the kernel drop its page cache).
+    crash: Option<CrashFs<F>>,
     crash_mode: CrashMode,
     rng: u64,
 }
 
-impl<F: CrashableFs> fmt::Debug for FileStorageFactory<F> {
+impl<F: FileSystem + Clone> fmt::Debug for FileStorageFactory<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileStorageFactory")
             .field("root", &self.root)
             .field("cluster_id", &self.cluster_id)
             .field("options", &self.options)
             .field("nodes", &self.file_systems.keys().collect::<Vec<_>>())
+            .field("crashes_lose_data", &self.crash.is_some())
             .field("crash_mode", &self.crash_mode)
             .finish_non_exhaustive()
     }
@@ -153,14 +144,21 @@ impl FileStorageFactory<FaultyFs> {
         let mut factory = Self::new("/raft", move |id| {
             FaultyFs::new(seed ^ id.get().wrapping_mul(0x9E37_79B9_7F4A_7C15))
         });
+        factory.crash = Some(FaultyFs::crash);
         factory.rng = seed;
         factory
     }
+
+    /// What later crashes do to unsynced data.
+    pub const fn set_crash_mode(&mut self, mode: CrashMode) {
+        self.crash_mode = mode;
+    }
 }
 
-impl<F: CrashableFs> FileStorageFactory<F> {
+impl<F: FileSystem + Clone> FileStorageFactory<F> {
     /// Node `id` keeps its data in `<root>/node-<id>` of the file system `make_fs(id)` returns
-    /// (called once per node, at its first start).
+    /// (called once per node, at its first start). A crash keeps everything written, as on real
+    /// files: only the process dies.
     #[must_use]
     pub fn new(
         root: impl Into<PathBuf>,
@@ -169,17 +167,18 @@ impl<F: CrashableFs> FileStorageFactory<F> {
         Self {
             root: root.into(),
             cluster_id: 1,
-            options: Options::default(),
+            options: FileStorageOptions::default(),
             make_fs: Box::new(make_fs),
             file_systems: BTreeMap::new(),
+            crash: None,
             crash_mode: CrashMode::LoseUnsynced,
             rng: 0,
         }
     }
 
-    /// Uses these storage [`Options`] (segment size, write buffer) for every node.
+    /// Uses these storage [`FileStorageOptions`] (segment size, write buffer) for every node.
     #[must_use]
-    pub const fn with_options(mut self, options: Options) -> Self {
+    pub const fn with_options(mut self, options: FileStorageOptions) -> Self {
         self.options = options;
         self
     }
@@ -189,12 +188,6 @@ impl<F: CrashableFs> FileStorageFactory<F> {
     pub const fn with_cluster_id(mut self, cluster_id: u64) -> Self {
         self.cluster_id = cluster_id;
         self
-    }
-
-    /// What later crashes do to unsynced data (ignored by file systems that cannot lose it,
-    /// such as [`StdFs`]).
-    pub const fn set_crash_mode(&mut self, mode: CrashMode) {
-        self.crash_mode = mode;
     }
 
     /// Node `id`'s data directory.
@@ -210,7 +203,7 @@ impl<F: CrashableFs> FileStorageFactory<F> {
     }
 }
 
-impl<F: CrashableFs> StorageFactory for FileStorageFactory<F> {
+impl<F: FileSystem + Clone> StorageFactory for FileStorageFactory<F> {
     type Storage = FileStorage<F>;
 
     fn open(
@@ -232,9 +225,9 @@ impl<F: CrashableFs> StorageFactory for FileStorageFactory<F> {
     }
 
     fn crash(&mut self, id: NodeId) {
-        if let Some(fs) = self.file_systems.get(&id) {
+        if let (Some(crash), Some(fs)) = (self.crash, self.file_systems.get(&id)) {
             self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            fs.crash(self.crash_mode, self.rng ^ id.get());
+            crash(fs, self.crash_mode, self.rng ^ id.get());
         }
     }
 }
