@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 
 use raft_core::{
     Apply, EntryKind, Event, Index, Input, LogId, Node, NodeId, Outputs, Payload, ReadId,
-    ReadResult, Role, SnapshotChunk, StepError, Term,
+    ReadResult, Role, SnapshotChunk, SplitMix64, StepError, Term,
 };
 
 use super::handle::{Observed, Request, Shared};
 use super::storage_stage::{StorageStage, lock};
 use crate::client::{Completion, RequestError, Uncertainty};
 use crate::error::NodeError;
-use crate::rng::SeedRng;
 use crate::state_machine::StateMachine;
 use crate::storage::{Storage, StorageError};
 use crate::transport::{Inbound, Inbox, Transport};
@@ -82,7 +81,7 @@ struct PendingRead<M: StateMachine> {
 
 /// The node thread's state.
 pub(super) struct Driver<M: StateMachine, St, T> {
-    node: Node<SeedRng>,
+    node: Node<SplitMix64>,
     out: Outputs,
     /// The storage; the stage thread (if any) shares it.
     storage: Arc<Mutex<St>>,
@@ -135,7 +134,7 @@ struct Stop;
 impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        node: Node<SeedRng>,
+        node: Node<SplitMix64>,
         out: Outputs,
         storage: Arc<Mutex<St>>,
         stage: Option<StorageStage<St>>,

@@ -16,7 +16,7 @@ use super::driver::{Driver, load_snapshot, run_thread};
 use super::storage_stage::StorageStage;
 use crate::client::{Completion, RequestError, Uncertainty};
 use crate::error::{NodeError, NodeStopped};
-use crate::rng::SeedRng;
+use crate::rng::node_rng;
 use crate::state_machine::StateMachine;
 use crate::storage::{Recovered, Storage};
 use crate::transport::{Inbox, InboxSender, Transport};
@@ -277,7 +277,7 @@ impl<M: StateMachine> RaftNode<M> {
             entries,
             applied,
         };
-        let node = Node::restore(config.raft.clone(), SeedRng::new(id), restored)
+        let node = Node::restore(config.raft.clone(), node_rng(id), restored)
             .map_err(NodeError::Restore)?;
         let (requests_tx, requests_rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::rng::splitmix;
 use crate::storage::fs::{FileSystem, WriteFile, parent_dir};
+use raft_core::SplitMix64;
 
 /// Faults to inject, counted from the moment the plan is set with [`FaultyFs::set_plan`].
 #[derive(Clone, Default, Debug)]
@@ -103,7 +103,7 @@ impl DirOp {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     inodes: BTreeMap<u64, Inode>,
     next_inode: u64,
@@ -116,11 +116,27 @@ struct State {
     plan: FaultPlan,
     syncs: u64,
     writes: u64,
-    rng: u64,
+    rng: SplitMix64,
 }
 
-fn below(state: &mut u64, n: u64) -> u64 {
-    if n == 0 { 0 } else { splitmix(state) % n }
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            inodes: BTreeMap::new(),
+            next_inode: 0,
+            names: BTreeMap::new(),
+            durable_names: BTreeMap::new(),
+            pending: Vec::new(),
+            dirs: BTreeSet::new(),
+            durable_dirs: BTreeSet::new(),
+            generation: 0,
+            plan: FaultPlan::default(),
+            syncs: 0,
+            writes: 0,
+            // `FaultyFs::new` seeds it; a default file system draws from seed 0.
+            rng: SplitMix64::new(0),
+        }
+    }
 }
 
 fn eio(what: &str) -> io::Error {
@@ -146,7 +162,7 @@ impl FaultyFs {
     #[must_use]
     pub fn new(seed: u64) -> Self {
         let fs = Self::default();
-        fs.lock().rng = seed;
+        fs.lock().rng = SplitMix64::new(seed);
         fs
     }
 
@@ -190,7 +206,7 @@ impl FaultyFs {
     pub fn crash(&self, mode: CrashMode, seed: u64) {
         let mut s = self.lock();
         let s = &mut *s;
-        let mut rng = seed ^ 0x5DEE_CE66_D1CE_4E5B;
+        let mut rng = SplitMix64::new(seed ^ 0x5DEE_CE66_D1CE_4E5B);
         s.generation += 1;
         let (mut names, dirs) = match mode {
             CrashMode::KeepAll => (s.names.clone(), s.dirs.clone()),
@@ -198,7 +214,7 @@ impl FaultyFs {
             CrashMode::Tear => {
                 let mut names = s.durable_names.clone();
                 let mut dirs = s.durable_dirs.clone();
-                let keep = below(&mut rng, s.pending.len() as u64 + 1);
+                let keep = rng.below(s.pending.len() as u64 + 1);
                 for op in s
                     .pending
                     .iter()
@@ -315,36 +331,36 @@ impl FaultyFs {
 /// Keeps the synced bytes and a random prefix of the rest, its end possibly garbage, and
 /// sometimes with holes: sectors written after the last sync that read back as zeros while later
 /// ones survived (writeback is not in order).
-fn tear(inode: &mut Inode, rng: &mut u64) {
+fn tear(inode: &mut Inode, rng: &mut SplitMix64) {
     if inode.data == inode.durable {
         return;
     }
     if !inode.data.starts_with(&inode.durable) {
         // Cut or rewritten since the last sync: either state may be what reached the disk.
-        if splitmix(rng).is_multiple_of(2) {
+        if rng.next_u64().is_multiple_of(2) {
             inode.data = inode.durable.clone();
         }
         return;
     }
     let synced = inode.durable.len();
     let extra = (inode.data.len() - synced) as u64;
-    let kept = usize::try_from(below(rng, extra + 1)).unwrap_or(0);
+    let kept = usize::try_from(rng.below(extra + 1)).unwrap_or(0);
     inode.data.truncate(synced + kept);
-    if kept > 0 && splitmix(rng).is_multiple_of(2) {
+    if kept > 0 && rng.next_u64().is_multiple_of(2) {
         // The last sector written was half new bytes, half whatever was there before.
-        let garbage = 1 + usize::try_from(below(rng, kept.min(512) as u64)).unwrap_or(0);
-        let zero = splitmix(rng).is_multiple_of(2);
+        let garbage = 1 + usize::try_from(rng.below(kept.min(512) as u64)).unwrap_or(0);
+        let zero = rng.next_u64().is_multiple_of(2);
         let start = inode.data.len() - garbage;
         for b in inode.data.iter_mut().skip(start) {
-            *b = if zero { 0 } else { splitmix(rng) as u8 };
+            *b = if zero { 0 } else { rng.next_u64() as u8 };
         }
     }
     // Only whole sectors past the synced bytes can be lost.
     let first = synced.div_ceil(SECTOR);
     let sectors = (inode.data.len() / SECTOR).saturating_sub(first) as u64;
-    if sectors > 0 && splitmix(rng).is_multiple_of(3) {
-        let at = first + usize::try_from(below(rng, sectors)).unwrap_or(0);
-        let run = 1 + usize::try_from(below(rng, 8)).unwrap_or(0);
+    if sectors > 0 && rng.next_u64().is_multiple_of(3) {
+        let at = first + usize::try_from(rng.below(sectors)).unwrap_or(0);
+        let run = 1 + usize::try_from(rng.below(8)).unwrap_or(0);
         let end = ((at + run) * SECTOR).min(inode.data.len() / SECTOR * SECTOR);
         for b in inode.data.iter_mut().take(end).skip(at * SECTOR) {
             *b = 0;
@@ -387,7 +403,7 @@ impl WriteFile for FaultyFile {
         }
         let mut n = buf.len();
         if s.plan.short_writes && n > 1 {
-            n = 1 + usize::try_from(below(&mut s.rng, n as u64)).unwrap_or(0);
+            n = 1 + usize::try_from(s.rng.below(n as u64)).unwrap_or(0);
         }
         if let Some(left) = s.plan.space_left.as_mut() {
             if *left == 0 && n > 0 {

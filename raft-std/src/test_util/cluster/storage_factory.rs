@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 
-use raft_core::{Membership, NodeId};
+use raft_core::{Membership, NodeId, SplitMix64};
 
 use crate::storage::file::{FileStorage, FileStorageOptions, Identity};
 use crate::storage::fs::{FileSystem, StdFs};
@@ -111,7 +111,7 @@ pub struct FileStorageFactory<F: FileSystem + Clone> {
     /// nothing, as on real files (a process cannot make the kernel drop its page cache).
     crash: Option<CrashFs<F>>,
     crash_mode: CrashMode,
-    rng: u64,
+    rng: SplitMix64,
 }
 
 impl<F: FileSystem + Clone> fmt::Debug for FileStorageFactory<F> {
@@ -145,7 +145,7 @@ impl FileStorageFactory<FaultyFs> {
             FaultyFs::new(seed ^ id.get().wrapping_mul(0x9E37_79B9_7F4A_7C15))
         });
         factory.crash = Some(FaultyFs::crash);
-        factory.rng = seed;
+        factory.rng = SplitMix64::new(seed);
         factory
     }
 
@@ -172,7 +172,7 @@ impl<F: FileSystem + Clone> FileStorageFactory<F> {
             file_systems: BTreeMap::new(),
             crash: None,
             crash_mode: CrashMode::LoseUnsynced,
-            rng: 0,
+            rng: SplitMix64::new(0),
         }
     }
 
@@ -226,8 +226,7 @@ impl<F: FileSystem + Clone> StorageFactory for FileStorageFactory<F> {
 
     fn crash(&mut self, id: NodeId) {
         if let (Some(crash), Some(fs)) = (self.crash, self.file_systems.get(&id)) {
-            self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            crash(fs, self.crash_mode, self.rng ^ id.get());
+            crash(fs, self.crash_mode, self.rng.next_u64() ^ id.get());
         }
     }
 }
