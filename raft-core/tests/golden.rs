@@ -30,6 +30,7 @@ const GOLDEN: &[&str] = &[
     "seed_3_nodes",
     "seed_5_nodes",
     "seed_membership_changes",
+    "seed_write_window",
     "election_burst_read",
     "leader_failover",
     "membership_change",
@@ -140,6 +141,28 @@ fn describe_options(o: &SimOptions, scripted: bool) -> String {
         o.snapshot_chunk_bytes,
         o.snapshot_trailing_entries,
         o.snapshot_max_bytes,
+    ) + &write_window_faults(o)
+}
+
+/// The faults aimed at writes counted early, where a run has them (a line of their own, so the
+/// transcripts recorded before they existed read as they did).
+fn write_window_faults(o: &SimOptions) -> String {
+    if o.slow_disks == 0 && o.role_change_crash_per_million == 0 {
+        return String::new();
+    }
+    let slow: Vec<String> = (0..o.nodes + o.spare_nodes)
+        .filter(|&i| i < 32 && o.slow_disks & (1 << i) != 0)
+        .map(|i| format!("n{}", i + 1))
+        .collect();
+    format!(
+        "# slow disks: {} (delay <= {}); crash right after becoming candidate or leader {}/M\n",
+        if slow.is_empty() {
+            String::from("none")
+        } else {
+            slow.join(" ")
+        },
+        o.slow_disk_delay,
+        o.role_change_crash_per_million
     )
 }
 
@@ -272,7 +295,7 @@ fn seed_3_nodes() {
     seed_run(
         "seed_3_nodes",
         "simulator seed 35 of the 3-node set, fault phase cut to 250 ticks",
-        SimOptions::random(35, 3),
+        SimOptions::random(35, 3).without_write_window_faults(),
         250,
     );
 }
@@ -283,8 +306,20 @@ fn seed_5_nodes() {
     seed_run(
         "seed_5_nodes",
         "simulator seed 22 of the 5-node set, fault phase cut to 120 ticks",
-        SimOptions::random(22, 5),
+        SimOptions::random(22, 5).without_write_window_faults(),
         120,
+    );
+}
+
+/// A seed of the 5-node set with the faults aimed at writes counted early: slow disks, and
+/// crashes right after a node becomes candidate or leader.
+#[test]
+fn seed_write_window() {
+    seed_run(
+        "seed_write_window",
+        "simulator seed 4 of the 5-node set (slow disks, crashes after role changes), fault phase cut to 150 ticks",
+        SimOptions::random(4, 5),
+        150,
     );
 }
 
@@ -295,7 +330,7 @@ fn seed_membership_changes() {
     seed_run(
         "seed_membership_changes",
         "simulator seed 91 of the membership-change set, fault phase cut to 200 ticks",
-        SimOptions::reconfiguring(91),
+        SimOptions::reconfiguring(91).without_write_window_faults(),
         200,
     );
 }

@@ -46,6 +46,9 @@ enum Scenario {
     Fixed(usize),
     /// Three voters, spare nodes, and random membership changes.
     Reconfiguring,
+    /// The same, with the fault mix the regression seeds were recorded with: before the faults
+    /// aimed at writes counted early (`SimOptions::without_write_window_faults`).
+    ReconfiguringAsRecorded,
 }
 
 impl Scenario {
@@ -54,6 +57,7 @@ impl Scenario {
         match self {
             Self::Fixed(n) => format!("simulator_{n}_nodes"),
             Self::Reconfiguring => String::from("simulator_membership_changes"),
+            Self::ReconfiguringAsRecorded => String::from("regression_seeds"),
         }
     }
 
@@ -61,6 +65,9 @@ impl Scenario {
         match self {
             Self::Fixed(nodes) => SimOptions::random(seed, nodes),
             Self::Reconfiguring => SimOptions::reconfiguring(seed),
+            Self::ReconfiguringAsRecorded => {
+                SimOptions::reconfiguring(seed).without_write_window_faults()
+            }
         }
     }
 }
@@ -98,7 +105,9 @@ fn run_many(nodes: usize) {
 fn run_scenario(scenario: Scenario, default_seeds: u64) {
     let name = match scenario {
         Scenario::Fixed(n) => format!("{n} nodes"),
-        Scenario::Reconfiguring => String::from("membership changes"),
+        Scenario::Reconfiguring | Scenario::ReconfiguringAsRecorded => {
+            String::from("membership changes")
+        }
     };
     if let Some(seed) = env_u64("RAFT_SIM_SEED") {
         let (trace, result) = trace_options(scenario.options(seed));
@@ -174,6 +183,8 @@ fn regression_seeds() {
         check_seed(seed, nodes);
     }
     for &seed in RECONFIGURING_REGRESSIONS {
+        // As recorded, and with today's fault mix.
+        check(seed, Scenario::ReconfiguringAsRecorded);
         check(seed, Scenario::Reconfiguring);
     }
 }

@@ -74,6 +74,8 @@ pub struct Simulation {
     pub(super) summary: Summary,
     /// A membership change was made: messages from removed nodes are expected.
     pub(super) reconfigured: bool,
+    /// The healed phase has begun: no more faults.
+    pub(super) healed: bool,
 }
 
 pub(super) type SimResult<T = ()> = Result<T, SimFailure>;
@@ -137,6 +139,7 @@ impl Simulation {
             next_proposal: 0,
             summary: Summary::default(),
             reconfigured: false,
+            healed: false,
             opts,
         };
         for i in 0..sim.nodes.len() {
@@ -267,7 +270,51 @@ impl Simulation {
     fn drain(&mut self, i: usize) -> SimResult {
         self.drain_writes(i)?;
         self.check_node(i)?;
-        self.drain_outputs(i)
+        let window = self.role_change_window(i);
+        if window && self.rng.chance(500_000) {
+            // The process dies before the step's messages leave...
+            return self.crash_in_window(i);
+        }
+        self.drain_outputs(i)?;
+        if window && self.nodes[i].node.is_some() && self.nodes[i].disk.has_pending() {
+            // ...or just after they left, its writes still pending.
+            self.crash_in_window(i)?;
+        }
+        Ok(())
+    }
+
+    /// The crash of [`Self::role_change_window`]; half the time a supervisor restarts the
+    /// process at once, so that it answers, from what its disk kept, requests sent to the node
+    /// it was (a vote request of the same term, say).
+    fn crash_in_window(&mut self, i: usize) -> SimResult {
+        let restart = self.rng.chance(500_000);
+        self.log(|| format!("n{} crashes right after its role change", i + 1));
+        self.crash(i)?;
+        if restart {
+            self.start(i);
+        }
+        Ok(())
+    }
+
+    /// Whether node `i` is to crash in the window after its latest step made it candidate or
+    /// leader, with that step's writes still pending (drawn on only when the fault is on, so
+    /// runs without it are the runs they always were).
+    fn role_change_window(&mut self, i: usize) -> bool {
+        let n = &self.nodes[i];
+        let changed = n.out.events.iter().any(|ev| {
+            matches!(
+                ev,
+                Event::StateChanged {
+                    role: Role::Candidate | Role::Leader,
+                    ..
+                }
+            )
+        });
+        changed
+            && !self.healed
+            && self.opts.role_change_crash_per_million > 0
+            && n.disk.has_pending()
+            && self.rng.chance(self.opts.role_change_crash_per_million)
     }
 
     /// Hands the node's writes to its disk, after recording in the mirror how they change its log.
@@ -316,7 +363,12 @@ impl Simulation {
                     .entry(e.id.index, e.id.term, prefix)
                     .map_err(|what| self.fail(what))?;
             }
-            let delay = self.rng.between(0, self.opts.max_disk_delay);
+            let max_delay = if self.opts.slow_disk(i) {
+                self.opts.slow_disk_delay
+            } else {
+                self.opts.max_disk_delay
+            };
+            let delay = self.rng.between(0, max_delay);
             if self.trace.is_some() {
                 let line = trace::write(&w);
                 self.log(|| format!("n{} {line} (durable in {delay})", i + 1));

@@ -222,6 +222,7 @@ impl Simulation {
     fn heal(&mut self) -> SimResult {
         self.net.heal();
         self.net.faults = NetworkFaults::none();
+        self.healed = true;
         self.log(|| String::from("heal: network restored, crashed nodes restart"));
         for i in 0..self.nodes.len() {
             if self.nodes[i].node.is_none() {

@@ -63,6 +63,15 @@ pub struct SimOptions {
     pub spare_nodes: usize,
     /// Chance per tick that the leader is asked for a random membership change, per million.
     pub change_per_million: u32,
+    /// Chance, per million, that a node that has just become candidate or leader crashes at
+    /// once, its writes (the vote for itself, the leader's first entry) still pending: a crash
+    /// in the window where counting a write before it is durable would matter.
+    pub role_change_crash_per_million: u32,
+    /// Nodes (a bit per node index) whose disk is slow: each of their writes takes up to
+    /// `slow_disk_delay` ticks, so its acknowledgement lags several writes behind.
+    pub slow_disks: u32,
+    /// Most ticks a write to a slow disk takes.
+    pub slow_disk_delay: u64,
     /// Record a trace of every step.
     pub trace: bool,
 }
@@ -105,8 +114,51 @@ impl SimOptions {
             max_msg_entries: r.between(1, 16) as u32,
             spare_nodes: 0,
             change_per_million: 0,
+            role_change_crash_per_million: 0,
+            slow_disks: 0,
+            slow_disk_delay: 0,
             trace: false,
         }
+        .with_write_window_faults()
+    }
+
+    /// The faults aimed at writes counted before they are durable (crashes right after a role
+    /// change, slow disks), drawn from their own stream of the seed: the draws above, and so
+    /// every seed that predates these faults and gets none of them, run as they always did.
+    fn with_write_window_faults(mut self) -> Self {
+        let mut r = SimRng::new(self.seed).fork(0x3D15_C0DE);
+        if r.chance(500_000) {
+            self.role_change_crash_per_million = r.between(100_000, 500_000) as u32;
+        }
+        if r.chance(500_000) {
+            // One node in three, at least one.
+            let nodes = self.nodes.min(32);
+            for i in 0..nodes {
+                if r.chance(333_333) {
+                    self.slow_disks |= 1 << i;
+                }
+            }
+            if self.slow_disks == 0 {
+                self.slow_disks = 1 << r.below(nodes.max(1) as u64);
+            }
+            self.slow_disk_delay = r.between(5, 20);
+        }
+        self
+    }
+
+    /// This run without the faults of [`Self::with_write_window_faults`]: as a seed ran before
+    /// they existed (the regression seeds recorded then replay what they were recorded on).
+    #[must_use]
+    pub fn without_write_window_faults(mut self) -> Self {
+        self.role_change_crash_per_million = 0;
+        self.slow_disks = 0;
+        self.slow_disk_delay = 0;
+        self
+    }
+
+    /// Whether node `i`'s disk is slow.
+    pub(super) fn slow_disk(&self, i: usize) -> bool {
+        i < 32 && self.slow_disks & (1 << i) != 0
     }
 
     /// A run that starts with 3 voters and 2 to 4 spare nodes and, among all the faults of
