@@ -151,7 +151,7 @@ fn write_window_faults(o: &SimOptions) -> String {
         return String::new();
     }
     let slow: Vec<String> = (0..o.nodes + o.spare_nodes)
-        .filter(|&i| i < 32 && o.slow_disks & (1 << i) != 0)
+        .filter(|&i| o.slow_disk(i))
         .map(|i| format!("n{}", i + 1))
         .collect();
     format!(

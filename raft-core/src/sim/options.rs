@@ -157,7 +157,8 @@ impl SimOptions {
     }
 
     /// Whether node `i`'s disk is slow.
-    pub(super) fn slow_disk(&self, i: usize) -> bool {
+    #[must_use]
+    pub fn slow_disk(&self, i: usize) -> bool {
         i < 32 && self.slow_disks & (1 << i) != 0
     }
 
