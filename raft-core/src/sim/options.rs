@@ -146,7 +146,8 @@ impl SimOptions {
         self
     }
 
-    /// This run without the faults of [`Self::with_write_window_faults`]: as a seed ran before
+    /// This run without the faults aimed at the write window (crashes at a role change, slow
+    /// disks) that [`SimOptions::random`] draws in half the seeds each: as a seed ran before
     /// they existed (the regression seeds recorded then replay what they were recorded on).
     #[must_use]
     pub fn without_write_window_faults(mut self) -> Self {
