@@ -72,19 +72,29 @@ impl Votes {
     }
 
     /// The result of the round so far, by the configuration in force.
+    ///
+    /// An election is won only once the candidate's term and vote are durable, even when the
+    /// other voters' grants alone make a majority: a leader whose term is not on its disk could
+    /// crash, restart in the term before, campaign for the same term again and win it a second
+    /// time (its voters granted that candidate already), leading one term twice with two
+    /// different logs.
     pub(crate) fn tally(&self, s: &Shared) -> VoteResult {
-        let own = match self.self_vote_write {
-            None => Some(true),
-            Some(w) => s.durability.is_acked(w).then_some(true),
-        };
+        let durable = self
+            .self_vote_write
+            .is_none_or(|w| s.durability.is_acked(w));
+        let own = durable.then_some(true);
         let id = s.id;
-        s.membership.vote_result(|m| {
+        let result = s.membership.vote_result(|m| {
             if m == id {
                 own
             } else {
                 self.received.iter().find(|(v, _)| *v == m).map(|&(_, g)| g)
             }
-        })
+        });
+        match result {
+            VoteResult::Won if !durable => VoteResult::Pending,
+            other => other,
+        }
     }
 }
 

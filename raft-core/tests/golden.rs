@@ -295,7 +295,7 @@ fn seed_3_nodes() {
     seed_run(
         "seed_3_nodes",
         "simulator seed 35 of the 3-node set, fault phase cut to 250 ticks",
-        SimOptions::random(35, 3).without_write_window_faults(),
+        SimOptions::random(35, 3).without_targeted_faults(),
         250,
     );
 }
@@ -306,7 +306,7 @@ fn seed_5_nodes() {
     seed_run(
         "seed_5_nodes",
         "simulator seed 22 of the 5-node set, fault phase cut to 120 ticks",
-        SimOptions::random(22, 5).without_write_window_faults(),
+        SimOptions::random(22, 5).without_targeted_faults(),
         120,
     );
 }
@@ -330,7 +330,7 @@ fn seed_membership_changes() {
     seed_run(
         "seed_membership_changes",
         "simulator seed 91 of the membership-change set, fault phase cut to 200 ticks",
-        SimOptions::reconfiguring(91).without_write_window_faults(),
+        SimOptions::reconfiguring(91).without_targeted_faults(),
         200,
     );
 }

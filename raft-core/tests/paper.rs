@@ -304,6 +304,27 @@ fn candidate_counts_its_own_vote_only_once_durable() {
     assert_eq!(h.node.role(), Role::Leader);
 }
 
+/// Figure 2, "Persistent state on all servers (updated on stable storage before responding to
+/// RPCs)": a candidate whose other voters' grants alone make a majority still takes leadership
+/// only once its new term is durable. Were it to lead first and crash, it would restart in the
+/// term before, campaign for the same term again, be granted by the same voters and lead that
+/// term a second time, with a different log (found by the simulator, seed 691 on 3 nodes).
+#[test]
+fn candidate_leads_only_once_its_term_is_durable() {
+    let mut h = Harness::with_config(1, THREE, no_pre_vote);
+    h.step(Input::Campaign);
+    h.recv(vote_response(2, 1, 1, true, false));
+    h.recv(vote_response(3, 1, 1, true, false));
+    assert_eq!(
+        h.node.role(),
+        Role::Candidate,
+        "leads a term that is not yet on its disk"
+    );
+    let out = h.persist();
+    assert_eq!(h.node.role(), Role::Leader);
+    assert_eq!(out.written(), [LogId::new(1, 1)], "the no-op, once leader");
+}
+
 /// Raft §5.2: while waiting for votes, a candidate that receives AppendEntries from a leader
 /// whose term is at least its own recognizes the leader and returns to follower.
 #[test]

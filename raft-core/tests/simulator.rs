@@ -15,7 +15,10 @@ const DEFAULT_SEEDS_PER_SIZE: u64 = 1000;
 const DEFAULT_RECONFIGURING_SEEDS: u64 = 1000;
 
 /// Seeds that once failed, with their cluster size. Each is a bug that was fixed; they run first.
-const REGRESSIONS: &[(u64, usize)] = &[];
+/// - 691 on 3 nodes: a candidate whose two voters granted before its own term was durable led at
+///   once, crashed, restarted in the term before, campaigned for the same term again and won it
+///   a second time (fixed: an election is won only once the candidate's term is durable).
+const REGRESSIONS: &[(u64, usize)] = &[(691, 3)];
 
 /// Seeds of the membership-change scenario that once failed:
 /// - 54: a leader appended the final configuration (without itself) and crashed; the remaining
@@ -46,8 +49,8 @@ enum Scenario {
     Fixed(usize),
     /// Three voters, spare nodes, and random membership changes.
     Reconfiguring,
-    /// The same, with the fault mix the regression seeds were recorded with: before the faults
-    /// aimed at writes counted early (`SimOptions::without_write_window_faults`).
+    /// The same, with the fault mix the regression seeds were recorded with: before the
+    /// targeted faults (`SimOptions::without_targeted_faults`).
     ReconfiguringAsRecorded,
 }
 
@@ -66,7 +69,7 @@ impl Scenario {
             Self::Fixed(nodes) => SimOptions::random(seed, nodes),
             Self::Reconfiguring => SimOptions::reconfiguring(seed),
             Self::ReconfiguringAsRecorded => {
-                SimOptions::reconfiguring(seed).without_write_window_faults()
+                SimOptions::reconfiguring(seed).without_targeted_faults()
             }
         }
     }

@@ -19,7 +19,7 @@ use super::trace;
 use crate::error::StepError;
 use crate::input::{Input, ReadId, SnapshotChunk};
 use crate::membership::Membership;
-use crate::message::Message;
+use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::node::Node;
 use crate::output::{Apply, ChunkRequest, Event, Outputs, ReadResult};
 use crate::restore::{Restored, SnapshotMeta};
@@ -317,6 +317,26 @@ impl Simulation {
             && self.rng.chance(self.opts.role_change_crash_per_million)
     }
 
+    /// [`SimOptions::coarse_hint_per_million`]: lowers the hint of a conflict answer (drawn on
+    /// only when the fault is on).
+    fn coarsen_hint(&mut self, m: &mut Message) {
+        let MessageBody::AppendResponse {
+            outcome: AppendOutcome::Conflict { hint, .. },
+        } = &mut m.body
+        else {
+            return;
+        };
+        if self.healed || !self.rng.chance(self.opts.coarse_hint_per_million) {
+            return;
+        }
+        let span = 2 * u64::from(self.opts.max_msg_entries.max(1));
+        let below = self.rng.between(1, span);
+        *hint = LogId {
+            index: Index(hint.index.0.saturating_sub(below)),
+            term: Term(0),
+        };
+    }
+
     /// Hands the node's writes to its disk, after recording in the mirror how they change its log.
     fn drain_writes(&mut self, i: usize) -> SimResult {
         let writes: Vec<_> = self.nodes[i].out.drain_writes().collect();
@@ -420,8 +440,9 @@ impl Simulation {
             }
         }
         let sends: Vec<Message> = self.nodes[i].out.drain_sends().collect();
-        for m in sends {
+        for mut m in sends {
             self.check_durable_before_send(i, &m)?;
+            self.coarsen_hint(&mut m);
             let to = self.nodes.iter().position(|n| n.id == m.to);
             let Some(to) = to else {
                 return Err(self.fail(format!("node {i} sent to unknown node {}", m.to)));

@@ -10,8 +10,9 @@ use crate::types::{Index, Term};
 /// Cluster-wide knowledge the properties are checked against.
 #[derive(Debug, Default)]
 pub struct Checker {
-    /// Election Safety: the leader of each term.
-    leaders: BTreeMap<u64, usize>,
+    /// Election Safety: the leader of each term, and the incarnation (restart count) of the
+    /// node that was elected.
+    leaders: BTreeMap<u64, (usize, u64)>,
     /// Log Matching: the fingerprint of the log prefix ending at each (index, term) ever seen.
     prefixes: BTreeMap<(u64, u64), u64>,
     /// The committed log, as the term and prefix fingerprint of each entry: `committed[i]`
@@ -25,16 +26,24 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// Election Safety: at most one leader per term.
-    pub fn leader(&mut self, term: Term, node: usize) -> Result<(), String> {
+    /// Election Safety: at most one leader is elected per term. `incarnation` counts the node's
+    /// restarts: a node elected in a term, restarted, and leading the same term again won a
+    /// second election in it (a restarted node is a follower, and campaigns only in a later
+    /// term), so two leaders with possibly different logs held one term.
+    pub fn leader(&mut self, term: Term, node: usize, incarnation: u64) -> Result<(), String> {
         match self.leaders.get(&term.0) {
-            Some(&other) if other != node => Err(format!(
+            Some(&(other, _)) if other != node => Err(format!(
                 "election safety: nodes {other} and {node} both lead term {}",
+                term.0
+            )),
+            Some(&(_, was)) if was != incarnation => Err(format!(
+                "election safety: node {node} elected in term {} twice, before and after a \
+                 restart",
                 term.0
             )),
             Some(_) => Ok(()),
             None => {
-                self.leaders.insert(term.0, node);
+                self.leaders.insert(term.0, (node, incarnation));
                 Ok(())
             }
         }
@@ -43,7 +52,7 @@ impl Checker {
     /// The node that led `term`, if any did.
     #[must_use]
     pub fn leader_of(&self, term: Term) -> Option<usize> {
-        self.leaders.get(&term.0).copied()
+        self.leaders.get(&term.0).map(|&(node, _)| node)
     }
 
     /// Log Matching: an entry with this index and term is always preceded by the same log.

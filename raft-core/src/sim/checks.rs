@@ -54,7 +54,10 @@ impl Simulation {
             })?;
         self.nodes[i].last_commit = commit;
         if role == Role::Leader {
-            self.checker.leader(term, i).map_err(|w| self.fail(w))?;
+            let incarnation = self.nodes[i].incarnation;
+            self.checker
+                .leader(term, i, incarnation)
+                .map_err(|w| self.fail(w))?;
             let n = &self.nodes[i];
             self.checker
                 .leader_complete(term, i, |k| n.prefix_at(k))

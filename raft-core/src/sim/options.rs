@@ -72,6 +72,12 @@ pub struct SimOptions {
     pub slow_disks: u32,
     /// Most ticks a write to a slow disk takes.
     pub slow_disk_delay: u64,
+    /// Chance, per million, that a follower's conflict answer carries a coarser hint: an index
+    /// up to `2 * max_msg_entries` below the one it could name, and no term. A follower of
+    /// another implementation or version may answer so (its commit index, say); any index at or
+    /// below the true point of agreement is correct, and the leader's next append then starts
+    /// inside the matching part of the log and may end before the follower's stale suffix.
+    pub coarse_hint_per_million: u32,
     /// Record a trace of every step.
     pub trace: bool,
 }
@@ -117,15 +123,18 @@ impl SimOptions {
             role_change_crash_per_million: 0,
             slow_disks: 0,
             slow_disk_delay: 0,
+            coarse_hint_per_million: 0,
             trace: false,
         }
-        .with_write_window_faults()
+        .with_targeted_faults()
     }
 
-    /// The faults aimed at writes counted before they are durable (crashes right after a role
-    /// change, slow disks), drawn from their own stream of the seed: the draws above, and so
-    /// every seed that predates these faults and gets none of them, run as they always did.
-    fn with_write_window_faults(mut self) -> Self {
+    /// The faults aimed at rules a bug could break unseen by the others: writes counted before
+    /// they are durable (crashes right after a role change, slow disks) and appends that end
+    /// before a follower's stale suffix (coarse conflict hints). Each is drawn from a stream of
+    /// its own, so the draws above, and every seed that predates these faults and gets none of
+    /// them, run as they always did.
+    fn with_targeted_faults(mut self) -> Self {
         let mut r = SimRng::new(self.seed).fork(0x3D15_C0DE);
         if r.chance(500_000) {
             self.role_change_crash_per_million = r.between(100_000, 500_000) as u32;
@@ -143,17 +152,23 @@ impl SimOptions {
             }
             self.slow_disk_delay = r.between(5, 20);
         }
+        let mut r = SimRng::new(self.seed).fork(0xC0A5_E41E);
+        if r.chance(500_000) {
+            self.coarse_hint_per_million = r.between(200_000, 1_000_000) as u32;
+        }
         self
     }
 
-    /// This run without the faults aimed at the write window (crashes at a role change, slow
-    /// disks) that [`SimOptions::random`] draws in half the seeds each: as a seed ran before
-    /// they existed (the regression seeds recorded then replay what they were recorded on).
+    /// This run without the targeted faults (crashes at a role change, slow disks, coarse
+    /// conflict hints) that [`SimOptions::random`] draws in half the seeds each: as a seed ran
+    /// before they existed (the regression seeds recorded then replay what they were recorded
+    /// on).
     #[must_use]
-    pub fn without_write_window_faults(mut self) -> Self {
+    pub fn without_targeted_faults(mut self) -> Self {
         self.role_change_crash_per_million = 0;
         self.slow_disks = 0;
         self.slow_disk_delay = 0;
+        self.coarse_hint_per_million = 0;
         self
     }
 

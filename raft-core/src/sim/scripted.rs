@@ -29,7 +29,7 @@ impl Simulation {
         seed: u64,
         tweak: impl FnOnce(&mut SimOptions),
     ) -> Result<Self, SimFailure> {
-        let mut opts = SimOptions::random(seed, nodes).without_write_window_faults();
+        let mut opts = SimOptions::random(seed, nodes).without_targeted_faults();
         opts.net = NetworkFaults::none();
         opts.partition_per_million = 0;
         opts.crash_per_million = 0;
