@@ -30,7 +30,7 @@ const GOLDEN: &[&str] = &[
     "seed_3_nodes",
     "seed_5_nodes",
     "seed_membership_changes",
-    "seed_write_window",
+    "seed_targeted_faults",
     "election_burst_read",
     "leader_failover",
     "membership_change",
@@ -141,13 +141,17 @@ fn describe_options(o: &SimOptions, scripted: bool) -> String {
         o.snapshot_chunk_bytes,
         o.snapshot_trailing_entries,
         o.snapshot_max_bytes,
-    ) + &write_window_faults(o)
+    ) + &targeted_faults(o)
 }
 
-/// The faults aimed at writes counted early, where a run has them (a line of their own, so the
-/// transcripts recorded before they existed read as they did).
-fn write_window_faults(o: &SimOptions) -> String {
-    if o.slow_disks == 0 && o.role_change_crash_per_million == 0 {
+/// The targeted faults, where a run has them (a line of their own, so the transcripts recorded
+/// before they existed read as they did).
+fn targeted_faults(o: &SimOptions) -> String {
+    if o.slow_disks == 0
+        && o.role_change_crash_per_million == 0
+        && o.ack_ahead_crash_per_million == 0
+        && o.coarse_hint_per_million == 0
+    {
         return String::new();
     }
     let slow: Vec<String> = (0..o.nodes + o.spare_nodes)
@@ -155,14 +159,17 @@ fn write_window_faults(o: &SimOptions) -> String {
         .map(|i| format!("n{}", i + 1))
         .collect();
     format!(
-        "# slow disks: {} (delay <= {}); crash right after becoming candidate or leader {}/M\n",
+        "# slow disks: {} (delay <= {}); power cut right after becoming candidate or leader \
+         {}/M, at a leader acknowledged ahead of its disk {}/M; coarse conflict hints {}/M\n",
         if slow.is_empty() {
             String::from("none")
         } else {
             slow.join(" ")
         },
         o.slow_disk_delay,
-        o.role_change_crash_per_million
+        o.role_change_crash_per_million,
+        o.ack_ahead_crash_per_million,
+        o.coarse_hint_per_million
     )
 }
 
@@ -311,14 +318,15 @@ fn seed_5_nodes() {
     );
 }
 
-/// A seed of the 5-node set with the faults aimed at writes counted early: slow disks, and
-/// crashes right after a node becomes candidate or leader.
+/// A seed of the 5-node set with every targeted fault: slow disks, power cuts right after a
+/// node becomes candidate or leader and at a leader acknowledged ahead of its own disk (with
+/// restarts that campaign at once), and coarse conflict hints.
 #[test]
-fn seed_write_window() {
+fn seed_targeted_faults() {
     seed_run(
-        "seed_write_window",
-        "simulator seed 4 of the 5-node set (slow disks, crashes after role changes), fault phase cut to 150 ticks",
-        SimOptions::random(4, 5),
+        "seed_targeted_faults",
+        "simulator seed 6 of the 5-node set (every targeted fault), fault phase cut to 150 ticks",
+        SimOptions::random(6, 5),
         150,
     );
 }

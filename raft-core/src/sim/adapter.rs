@@ -41,6 +41,8 @@ pub(super) struct SimNode {
     /// The commit index in this incarnation (it must never go backwards).
     pub(super) last_commit: Index,
     pub(super) incarnation: u64,
+    /// An append acknowledgement reached the node since its lanes were last drained.
+    pub(super) acked_since_drain: bool,
     /// The configuration the node starts from before its log says otherwise.
     pub(super) initial: Membership,
 }
@@ -124,6 +126,7 @@ impl Simulation {
                 sm_next: Index(1),
                 last_commit: Index::ZERO,
                 incarnation: 0,
+                acked_since_drain: false,
                 initial,
             });
         }
@@ -235,6 +238,16 @@ impl Simulation {
         if self.nodes[i].node.is_none() {
             return Ok(());
         }
+        if let Input::Message(Message {
+            body:
+                MessageBody::AppendResponse {
+                    outcome: AppendOutcome::Accepted { .. },
+                },
+            ..
+        }) = &input
+        {
+            self.nodes[i].acked_since_drain = true;
+        }
         if self.trace.is_some() {
             return self.step_traced(i, input);
         }
@@ -270,7 +283,8 @@ impl Simulation {
     fn drain(&mut self, i: usize) -> SimResult {
         self.drain_writes(i)?;
         self.check_node(i)?;
-        let window = self.role_change_window(i);
+        let acked_ahead = self.ack_ahead_window(i);
+        let window = self.role_change_window(i) || acked_ahead;
         if window && self.rng.chance(500_000) {
             // The process dies before the step's messages leave...
             return self.crash_in_window(i);
@@ -283,17 +297,39 @@ impl Simulation {
         Ok(())
     }
 
-    /// The crash of [`Self::role_change_window`]; half the time a supervisor restarts the
-    /// process at once, so that it answers, from what its disk kept, requests sent to the node
-    /// it was (a vote request of the same term, say).
+    /// The crash of [`Self::role_change_window`] and [`Self::ack_ahead_window`]: a power cut,
+    /// so that none of the writes pending in the window reaches the disk. Half the time a
+    /// supervisor restarts the process at once, so that it answers, from what its disk kept,
+    /// requests sent to the node it was (a vote request of the same term, say), and then half
+    /// the time it campaigns at once, as an adapter that calls an election on start does, before
+    /// the messages of the node it was have all arrived.
     fn crash_in_window(&mut self, i: usize) -> SimResult {
         let restart = self.rng.chance(500_000);
-        self.log(|| format!("n{} crashes right after its role change", i + 1));
+        self.log(|| format!("n{} loses power in a write window", i + 1));
+        self.nodes[i].disk.lose_pending();
         self.crash(i)?;
         if restart {
             self.start(i);
+            if self.rng.chance(500_000) {
+                self.step(i, Input::Campaign)?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether leader `i` is to crash just after an acknowledgement reached it while its own
+    /// writes are pending: followers then hold entries its disk may not, the window in which a
+    /// leader counting itself early would have committed them (drawn on only when the fault is
+    /// on).
+    fn ack_ahead_window(&mut self, i: usize) -> bool {
+        let n = &mut self.nodes[i];
+        let acked = core::mem::take(&mut n.acked_since_drain);
+        acked
+            && !self.healed
+            && self.opts.ack_ahead_crash_per_million > 0
+            && n.node.as_ref().is_some_and(|n| n.role() == Role::Leader)
+            && n.disk.has_pending()
+            && self.rng.chance(self.opts.ack_ahead_crash_per_million)
     }
 
     /// Whether node `i` is to crash in the window after its latest step made it candidate or

@@ -251,6 +251,12 @@ impl SimDisk {
         }
     }
 
+    /// A power cut: no write still pending reaches the disk (the crash that follows finds
+    /// none).
+    pub fn lose_pending(&mut self) {
+        self.pending.clear();
+    }
+
     /// The node crashed: what was acknowledged stays; of the rest, a random prefix reaches the
     /// disk (the last write possibly torn after its hard state), the remainder is lost.
     pub fn crash(&mut self, rng: &mut SimRng) -> Result<(), BadWrite> {

@@ -67,6 +67,9 @@ pub struct SimOptions {
     /// once, its writes (the vote for itself, the leader's first entry) still pending: a crash
     /// in the window where counting a write before it is durable would matter.
     pub role_change_crash_per_million: u32,
+    /// Chance, per million, that a leader crashes just after an append acknowledgement reached
+    /// it while its own writes are pending (followers hold entries its disk may not).
+    pub ack_ahead_crash_per_million: u32,
     /// Nodes (a bit per node index) whose disk is slow: each of their writes takes up to
     /// `slow_disk_delay` ticks, so its acknowledgement lags several writes behind.
     pub slow_disks: u32,
@@ -121,6 +124,7 @@ impl SimOptions {
             spare_nodes: 0,
             change_per_million: 0,
             role_change_crash_per_million: 0,
+            ack_ahead_crash_per_million: 0,
             slow_disks: 0,
             slow_disk_delay: 0,
             coarse_hint_per_million: 0,
@@ -152,6 +156,9 @@ impl SimOptions {
             }
             self.slow_disk_delay = r.between(5, 20);
         }
+        if r.chance(500_000) {
+            self.ack_ahead_crash_per_million = r.between(50_000, 300_000) as u32;
+        }
         let mut r = SimRng::new(self.seed).fork(0xC0A5_E41E);
         if r.chance(500_000) {
             self.coarse_hint_per_million = r.between(200_000, 1_000_000) as u32;
@@ -166,6 +173,7 @@ impl SimOptions {
     #[must_use]
     pub fn without_targeted_faults(mut self) -> Self {
         self.role_change_crash_per_million = 0;
+        self.ack_ahead_crash_per_million = 0;
         self.slow_disks = 0;
         self.slow_disk_delay = 0;
         self.coarse_hint_per_million = 0;
