@@ -390,8 +390,13 @@ mod runner {
                 } else {
                     match recorded(bug, scenario) {
                         Some(Some(seed)) => (seed + margin(seed) + 1, Some(seed)),
-                        // Nothing recorded, or not caught when recorded: nothing to hold it to.
-                        Some(None) | None => {
+                        // Not caught when recorded (an escape, see PLANTED-BUGS.md), or
+                        // nothing recorded: nothing to hold it to.
+                        Some(None) => {
+                            cells.push(String::from("escapes (recorded)"));
+                            continue;
+                        }
+                        None => {
                             cells.push(String::from("not recorded"));
                             continue;
                         }
@@ -444,7 +449,9 @@ mod runner {
                 cells[0],
                 cells[1],
                 cells[2],
-                caught_as.as_deref().unwrap_or("not caught"),
+                caught_as
+                    .as_deref()
+                    .unwrap_or(if seeds == 0 { "-" } else { "not caught" }),
                 started.elapsed().as_secs_f64()
             );
             record.push_str(line.trim_end());
