@@ -82,6 +82,10 @@ impl Votes {
         let durable = self
             .self_vote_write
             .is_none_or(|w| s.durability.is_acked(w));
+        // Planted bug: the candidate's own vote counts before the write recording it is durable.
+        #[cfg(raft_planted)]
+        let durable =
+            durable || crate::planted::active(crate::planted::Bug::CandidateSelfVoteEarly);
         let own = durable.then_some(true);
         let id = s.id;
         let result = s.membership.vote_result(|m| {
@@ -139,7 +143,16 @@ pub(crate) fn handle_vote_request(
     let can_vote = s.vote == Some(from)
         || (s.vote.is_none() && s.leader.is_none())
         || (pre_vote && term > s.term);
+    // Planted bug: one vote per term is broken: a node that voted for another candidate (not
+    // itself: a candidate or leader of the term) votes again for any.
+    #[cfg(raft_planted)]
+    let can_vote = can_vote
+        || (s.vote != Some(s.id) && crate::planted::active(crate::planted::Bug::DoubleVote));
     let granted = can_vote && s.log.candidate_is_up_to_date(last_log);
+    // Planted bug: the election restriction (§5.4.1) is skipped, votes and pre-votes alike.
+    #[cfg(raft_planted)]
+    let granted =
+        granted || (can_vote && crate::planted::active(crate::planted::Bug::VoteSkipsLogCheck));
     if granted && !pre_vote {
         s.vote = Some(from);
         s.persist_hard_state(out);
@@ -147,6 +160,17 @@ pub(crate) fn handle_vote_request(
     }
     let reply_term = if pre_vote && granted { term } else { s.term };
     let body = MessageBody::VoteResponse { granted, pre_vote };
+    // Planted bug: the grant leaves before the write recording the vote is durable.
+    #[cfg(raft_planted)]
+    if granted && !pre_vote && crate::planted::active(crate::planted::Bug::GrantBeforeDurable) {
+        out.sends.push(Message {
+            from: s.id,
+            to: from,
+            term: reply_term,
+            body,
+        });
+        return;
+    }
     s.respond(from, reply_term, body, out);
 }
 

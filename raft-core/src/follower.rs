@@ -84,6 +84,15 @@ impl Shared {
         }
         // Rule 5: commit up to min(leaderCommit, index of last new entry).
         let commit = leader_commit.min(last_new);
+        // Planted bug: rule 5 capped at this node's own last index only (so the commit index
+        // stays within the log), not at the last entry this message vouches for: a stale suffix
+        // past it is committed.
+        #[cfg(raft_planted)]
+        let commit = if crate::planted::active(crate::planted::Bug::FollowerCommitUnclamped) {
+            leader_commit.min(self.log.last_index())
+        } else {
+            commit
+        };
         if commit > self.commit {
             self.commit = commit;
         }
@@ -92,6 +101,13 @@ impl Shared {
                 match_index: last_new,
             },
         };
+        // Planted bug: the acknowledgement leaves before the write appending the entries is
+        // durable.
+        #[cfg(raft_planted)]
+        if crate::planted::active(crate::planted::Bug::AckBeforeDurable) {
+            self.send(from, body, out);
+            return;
+        }
         self.respond(from, self.term, body, out);
     }
 

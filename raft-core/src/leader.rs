@@ -201,12 +201,24 @@ impl Leadership {
                 .push(crate::output::ReadResult::Ready { id, index });
             return Ok(());
         }
+        // Planted bug, the same as the feature above: released at once, no heartbeat round.
+        #[cfg(raft_planted)]
+        if crate::planted::active(crate::planted::Bug::ReadWithoutHeartbeat) {
+            let index = s.commit;
+            out.reads
+                .push(crate::output::ReadResult::Ready { id, index });
+            return Ok(());
+        }
         // Join the newest round if none of its heartbeats has left yet (they leave after this
-        // read arrived), else start one. (The planted bug joins a round already sent.)
+        // read arrived), else start one.
         let round = self.reads.round();
         let joinable = round > 0
-            && (cfg!(feature = "bug-read-joins-sent-round")
-                || read_index::round_unsent(&out.sends, s.id, s.term, round, self.peers.len()));
+            && read_index::round_unsent(&out.sends, s.id, s.term, round, self.peers.len());
+        // Planted bug: the read joins the newest round even if its heartbeats already left, so
+        // responses to heartbeats sent before the read arrived may confirm it.
+        #[cfg(raft_planted)]
+        let joinable = joinable
+            || (round > 0 && crate::planted::active(crate::planted::Bug::ReadJoinsSentRound));
         if !joinable {
             self.broadcast_heartbeat(s, out);
         }

@@ -387,6 +387,11 @@ mod snapshot;
 mod transfer;
 mod validate;
 
+// Deliberately broken variants of the protocol's rules, for measuring the tests' teeth: only
+// with `RUSTFLAGS="--cfg raft_planted"`, never in a normal build (raft-core/PLANTED-BUGS.md).
+#[cfg(raft_planted)]
+pub mod planted;
+
 // Test support (not semver-stable): the deterministic simulator.
 #[cfg(feature = "sim")]
 pub mod sim;

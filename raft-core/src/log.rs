@@ -118,6 +118,12 @@ impl RaftLog {
     /// replaced. Returns whether the entries after `last` were kept.
     pub(crate) fn install(&mut self, last: LogId) -> bool {
         let keep = self.matches(last) && last.index >= self.base.index;
+        // Planted bug: the entries after the snapshot are kept even when the log does not hold
+        // the snapshot's last entry (Figure 13, rule 7: discard the entire log).
+        #[cfg(raft_planted)]
+        let keep = keep
+            || (last.index >= self.base.index
+                && crate::planted::active(crate::planted::Bug::SnapshotKeepsConflictingSuffix));
         if keep {
             while self
                 .entries

@@ -274,6 +274,11 @@ impl Membership {
         if self.voters == target.voters {
             return Ok(target.clone());
         }
+        // Planted bug: the voters change in one step, without the joint configuration.
+        #[cfg(raft_planted)]
+        if crate::planted::active(crate::planted::Bug::NoJointPhase) {
+            return Ok(target.clone());
+        }
         Self::build(&target.voters, &self.voters, &target.learners)
     }
 

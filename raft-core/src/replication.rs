@@ -235,6 +235,14 @@ impl Leadership {
         out: &mut Outputs,
     ) -> Result<bool, StepDown> {
         let own = s.log.persisted();
+        // Planted bug: the leader counts its whole log, durable or not (thesis §10.2.1 allows
+        // replicating before its own write completes, not counting it).
+        #[cfg(raft_planted)]
+        let own = if crate::planted::active(crate::planted::Bug::LeaderSelfCountEarly) {
+            s.log.last_index()
+        } else {
+            own
+        };
         let id = s.id;
         let peers = &self.peers;
         let quorum_index = s.membership.committed_index(|m| {
@@ -247,7 +255,15 @@ impl Leadership {
                     .map_or(Index::ZERO, |p| p.match_index)
             }
         });
-        if quorum_index <= s.commit || s.log.term_at(quorum_index) != Some(s.term) {
+        if quorum_index <= s.commit {
+            return Ok(false);
+        }
+        let current_term = s.log.term_at(quorum_index) == Some(s.term);
+        // Planted bug: an earlier term's entry is committed by counting replicas (Figure 8).
+        #[cfg(raft_planted)]
+        let current_term =
+            current_term || crate::planted::active(crate::planted::Bug::CommitPreviousTerm);
+        if !current_term {
             return Ok(false);
         }
         s.commit = quorum_index;

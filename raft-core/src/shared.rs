@@ -109,7 +109,12 @@ impl Shared {
     pub(crate) fn emit_committed(&mut self, out: &mut Outputs) {
         if self.emitted < self.log.base().index {
             // The log now starts after a snapshot the state machine has not loaded.
-            if !self.durability.is_acked(self.install_write) {
+            let durable = self.durability.is_acked(self.install_write);
+            // Planted bug: the snapshot is loaded before the write installing it is durable.
+            #[cfg(raft_planted)]
+            let durable = durable
+                || crate::planted::active(crate::planted::Bug::SnapshotAppliedBeforeDurable);
+            if !durable {
                 return;
             }
             out.apply

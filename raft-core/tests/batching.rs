@@ -7,7 +7,14 @@ use raft_core::{
     Role, StepError,
 };
 
+// With the planted bugs compiled in, the bug `RAFT_PLANTED_BUG` names (raft-core/PLANTED-BUGS.md).
+#[cfg(raft_planted)]
+#[path = "common/planted.rs"]
+mod planted;
+
 fn cluster() -> Vec<(Node<SimRng>, Outputs)> {
+    #[cfg(raft_planted)]
+    planted::from_env();
     let ids: Vec<NodeId> = (1..=3).filter_map(NodeId::new).collect();
     let membership = Membership::new(&ids).unwrap();
     ids.iter()

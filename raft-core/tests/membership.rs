@@ -6,6 +6,11 @@
 use raft_core::sim::Simulation;
 use raft_core::{Change, Membership, NodeId, Refusal, Role, StepError};
 
+// With the planted bugs compiled in, the bug `RAFT_PLANTED_BUG` names (raft-core/PLANTED-BUGS.md).
+#[cfg(raft_planted)]
+#[path = "common/planted.rs"]
+mod planted;
+
 fn id(i: u64) -> NodeId {
     NodeId::new(i).expect("non-zero")
 }
@@ -17,6 +22,8 @@ fn ix(node: u64) -> usize {
 
 /// `voters` initial voters and `spares` nodes outside the configuration, no random faults.
 fn cluster(voters: usize, spares: usize, seed: u64) -> Simulation {
+    #[cfg(raft_planted)]
+    planted::from_env();
     let mut sim = Simulation::scripted(voters, seed, |o| o.spare_nodes = spares).expect("sim");
     elect(&mut sim);
     sim
@@ -379,6 +386,8 @@ fn a_change_interrupted_by_a_leader_crash_is_finished_or_forgotten() {
 /// learner has caught up.
 #[test]
 fn promoting_a_learner_that_has_not_caught_up_is_refused() {
+    #[cfg(raft_planted)]
+    planted::from_env();
     let mut sim = Simulation::scripted(3, 12, |o| {
         o.spare_nodes = 2;
         o.snapshot_trailing_entries = 0;

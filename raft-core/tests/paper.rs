@@ -1780,3 +1780,74 @@ fn a_snapshot_is_suggested_once_per_interval_even_with_more_trailing_entries() {
         "one snapshot per interval, not one per entry"
     );
 }
+
+/// A complete snapshot from leader 1 of `term`, ending at `last`.
+fn install_snapshot(to: u64, term: u64, last: LogId) -> raft_core::Message {
+    msg(
+        1,
+        to,
+        term,
+        MessageBody::InstallSnapshot {
+            meta: Box::new(raft_core::SnapshotMeta {
+                last,
+                membership: common::membership(THREE),
+            }),
+            offset: 0,
+            data: Payload::new(b"state"),
+            done: true,
+        },
+    )
+}
+
+/// Raft Figure 13 (InstallSnapshot), rules 6 and 7: a log that holds the snapshot's last entry
+/// keeps what follows it; any other log is discarded entirely, in the same write that installs
+/// the snapshot. Here the follower's entry at the snapshot's index is of an older term: its
+/// suffix (of that term, and beyond the snapshot) belongs to another history.
+#[test]
+fn snapshot_discards_a_log_that_conflicts_with_it() {
+    // Entries 3 and 4 of term 2 never committed; leader 1 of term 3 has (3, 3) at index 3.
+    let mut h = Harness::restored(2, restored(THREE, 2, None, &[1, 1, 2, 2], 0));
+    let out = h.recv(install_snapshot(2, 3, LogId::new(3, 3)));
+    assert_eq!(
+        h.node.last_log(),
+        LogId::new(3, 3),
+        "the conflicting suffix is gone"
+    );
+    let install = out
+        .writes
+        .iter()
+        .find(|w| w.snapshot.is_some())
+        .expect("the snapshot is written");
+    assert_eq!(
+        install.truncate_from,
+        Some(Index(4)),
+        "the disk drops the conflicting suffix with the same write"
+    );
+    h.persist();
+    assert_eq!(h.node.last_log(), LogId::new(3, 3));
+
+    // Rule 6: the log holds the snapshot's last entry, so the entry after it stays.
+    let mut h = Harness::restored(2, restored(THREE, 3, None, &[1, 1, 3, 3], 0));
+    let out = h.recv(install_snapshot(2, 3, LogId::new(3, 3)));
+    assert_eq!(h.node.last_log(), LogId::new(3, 4));
+    let install = out.writes.iter().find(|w| w.snapshot.is_some());
+    assert_eq!(install.map(|w| w.truncate_from), Some(None));
+}
+
+/// The persistence contract: a snapshot received from the leader reaches the state machine only
+/// once the write installing it is durable (a crash before that would leave a state machine ahead
+/// of everything the node can restart from).
+#[test]
+fn snapshot_from_the_leader_is_applied_only_once_durable() {
+    let mut h = follower_of_1(1, &[1, 1]);
+    h.persist();
+    let out = h.recv(install_snapshot(2, 1, LogId::new(1, 10)));
+    assert_eq!(
+        out.applied(),
+        [],
+        "applied before the install write is durable"
+    );
+    assert_eq!(h.node.commit_index(), Index(10));
+    let out = h.persist();
+    assert_eq!(out.applied(), [LogId::new(1, 10)]);
+}

@@ -11,6 +11,11 @@ use std::time::Instant;
 
 use raft_core::sim::{SimOptions, Summary, run_options, trace_options};
 
+// With the planted bugs compiled in, the bug `RAFT_PLANTED_BUG` names (raft-core/PLANTED-BUGS.md).
+#[cfg(raft_planted)]
+#[path = "common/planted.rs"]
+mod planted;
+
 const DEFAULT_SEEDS_PER_SIZE: u64 = 1000;
 const DEFAULT_RECONFIGURING_SEEDS: u64 = 1000;
 
@@ -76,6 +81,8 @@ impl Scenario {
 }
 
 fn trace_seed(seed: u64, nodes: usize) -> (String, Result<Summary, raft_core::sim::SimFailure>) {
+    #[cfg(raft_planted)]
+    planted::from_env();
     trace_options(Scenario::Fixed(nodes).options(seed))
 }
 
@@ -85,6 +92,8 @@ fn check_seed(seed: u64, nodes: usize) -> Summary {
 }
 
 fn check(seed: u64, scenario: Scenario) -> Summary {
+    #[cfg(raft_planted)]
+    planted::from_env();
     match run_options(scenario.options(seed)) {
         Ok(summary) => summary,
         Err(failure) => {
@@ -106,6 +115,8 @@ fn run_many(nodes: usize) {
 }
 
 fn run_scenario(scenario: Scenario, default_seeds: u64) {
+    #[cfg(raft_planted)]
+    planted::from_env();
     let name = match scenario {
         Scenario::Fixed(n) => format!("{n} nodes"),
         Scenario::Reconfiguring | Scenario::ReconfiguringAsRecorded => {

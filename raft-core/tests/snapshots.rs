@@ -7,8 +7,15 @@ use raft_core::sim::{NetworkFaults, SimFailure, Simulation};
 
 type Result<T = ()> = core::result::Result<T, SimFailure>;
 
+// With the planted bugs compiled in, the bug `RAFT_PLANTED_BUG` names (raft-core/PLANTED-BUGS.md).
+#[cfg(raft_planted)]
+#[path = "common/planted.rs"]
+mod planted;
+
 /// A 3-node cluster with a leader, snapshots of `max_bytes` sent in chunks of `chunk` bytes.
 fn cluster(seed: u64, chunk: u32, max_bytes: u64) -> Result<Simulation> {
+    #[cfg(raft_planted)]
+    planted::from_env();
     let mut sim = Simulation::scripted(3, seed, |o| {
         o.snapshot_chunk_bytes = chunk;
         o.snapshot_trailing_entries = 5;
@@ -190,6 +197,8 @@ fn leader_crash_in_the_middle_of_a_transfer() -> Result {
 /// the snapshot and the cluster goes on.
 #[test]
 fn node_restarts_from_a_snapshot_with_an_empty_log() -> Result {
+    #[cfg(raft_planted)]
+    planted::from_env();
     let mut sim = Simulation::scripted(3, 5, |o| o.snapshot_trailing_entries = 0)?;
     sim.run_until(300, "a leader", |s| s.leader_index().is_some())?;
     propose(&mut sim, 30)?;

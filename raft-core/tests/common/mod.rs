@@ -12,6 +12,9 @@ use raft_core::{
     RestoreError, Restored, Role, SnapshotMeta, StepError, Term, Write, WriteId,
 };
 
+#[cfg(raft_planted)]
+pub(crate) mod planted;
+
 /// The workspace's seeded RNG; any `rand_core::Rng` would do.
 pub(crate) use raft_core::SplitMix64 as SplitMix;
 
@@ -219,6 +222,8 @@ impl Harness {
 
     /// A node built from `config` and `state` (the seed of its RNG is its id).
     pub(crate) fn restore(config: Config, state: Restored) -> Result<Self, RestoreError> {
+        #[cfg(raft_planted)]
+        planted::from_env();
         let seed = config.id.get();
         let node = Node::restore(config, SplitMix::new(seed), state)?;
         Ok(Self {
