@@ -314,4 +314,29 @@ mod tests {
             "API misuse: Persisted acknowledged a write that was never issued"
         );
     }
+
+    /// The errors a node refuses to start with name what is wrong (an operator reads them).
+    #[test]
+    fn restore_configuration_and_membership_errors_say_what_is_wrong() {
+        assert_eq!(
+            RestoreError::Config(ConfigError::ZeroHeartbeat).to_string(),
+            "invalid configuration: heartbeat_ticks must be at least 1"
+        );
+        assert_eq!(
+            RestoreError::TermsDecrease { at: Index(7) }.to_string(),
+            "log term decreases at index 7"
+        );
+        assert_eq!(
+            ConfigError::ZeroChunkSize.to_string(),
+            "snapshot_chunk_bytes must be at least 1"
+        );
+        assert_eq!(
+            MembershipError::NotSorted.to_string(),
+            "membership ids are not strictly increasing"
+        );
+        assert_eq!(
+            MembershipError::VoterIsLearner(NodeId::new(3).unwrap()).to_string(),
+            "node 3 is both a voter and a learner"
+        );
+    }
 }

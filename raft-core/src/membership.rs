@@ -459,6 +459,27 @@ mod tests {
         v.iter().map(|&i| NodeId::new(i).unwrap()).collect()
     }
 
+    /// The serde form (InstallSnapshot's metadata on the wire) decodes only what a correct node
+    /// encodes: sorted lists without duplicates.
+    #[test]
+    fn serde_decoding_accepts_sorted_lists_and_refuses_others() {
+        let m = Membership::with_learners(&ids(&[1, 2, 3]), &ids(&[5, 7])).unwrap();
+        let bytes = postcard::to_allocvec(&m).unwrap();
+        assert_eq!(postcard::from_bytes::<Membership>(&bytes).ok(), Some(m));
+        for voters in [[2, 1], [3, 3]] {
+            let wire = MembershipWire {
+                voters: ids(&voters).into_iter().collect(),
+                outgoing: Members::new(),
+                learners: Members::new(),
+            };
+            let bytes = postcard::to_allocvec(&wire).unwrap();
+            assert!(
+                postcard::from_bytes::<Membership>(&bytes).is_err(),
+                "voters {voters:?} decoded"
+            );
+        }
+    }
+
     #[test]
     fn committed_index_is_the_majority_median() {
         let m = Membership::new(&ids(&[1, 2, 3, 4, 5])).unwrap();
