@@ -210,10 +210,10 @@ impl Leadership {
             return Ok(());
         }
         // Join the newest round if none of its heartbeats has left yet (they leave after this
-        // read arrived), else start one.
+        // read arrived), else start one. (Round 0, before the first, has no heartbeats: never
+        // unsent.)
         let round = self.reads.round();
-        let joinable = round > 0
-            && read_index::round_unsent(&out.sends, s.id, s.term, round, self.peers.len());
+        let joinable = read_index::round_unsent(&out.sends, s.id, s.term, round, self.peers.len());
         // Planted bug: the read joins the newest round even if its heartbeats already left, so
         // responses to heartbeats sent before the read arrived may confirm it.
         #[cfg(raft_planted)]
