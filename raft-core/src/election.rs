@@ -110,8 +110,9 @@ pub(crate) fn request_votes(
     transfer: bool,
     out: &mut Outputs,
 ) {
+    // Only the durable log is offered: voters judge what survives a crash of this node.
     let body = MessageBody::VoteRequest {
-        last_log: s.log.last(),
+        last_log: s.log.durable_last(),
         pre_vote,
         leader_transfer: transfer,
     };

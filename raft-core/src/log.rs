@@ -45,6 +45,19 @@ impl RaftLog {
         self.persisted
     }
 
+    /// The last entry that is durable (and equal to this log): all a candidate may offer, since
+    /// a crash can take the rest, and a restarted node campaigning for the same term would count
+    /// the grants of the log it offered before.
+    pub(crate) fn durable_last(&self) -> LogId {
+        match self.term_at(self.persisted) {
+            Some(term) if self.persisted > self.base.index => LogId {
+                index: self.persisted,
+                term,
+            },
+            _ => self.base,
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -480,6 +480,20 @@ mod tests {
         }
     }
 
+    /// A configuration names at most MAX_MEMBERS nodes, voters and learners together.
+    #[test]
+    fn at_most_max_members_nodes() {
+        let voters: Vec<u64> = (1..=9).collect();
+        let full: Vec<u64> = (10..=16).collect();
+        assert_eq!(MAX_MEMBERS, 16);
+        assert!(Membership::with_learners(&ids(&voters), &ids(&full)).is_ok());
+        let over: Vec<u64> = (10..=17).collect();
+        assert_eq!(
+            Membership::with_learners(&ids(&voters), &ids(&over)),
+            Err(MembershipError::TooManyMembers)
+        );
+    }
+
     #[test]
     fn committed_index_is_the_majority_median() {
         let m = Membership::new(&ids(&[1, 2, 3, 4, 5])).unwrap();

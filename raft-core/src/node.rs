@@ -529,7 +529,7 @@ impl<R: Rng> Node<R> {
 
     fn become_pre_candidate(&mut self, out: &mut Outputs) -> Result<(), StepError> {
         let proposed = self.s.term.next().ok_or(Refusal::Exhausted)?;
-        let last_log = self.s.log.last();
+        let last_log = self.s.log.durable_last();
         let votes = match core::mem::replace(&mut self.role, RoleState::Follower) {
             RoleState::PreCandidate(earlier) => earlier.next_pre_vote(proposed, last_log),
             _ => Votes::pre_vote(proposed, last_log),

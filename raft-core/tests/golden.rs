@@ -151,6 +151,7 @@ fn targeted_faults(o: &SimOptions) -> String {
         && o.role_change_crash_per_million == 0
         && o.ack_ahead_crash_per_million == 0
         && o.coarse_hint_per_million == 0
+        && o.pause_per_million == 0
     {
         return String::new();
     }
@@ -160,7 +161,8 @@ fn targeted_faults(o: &SimOptions) -> String {
         .collect();
     format!(
         "# slow disks: {} (delay <= {}); power cut right after becoming candidate or leader \
-         {}/M, at a leader acknowledged ahead of its disk {}/M; coarse conflict hints {}/M\n",
+         {}/M, at a leader acknowledged ahead of its disk {}/M; coarse conflict hints {}/M; \
+         pauses {}/M\n",
         if slow.is_empty() {
             String::from("none")
         } else {
@@ -169,7 +171,8 @@ fn targeted_faults(o: &SimOptions) -> String {
         o.slow_disk_delay,
         o.role_change_crash_per_million,
         o.ack_ahead_crash_per_million,
-        o.coarse_hint_per_million
+        o.coarse_hint_per_million,
+        o.pause_per_million
     )
 }
 

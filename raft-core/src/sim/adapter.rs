@@ -43,6 +43,9 @@ pub(super) struct SimNode {
     pub(super) incarnation: u64,
     /// An append acknowledgement reached the node since its lanes were last drained.
     pub(super) acked_since_drain: bool,
+    /// The tick a pause ends (0: not paused), and the reads sent to it meanwhile.
+    pub(super) paused_until: u64,
+    pub(super) queued_reads: Vec<u64>,
     /// The configuration the node starts from before its log says otherwise.
     pub(super) initial: Membership,
 }
@@ -127,6 +130,8 @@ impl Simulation {
                 last_commit: Index::ZERO,
                 incarnation: 0,
                 acked_since_drain: false,
+                paused_until: 0,
+                queued_reads: Vec::new(),
                 initial,
             });
         }
@@ -179,8 +184,9 @@ impl Simulation {
     /// One tick for every running node.
     pub(super) fn tick(&mut self) -> SimResult {
         self.now += 1;
+        self.wake(false)?;
         for i in 0..self.nodes.len() {
-            if self.nodes[i].node.is_some() {
+            if self.nodes[i].node.is_some() && !self.paused(i) {
                 self.step(i, Input::Tick)?;
             }
         }
@@ -192,7 +198,7 @@ impl Simulation {
         for _ in 0..100_000 {
             let mut progressed = false;
             for i in 0..self.nodes.len() {
-                if self.nodes[i].node.is_some() {
+                if self.nodes[i].node.is_some() && !self.paused(i) {
                     // Outputs left in the lanes by a deferred drain are handled now.
                     if !self.nodes[i].out.is_empty() {
                         progressed = true;
@@ -222,7 +228,11 @@ impl Simulation {
             if let Some(msg) = msg {
                 progressed = true;
                 let to = ids.iter().position(|&x| x == msg.to).unwrap_or(0);
-                if self.nodes[to].node.is_some() {
+                if self.paused(to) {
+                    // It waits in the socket of the paused process.
+                    let at = self.nodes[to].paused_until;
+                    self.net.defer(msg, at);
+                } else if self.nodes[to].node.is_some() {
                     self.step(to, Input::Message(msg))?;
                 }
             }
@@ -570,6 +580,8 @@ impl Simulation {
         let n = &mut self.nodes[i];
         n.node = None;
         n.out.clear();
+        n.paused_until = 0;
+        n.queued_reads.clear();
         n.disk.crash(&mut self.rng).map_err(|e| SimFailure {
             seed: self.opts.seed,
             tick: self.now,
@@ -586,7 +598,7 @@ impl Simulation {
         data[..8].copy_from_slice(&self.next_proposal.to_le_bytes());
         data[8..].copy_from_slice(&self.opts.seed.to_le_bytes());
         let n = &mut self.nodes[i];
-        let Some(node) = n.node.as_mut() else {
+        let Some(node) = n.node.as_mut().filter(|_| n.paused_until <= self.now) else {
             return Ok(None);
         };
         let result = node.propose(Payload::new(&data), &mut n.out);
@@ -601,6 +613,10 @@ impl Simulation {
         let id = self.next_read;
         // Every write committed anywhere before the read starts must be visible to it.
         self.reads.insert(id, self.checker.max_commit());
+        if self.paused(i) {
+            self.nodes[i].queued_reads.push(id);
+            return Ok(());
+        }
         self.step(i, Input::Read(ReadId(id)))
     }
 

@@ -110,6 +110,7 @@ impl Simulation {
                 self.start(i);
             }
         }
+        self.maybe_pause();
         self.tick()?;
         // The application.
         self.maybe_snapshot()?;
@@ -122,7 +123,7 @@ impl Simulation {
             self.read(i)?;
         }
         if self.rng.chance(self.opts.transfer_per_million) {
-            if let Some(l) = self.leader() {
+            if let Some(l) = self.leader().filter(|&l| !self.paused(l)) {
                 let target = self.nodes[self.rng.below(self.nodes.len() as u64) as usize].id;
                 self.step(l, Input::TransferLeader(target))?;
             }
@@ -135,7 +136,7 @@ impl Simulation {
 
     /// Asks the leader for a random membership change, within 1 to 5 voters.
     fn random_membership_change(&mut self) -> SimResult {
-        let Some(l) = self.leader() else {
+        let Some(l) = self.leader().filter(|&l| !self.paused(l)) else {
             return Ok(());
         };
         let Some(current) = self.nodes[l].node.as_ref().map(|n| n.membership().clone()) else {
@@ -224,6 +225,7 @@ impl Simulation {
         self.net.faults = NetworkFaults::none();
         self.healed = true;
         self.log(|| String::from("heal: network restored, crashed nodes restart"));
+        self.wake(true)?;
         for i in 0..self.nodes.len() {
             if self.nodes[i].node.is_none() {
                 self.start(i);
@@ -238,7 +240,7 @@ impl Simulation {
             return Ok(());
         }
         let i = self.rng.below(self.nodes.len() as u64) as usize;
-        let Some(node) = self.nodes[i].node.as_ref() else {
+        let Some(node) = self.nodes[i].node.as_ref().filter(|_| !self.paused(i)) else {
             return Ok(());
         };
         let from = node.snapshot().last.index.0;

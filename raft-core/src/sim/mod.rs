@@ -49,6 +49,7 @@ mod faults;
 pub mod fuzz;
 mod network;
 mod options;
+mod pause;
 mod rng;
 mod scripted;
 mod trace;

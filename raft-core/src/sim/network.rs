@@ -205,6 +205,14 @@ impl Network {
         }
     }
 
+    /// Puts back a message taken for a node that cannot take it yet, due at tick `at`.
+    pub fn defer(&mut self, msg: Message, at: u64) {
+        self.flights.push(Flight {
+            deliver_at: at,
+            msg,
+        });
+    }
+
     /// Messages in flight.
     #[must_use]
     pub fn in_flight(&self) -> usize {

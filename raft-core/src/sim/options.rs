@@ -81,6 +81,9 @@ pub struct SimOptions {
     /// below the true point of agreement is correct, and the leader's next append then starts
     /// inside the matching part of the log and may end before the follower's stale suffix.
     pub coarse_hint_per_million: u32,
+    /// Chance per tick, per million, that the leader (or a node, when none leads) pauses for
+    /// one to three election timeouts (see `sim::pause`).
+    pub pause_per_million: u32,
     /// Record a trace of every step.
     pub trace: bool,
 }
@@ -128,15 +131,17 @@ impl SimOptions {
             slow_disks: 0,
             slow_disk_delay: 0,
             coarse_hint_per_million: 0,
+            pause_per_million: 0,
             trace: false,
         }
         .with_targeted_faults()
     }
 
     /// The faults aimed at rules a bug could break unseen by the others: writes counted before
-    /// they are durable (crashes right after a role change, slow disks) and appends that end
-    /// before a follower's stale suffix (coarse conflict hints). Each is drawn from a stream of
-    /// its own, so the draws above, and every seed that predates these faults and gets none of
+    /// they are durable (power cuts right after a role change and at a leader acknowledged
+    /// ahead of its disk, slow disks), appends that end before a follower's stale suffix (coarse
+    /// conflict hints), and a leader that wakes from a pause still believing it leads (pauses).
+    /// Each is drawn from a stream of its own, so the draws above, and every seed that predates these faults and gets none of
     /// them, run as they always did.
     fn with_targeted_faults(mut self) -> Self {
         let mut r = SimRng::new(self.seed).fork(0x3D15_C0DE);
@@ -163,11 +168,15 @@ impl SimOptions {
         if r.chance(500_000) {
             self.coarse_hint_per_million = r.between(200_000, 1_000_000) as u32;
         }
+        let mut r = SimRng::new(self.seed).fork(0x009A_05E5);
+        if r.chance(500_000) {
+            self.pause_per_million = r.between(5_000, 20_000) as u32;
+        }
         self
     }
 
-    /// This run without the targeted faults (crashes at a role change, slow disks, coarse
-    /// conflict hints) that [`SimOptions::random`] draws in half the seeds each: as a seed ran
+    /// This run without the targeted faults (power cuts in write windows, slow disks, coarse
+    /// conflict hints, pauses) that [`SimOptions::random`] draws in half the seeds each: as a seed ran
     /// before they existed (the regression seeds recorded then replay what they were recorded
     /// on).
     #[must_use]
@@ -177,6 +186,7 @@ impl SimOptions {
         self.slow_disks = 0;
         self.slow_disk_delay = 0;
         self.coarse_hint_per_million = 0;
+        self.pause_per_million = 0;
         self
     }
 
