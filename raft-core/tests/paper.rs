@@ -1555,6 +1555,30 @@ fn duplicate_persisted_is_harmless() {
     }
 }
 
+/// The persistence contract: write ids increase with every write, and so do the numbers
+/// behind them (`WriteId::get`, for an adapter's logs and metrics); the writes lane shows each
+/// write before the adapter drains it.
+#[test]
+fn write_ids_and_their_numbers_increase_with_every_write() {
+    let mut h = Harness::leader(1, THREE);
+    let mut outputs = Outputs::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        h.node
+            .step(Input::Propose(Payload::new(b"x")), &mut outputs)
+            .expect("proposed");
+        let shown: Vec<_> = outputs.writes().iter().map(|w| w.id).collect();
+        let taken: Vec<_> = outputs.drain_writes().map(|w| w.id).collect();
+        assert_eq!(shown, taken);
+        ids.extend(taken);
+    }
+    assert_eq!(ids.len(), 3, "one write per proposal");
+    for pair in ids.windows(2) {
+        assert!(pair[0] < pair[1], "{ids:?}");
+        assert!(pair[0].get() < pair[1].get(), "{ids:?}");
+    }
+}
+
 // ---- untrusted input -------------------------------------------------------------------------
 
 /// Raft thesis §4.1: requests are processed whatever the receiver's configuration says about the
