@@ -1555,6 +1555,43 @@ fn duplicate_persisted_is_harmless() {
     }
 }
 
+/// The persistence contract: a write the adapter acknowledged while it was still in the lane
+/// is done. What the node writes next goes in a write of its own with a new id, and the
+/// response that depends on it waits for that id.
+#[test]
+fn a_write_acknowledged_in_the_lane_is_not_extended() {
+    let mut h = Harness::new(2, THREE);
+    let mut outputs = Outputs::new();
+    h.node
+        .step(
+            Input::Message(append(1, 2, 1, LogId::ZERO, &[1], 0)),
+            &mut outputs,
+        )
+        .expect("accepted");
+    let first = outputs.writes().last().expect("a write").id;
+    h.node
+        .step(Input::Persisted(first), &mut outputs)
+        .expect("acknowledged");
+    assert_eq!(outputs.sends().len(), 1, "the first append is answered");
+    h.node
+        .step(
+            Input::Message(append(1, 2, 1, LogId::new(1, 1), &[1], 0)),
+            &mut outputs,
+        )
+        .expect("accepted");
+    assert_eq!(outputs.sends().len(), 1, "the second answer waits");
+    let writes: Vec<_> = outputs.drain_writes().collect();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(writes[0].id, first);
+    assert!(writes[1].id > first);
+    let ids: Vec<LogId> = writes[1].entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [LogId::new(1, 2)]);
+    h.node
+        .step(Input::Persisted(writes[1].id), &mut outputs)
+        .expect("acknowledged");
+    assert_eq!(outputs.sends().len(), 2, "both appends are answered");
+}
+
 /// The persistence contract: write ids increase with every write, and so do the numbers
 /// behind them (`WriteId::get`, for an adapter's logs and metrics); the writes lane shows each
 /// write before the adapter drains it.
