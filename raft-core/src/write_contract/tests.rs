@@ -274,3 +274,21 @@ fn a_discarded_snapshot_starts_again_at_offset_zero() {
     );
     assert!(s.check(&part(0, b"abc")).is_ok());
 }
+
+/// The latest snapshot again (same index, same term) changes nothing and is accepted, as the
+/// contract says; at that index with another term it conflicts.
+#[test]
+fn the_latest_snapshot_again_changes_nothing() {
+    let mut s = shape();
+    s.install_snapshot(LogId::new(2, 5)).unwrap();
+    let before = s.clone();
+    s.install_snapshot(LogId::new(2, 5)).unwrap();
+    assert_eq!(s, before);
+    assert_eq!(
+        s.check_snapshot(LogId::new(1, 5)),
+        Err(WriteViolation::SnapshotConflicts {
+            snapshot: LogId::new(1, 5),
+            log_term: Term(2)
+        })
+    );
+}
