@@ -1555,6 +1555,39 @@ fn duplicate_persisted_is_harmless() {
     }
 }
 
+/// The persistence contract: a write the node adds to while it waits in the lane keeps the id
+/// the adapter saw there, and acknowledging that id covers everything the write holds.
+#[test]
+fn a_write_growing_in_the_lane_keeps_its_id() {
+    let mut h = Harness::new(2, THREE);
+    let mut outputs = Outputs::new();
+    h.node
+        .step(
+            Input::Message(append(1, 2, 1, LogId::ZERO, &[1], 0)),
+            &mut outputs,
+        )
+        .expect("accepted");
+    let seen = outputs.writes().last().expect("a write").id;
+    h.node
+        .step(
+            Input::Message(append(1, 2, 1, LogId::new(1, 1), &[1], 0)),
+            &mut outputs,
+        )
+        .expect("accepted");
+    let writes: Vec<_> = outputs.drain_writes().collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].id, seen, "the id the adapter saw");
+    h.node
+        .step(Input::Persisted(seen), &mut outputs)
+        .expect("acknowledged");
+    assert_eq!(outputs.sends().len(), 2, "both appends are answered");
+    assert_eq!(
+        h.node.status().persisted,
+        Index(2),
+        "both entries are durable"
+    );
+}
+
 /// The persistence contract: a write the adapter acknowledged while it was still in the lane
 /// is done. What the node writes next goes in a write of its own with a new id, and the
 /// response that depends on it waits for that id.
