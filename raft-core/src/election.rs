@@ -237,4 +237,23 @@ mod tests {
         let b = (2..50u64).map(|v| random_timeout(&mut Fixed(v), 10, 20));
         assert!(b.into_iter().any(|t| t != a));
     }
+
+    /// A pre-vote grant answers one question (a term and the log offered): the next round
+    /// keeps it only if it asks the same one, and starts from nothing if the term or the
+    /// offered log changed.
+    #[test]
+    fn pre_vote_grants_carry_over_only_for_the_same_question() {
+        let voter = NodeId::new(3).unwrap();
+        let asked = |term: u64, log: LogId| {
+            let mut v = Votes::pre_vote(Term(term), log);
+            v.record(voter, true);
+            v
+        };
+        let same = asked(2, LogId::new(1, 1)).next_pre_vote(Term(2), LogId::new(1, 1));
+        assert_eq!(same.received.as_slice(), [(voter, true)]);
+        let longer = asked(2, LogId::new(1, 1)).next_pre_vote(Term(2), LogId::new(1, 2));
+        assert!(longer.received.is_empty());
+        let later = asked(2, LogId::new(1, 1)).next_pre_vote(Term(3), LogId::new(1, 1));
+        assert!(later.received.is_empty());
+    }
 }
