@@ -79,6 +79,21 @@ fn a_newer_pre_vote_refusal_replaces_an_earlier_grant() {
     assert_eq!(h.node.term(), Term(0));
 }
 
+/// Thesis §9.6: a pre-vote is answered as the vote would be. For the receiver's own term, in
+/// which it already voted for another candidate, that is a refusal (one vote per term), even
+/// for an up-to-date log; only a pre-vote for a later term may be granted regardless.
+#[test]
+fn a_pre_vote_for_the_current_term_is_refused_after_voting_for_another() {
+    let mut h = Harness::new(1, THREE);
+    h.recv(vote_request(3, 1, 1, LogId::ZERO));
+    h.persist();
+    assert_eq!(h.node.term(), Term(1));
+    let out = h.recv(pre_vote_request(2, 1, 1, LogId::ZERO));
+    assert_eq!(out.vote_responses(), [(2, 1, false, true)]);
+    let out = h.recv(pre_vote_request(2, 1, 2, LogId::ZERO));
+    assert_eq!(out.vote_responses(), [(2, 2, true, true)]);
+}
+
 // ---- §5.1 terms ------------------------------------------------------------------------------
 
 /// Raft §5.1, Figure 2 "Rules for Servers, all servers": if an RPC request or response contains
