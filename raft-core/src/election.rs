@@ -256,4 +256,44 @@ mod tests {
         let later = asked(2, LogId::new(1, 1)).next_pre_vote(Term(3), LogId::new(1, 1));
         assert!(later.received.is_empty());
     }
+
+    /// The inverse of `z ^= z >> shift`.
+    fn unshift(y: u64, shift: u32) -> u64 {
+        let mut x = y;
+        let mut s = shift;
+        while s < 64 {
+            x ^= y >> s;
+            s += shift;
+        }
+        x
+    }
+
+    /// The inverse of multiplying by the odd `c` modulo 2^64 (Newton's iteration).
+    fn inverse(c: u64) -> u64 {
+        let mut inv = c;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2_u64.wrapping_sub(c.wrapping_mul(inv)));
+        }
+        inv
+    }
+
+    /// The mixer is a bijection (it loses no bit of the draw, so distinct draws stay distinct):
+    /// undoing its steps gives the draw back.
+    #[test]
+    fn the_mixer_is_a_bijection() {
+        let unmix = |mut z: u64| {
+            z = unshift(z, 31);
+            z = z.wrapping_mul(inverse(0x94D0_49BB_1331_11EB));
+            z = unshift(z, 27);
+            z = z.wrapping_mul(inverse(0xBF58_476D_1CE4_E5B9));
+            unshift(z, 30)
+        };
+        let mut r = crate::SplitMix64::new(1);
+        let draws = (0..64)
+            .map(|k| 1_u64 << k)
+            .chain((0..1000).map(|_| r.next_u64()));
+        for x in draws.chain([0, u64::MAX]) {
+            assert_eq!(unmix(mix(x)), x, "{x:#x}");
+        }
+    }
 }
