@@ -277,10 +277,11 @@ mod tests {
         inv
     }
 
-    /// The mixer is a bijection (it loses no bit of the draw, so distinct draws stay distinct):
-    /// undoing its steps gives the draw back.
+    /// The mixer is SplitMix64's finalizer (the output function of the reference generator),
+    /// a bijection: it loses no bit of the draw, so distinct draws stay distinct, and undoing
+    /// its steps gives the draw back.
     #[test]
-    fn the_mixer_is_a_bijection() {
+    fn the_mixer_is_the_splitmix64_finalizer_a_bijection() {
         let unmix = |mut z: u64| {
             z = unshift(z, 31);
             z = z.wrapping_mul(inverse(0x94D0_49BB_1331_11EB));
@@ -294,6 +295,8 @@ mod tests {
             .chain((0..1000).map(|_| r.next_u64()));
         for x in draws.chain([0, u64::MAX]) {
             assert_eq!(unmix(mix(x)), x, "{x:#x}");
+            let state = x.wrapping_sub(0x9E37_79B9_7F4A_7C15);
+            assert_eq!(mix(x), crate::SplitMix64::new(state).next_u64(), "{x:#x}");
         }
     }
 }
