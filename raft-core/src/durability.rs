@@ -162,3 +162,47 @@ impl Durability {
         self.pending.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MessageBody;
+    use crate::types::{NodeId, Term};
+    use alloc::vec::Vec;
+
+    fn response(n: u64) -> Message {
+        Message {
+            from: NodeId::MIN,
+            to: NodeId::new(2).unwrap(),
+            term: Term(n),
+            body: MessageBody::HeartbeatResponse { read_round: n },
+        }
+    }
+
+    /// A response waits for every write minted before it (what it says may rest on them) and
+    /// is released, in order, once they are acknowledged; with no write pending it goes at once.
+    #[test]
+    fn responses_wait_for_the_writes_before_them() {
+        let mut d = Durability::default();
+        let mut out = Outputs::new();
+        d.send_after_writes(response(1), &mut out);
+        assert_eq!((out.sends.len(), d.withheld_len()), (1, 0));
+        d.write(&mut out, Index(1), |_| {});
+        let first = out.writes[0].id;
+        d.send_after_writes(response(2), &mut out);
+        out.writes.clear();
+        d.write(&mut out, Index(2), |_| {});
+        let second = out.writes[0].id;
+        d.send_after_writes(response(3), &mut out);
+        assert_eq!((d.withheld_len(), d.pending_len()), (2, 2));
+        assert!(d.ack(first).is_some());
+        let released: Vec<u64> = d.release().map(|m| m.term.0).collect();
+        assert_eq!(released, [2]);
+        assert_eq!((d.withheld_len(), d.pending_len()), (1, 1));
+        assert!(d.ack(second).is_some());
+        let released: Vec<u64> = d.release().map(|m| m.term.0).collect();
+        assert_eq!(released, [3]);
+        assert_eq!((d.withheld_len(), d.pending_len()), (0, 0));
+        assert!(d.all_acked());
+    }
+}

@@ -237,4 +237,66 @@ mod tests {
         let b = (2..50u64).map(|v| random_timeout(&mut Fixed(v), 10, 20));
         assert!(b.into_iter().any(|t| t != a));
     }
+
+    /// A pre-vote grant answers one question (a term and the log offered): the next round
+    /// keeps it only if it asks the same one, and starts from nothing if the term or the
+    /// offered log changed.
+    #[test]
+    fn pre_vote_grants_carry_over_only_for_the_same_question() {
+        let voter = NodeId::new(3).unwrap();
+        let asked = |term: u64, log: LogId| {
+            let mut v = Votes::pre_vote(Term(term), log);
+            v.record(voter, true);
+            v
+        };
+        let same = asked(2, LogId::new(1, 1)).next_pre_vote(Term(2), LogId::new(1, 1));
+        assert_eq!(same.received.as_slice(), [(voter, true)]);
+        let longer = asked(2, LogId::new(1, 1)).next_pre_vote(Term(2), LogId::new(1, 2));
+        assert!(longer.received.is_empty());
+        let later = asked(2, LogId::new(1, 1)).next_pre_vote(Term(3), LogId::new(1, 1));
+        assert!(later.received.is_empty());
+    }
+
+    /// The inverse of `z ^= z >> shift`.
+    fn unshift(y: u64, shift: u32) -> u64 {
+        let mut x = y;
+        let mut s = shift;
+        while s < 64 {
+            x ^= y >> s;
+            s += shift;
+        }
+        x
+    }
+
+    /// The inverse of multiplying by the odd `c` modulo 2^64 (Newton's iteration).
+    fn inverse(c: u64) -> u64 {
+        let mut inv = c;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2_u64.wrapping_sub(c.wrapping_mul(inv)));
+        }
+        inv
+    }
+
+    /// The mixer is SplitMix64's finalizer (the output function of the reference generator),
+    /// a bijection: it loses no bit of the draw, so distinct draws stay distinct, and undoing
+    /// its steps gives the draw back.
+    #[test]
+    fn the_mixer_is_the_splitmix64_finalizer_a_bijection() {
+        let unmix = |mut z: u64| {
+            z = unshift(z, 31);
+            z = z.wrapping_mul(inverse(0x94D0_49BB_1331_11EB));
+            z = unshift(z, 27);
+            z = z.wrapping_mul(inverse(0xBF58_476D_1CE4_E5B9));
+            unshift(z, 30)
+        };
+        let mut r = crate::SplitMix64::new(1);
+        let draws = (0..64)
+            .map(|k| 1_u64 << k)
+            .chain((0..1000).map(|_| r.next_u64()));
+        for x in draws.chain([0, u64::MAX]) {
+            assert_eq!(unmix(mix(x)), x, "{x:#x}");
+            let state = x.wrapping_sub(0x9E37_79B9_7F4A_7C15);
+            assert_eq!(mix(x), crate::SplitMix64::new(state).next_u64(), "{x:#x}");
+        }
+    }
 }

@@ -532,6 +532,44 @@ mod tests {
         );
     }
 
+    /// An election is lost once too many voters refused for the rest to make a majority:
+    /// a lone voter's refusal loses, two of five refusing leave it open, three lose it.
+    #[test]
+    fn vote_result_is_lost_only_when_no_majority_remains() {
+        let one = Membership::new(&ids(&[1])).unwrap();
+        assert_eq!(one.vote_result(|_| Some(false)), VoteResult::Lost);
+        let five = Membership::new(&ids(&[1, 2, 3, 4, 5])).unwrap();
+        assert_eq!(
+            five.vote_result(|id| (id.get() <= 2).then_some(false)),
+            VoteResult::Pending
+        );
+        assert_eq!(
+            five.vote_result(|id| (id.get() <= 3).then_some(false)),
+            VoteResult::Lost
+        );
+    }
+
+    /// In a joint configuration a candidate needs both majorities (Raft thesis §4.3): either
+    /// half refusing loses the election, even while the other half has granted it or not
+    /// answered yet.
+    #[test]
+    fn joint_vote_is_lost_when_either_half_refuses() {
+        let m = Membership::build(&ids(&[1, 2, 3]), &ids(&[4, 5, 6]), &[]).unwrap();
+        // The incoming half refuses, the outgoing half grants.
+        assert_eq!(m.vote_result(|id| Some(id.get() >= 4)), VoteResult::Lost);
+        // The outgoing half refuses, the incoming half has not answered.
+        assert_eq!(
+            m.vote_result(|id| (id.get() >= 4).then_some(false)),
+            VoteResult::Lost
+        );
+        // Both halves grant: won; one half granting alone: pending.
+        assert_eq!(m.vote_result(|_| Some(true)), VoteResult::Won);
+        assert_eq!(
+            m.vote_result(|id| (id.get() <= 3).then_some(true)),
+            VoteResult::Pending
+        );
+    }
+
     #[test]
     fn encoding_round_trips_and_decoding_is_strict() {
         let m = Membership::build(&ids(&[1, 2, 4]), &ids(&[1, 2, 3]), &ids(&[3, 9])).unwrap();

@@ -137,3 +137,75 @@ impl Message {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Membership;
+
+    fn message(body: MessageBody) -> Message {
+        Message {
+            from: NodeId::MIN,
+            to: NodeId::new(2).unwrap(),
+            term: Term(3),
+            body,
+        }
+    }
+
+    /// The answers (vote, append, heartbeat and snapshot responses) are responses; the
+    /// requests and TimeoutNow are not. The node holds back responses until the writes they
+    /// depend on are durable, so misreading one would send an answer it could not stand by.
+    #[test]
+    fn only_the_answers_are_responses() {
+        let meta = SnapshotMeta {
+            last: LogId::new(2, 5),
+            membership: Membership::new(&[NodeId::MIN]).unwrap(),
+        };
+        let requests = [
+            MessageBody::VoteRequest {
+                last_log: LogId::new(2, 5),
+                pre_vote: false,
+                leader_transfer: false,
+            },
+            MessageBody::AppendEntries {
+                prev: LogId::new(2, 5),
+                entries: SmallVec::new(),
+                commit: Index(5),
+            },
+            MessageBody::Heartbeat {
+                commit: Index(5),
+                read_round: 1,
+            },
+            MessageBody::TimeoutNow,
+            MessageBody::InstallSnapshot {
+                meta: Box::new(meta),
+                offset: 0,
+                data: Payload::empty(),
+                done: true,
+            },
+        ];
+        let responses = [
+            MessageBody::VoteResponse {
+                granted: true,
+                pre_vote: false,
+            },
+            MessageBody::AppendResponse {
+                outcome: AppendOutcome::Outdated,
+            },
+            MessageBody::HeartbeatResponse { read_round: 1 },
+            MessageBody::SnapshotResponse {
+                snapshot: LogId::new(2, 5),
+                received: 0,
+                installed: true,
+            },
+        ];
+        for body in requests {
+            let m = message(body);
+            assert!(!m.is_response(), "{m:?}");
+        }
+        for body in responses {
+            let m = message(body);
+            assert!(m.is_response(), "{m:?}");
+        }
+    }
+}

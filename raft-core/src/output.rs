@@ -274,3 +274,137 @@ pub enum Event {
         log_entries: usize,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MessageBody;
+    use crate::types::EntryKind;
+    use crate::{Membership, Role};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            id: LogId::new(1, index),
+            kind: EntryKind::Normal,
+            data: Payload::new(b"x"),
+        }
+    }
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last: LogId::new(1, index),
+            membership: Membership::new(&[NodeId::MIN]).unwrap(),
+        }
+    }
+
+    /// Outputs with one item in lane `lane` (0 sends, 1 writes, 2 apply, 3 reads, 4 chunk
+    /// requests, 5 events) and nothing elsewhere.
+    fn one_in(lane: usize) -> Outputs {
+        let mut o = Outputs::new();
+        match lane {
+            0 => o.sends.push(Message {
+                from: NodeId::MIN,
+                to: NodeId::MIN,
+                term: Term(1),
+                body: MessageBody::TimeoutNow,
+            }),
+            1 => o.writes.push(Write::new(WriteId(1))),
+            2 => o.apply.push(Apply::Entry(entry(1))),
+            3 => o.reads.push(ReadResult::Aborted { id: ReadId(1) }),
+            4 => o.chunk_requests.push(ChunkRequest {
+                to: NodeId::MIN,
+                snapshot: LogId::new(1, 1),
+                offset: 0,
+                max_len: 1,
+            }),
+            _ => o.events.push(Event::StateChanged {
+                role: Role::Follower,
+                term: Term(1),
+                leader: None,
+            }),
+        }
+        o
+    }
+
+    /// `is_empty` holds only when every lane is empty: an item in any one lane, the others
+    /// empty, is something the adapter must still do.
+    #[test]
+    fn outputs_are_empty_only_when_every_lane_is() {
+        assert!(Outputs::new().is_empty());
+        for lane in 0..6 {
+            let mut o = one_in(lane);
+            assert!(!o.is_empty(), "an item in lane {lane}");
+            o.clear();
+            assert!(o.is_empty(), "lane {lane} cleared");
+        }
+    }
+
+    /// Each lane's accessor shows what its drain would take, without taking it.
+    #[test]
+    fn each_lane_shows_what_its_drain_takes() {
+        let mut o = Outputs::new();
+        for lane in 0..6 {
+            let one = one_in(lane);
+            o.sends.extend(one.sends);
+            o.writes.extend(one.writes);
+            o.apply.extend(one.apply);
+            o.reads.extend(one.reads);
+            o.chunk_requests.extend(one.chunk_requests);
+            o.events.extend(one.events);
+        }
+        let sends = o.sends().to_vec();
+        let writes = o.writes().to_vec();
+        let apply = o.apply().to_vec();
+        let reads = o.reads().to_vec();
+        let chunks = o.chunk_requests().to_vec();
+        let events = o.events().to_vec();
+        for (lane, len) in [
+            sends.len(),
+            writes.len(),
+            apply.len(),
+            reads.len(),
+            chunks.len(),
+            events.len(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(len, 1, "lane {lane} shows its item");
+        }
+        assert_eq!(o.drain_sends().collect::<Vec<_>>(), sends);
+        assert_eq!(o.drain_writes().collect::<Vec<_>>(), writes);
+        assert_eq!(o.drain_apply().collect::<Vec<_>>(), apply);
+        assert_eq!(o.drain_reads().collect::<Vec<_>>(), reads);
+        assert_eq!(o.drain_chunk_requests().collect::<Vec<_>>(), chunks);
+        assert_eq!(o.drain_events().collect::<Vec<_>>(), events);
+        assert!(o.is_empty());
+    }
+
+    /// A truncation folded into a pending write deletes every entry at and after its index
+    /// (`truncate_from`: "delete every entry at this index and above"), keeps the ones before,
+    /// and the write truncates from the lowest index it was given.
+    #[test]
+    fn absorbing_a_truncation_drops_the_entries_at_and_after_it() {
+        let mut w = Write::new(WriteId(1));
+        w.entries.extend((1..=5).map(entry));
+        w.absorb_truncation(Index(3));
+        let kept: Vec<u64> = w.entries.iter().map(|e| e.id.index.0).collect();
+        assert_eq!(kept, [1, 2]);
+        assert_eq!(w.truncate_from, Some(Index(3)));
+        w.absorb_truncation(Index(7));
+        assert_eq!(w.entries.len(), 2, "a later truncation point keeps them");
+        assert_eq!(w.truncate_from, Some(Index(3)));
+        w.absorb_truncation(Index(2));
+        let kept: Vec<u64> = w.entries.iter().map(|e| e.id.index.0).collect();
+        assert_eq!(kept, [1]);
+        assert_eq!(w.truncate_from, Some(Index(2)));
+    }
+
+    /// `Apply::index` is the index the state machine reaches: the entry's, or the last index
+    /// the installed snapshot covers.
+    #[test]
+    fn apply_index_is_where_the_state_machine_gets_to() {
+        assert_eq!(Apply::Entry(entry(4)).index(), Index(4));
+        assert_eq!(Apply::Snapshot(Box::new(meta(9))).index(), Index(9));
+    }
+}

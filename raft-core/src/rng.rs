@@ -96,6 +96,7 @@ impl rand_core::TryRng for SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     #[test]
     fn the_stream_is_splitmix64() {
@@ -116,5 +117,89 @@ mod tests {
         assert_eq!(r.below(0), 0);
         assert!(!r.chance(0.0));
         assert!(r.chance(1.0));
+    }
+
+    /// The state whose next draw is 0 (SplitMix64's output function maps 0 to 0).
+    const DRAWS_ZERO: u64 = 0_u64.wrapping_sub(0x9E37_79B9_7F4A_7C15);
+
+    /// `below(n)` is uniform on `0..n`: every value of the range is drawn, not just some.
+    #[test]
+    fn below_and_index_draw_every_value_of_the_range() {
+        let mut r = SplitMix64::new(11);
+        let mut seen = [0_u32; 10];
+        for _ in 0..1000 {
+            seen[r.below(10) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "below(10): {seen:?}");
+        let mut seen = [0_u32; 3];
+        for _ in 0..300 {
+            seen[r.index(3)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "index(3): {seen:?}");
+        // The top of the range too, where the multiply-shift must not overflow.
+        let top = (0..64).map(|_| r.below(u64::MAX)).max().unwrap_or(0);
+        assert!(top > u64::MAX / 2, "below(u64::MAX) reaches the upper half");
+    }
+
+    /// `chance(p)` is true with probability exactly `p`: never for 0, even on the lowest draw,
+    /// and always for 1.
+    #[test]
+    fn chance_is_never_true_at_zero_and_always_at_one() {
+        let mut r = SplitMix64::new(DRAWS_ZERO);
+        assert_eq!(r.clone().next_u64(), 0, "this seed draws 0 first");
+        assert!(!r.chance(0.0), "the draw 0 is not below 0");
+        let mut r = SplitMix64::new(DRAWS_ZERO);
+        assert!(r.chance(f64::MIN_POSITIVE), "the draw 0 is below any p > 0");
+        let mut r = SplitMix64::new(u64::MAX);
+        for _ in 0..1000 {
+            assert!(r.chance(1.0));
+        }
+        let mut r = SplitMix64::new(5);
+        let hits = (0..1000).filter(|_| r.chance(0.5)).count();
+        assert!((400..600).contains(&hits), "chance(0.5): {hits} of 1000");
+    }
+
+    /// Forks are deterministic, and distinct streams of one parent (whatever its state, even all
+    /// zeros or all ones) or one stream of distinct parents give distinct generators.
+    #[test]
+    fn forks_are_deterministic_and_distinct() {
+        for seed in [0, u64::MAX, 42] {
+            let parent = SplitMix64::new(seed);
+            assert_eq!(parent.fork(3), parent.fork(3));
+            let mut firsts: Vec<u64> = (0..16).map(|s| parent.fork(s).next_u64()).collect();
+            firsts.sort_unstable();
+            firsts.dedup();
+            assert_eq!(firsts.len(), 16, "parent {seed}: streams collide");
+        }
+        for stream in [0, 1, u64::MAX] {
+            let mut firsts: Vec<u64> = [0, 1, u64::MAX, 42]
+                .iter()
+                .map(|&seed| SplitMix64::new(seed).fork(stream).next_u64())
+                .collect();
+            firsts.sort_unstable();
+            firsts.dedup();
+            assert_eq!(firsts.len(), 4, "stream {stream}: parents collide");
+        }
+    }
+
+    /// Through `rand_core::Rng`, `next_u32` yields all 32 bits (each bit is set and cleared
+    /// across draws), and `fill_bytes` overwrites every byte, a trailing partial chunk included,
+    /// from the stream (same seed, same bytes).
+    #[test]
+    fn rand_core_draws_fill_every_bit_and_byte() {
+        use rand_core::Rng;
+        let mut r = SplitMix64::new(9);
+        let (mut any, mut all) = (0_u32, u32::MAX);
+        for _ in 0..64 {
+            let v = Rng::next_u32(&mut r);
+            any |= v;
+            all &= v;
+        }
+        assert_eq!((any, all), (u32::MAX, 0));
+        let (mut zeros, mut ones) = ([0_u8; 21], [0xFF_u8; 21]);
+        SplitMix64::new(9).fill_bytes(&mut zeros);
+        SplitMix64::new(9).fill_bytes(&mut ones);
+        assert_eq!(zeros, ones, "every byte is written");
+        assert!(zeros.iter().any(|&b| b != 0) && zeros.iter().any(|&b| b != 0xFF));
     }
 }

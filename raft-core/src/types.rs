@@ -334,3 +334,62 @@ impl WriteId {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::ToString;
+    use serde::de::IntoDeserializer;
+
+    /// A node id prints as its number, and debugs as `n<number>` (as in traces and assertion
+    /// messages), so it cannot be mistaken for a term or an index.
+    #[test]
+    fn node_ids_display_bare_and_debug_with_an_n() {
+        let n = NodeId::new(7).unwrap();
+        assert_eq!(n.to_string(), "7");
+        assert_eq!(format!("{n:?}"), "n7");
+        assert_eq!(format!("{:?}", Some(n)), "Some(n7)");
+    }
+
+    /// A log id prints as `term.index`, the form traces and error messages use.
+    #[test]
+    fn log_ids_display_as_term_dot_index() {
+        assert_eq!(LogId::new(3, 12).to_string(), "3.12");
+        assert_eq!(LogId::ZERO.to_string(), "0.0");
+    }
+
+    /// A payload gives back exactly the bytes it was made from, through every view, and is
+    /// empty exactly when it holds no bytes.
+    #[test]
+    fn payloads_give_back_their_bytes() {
+        let p = Payload::new(b"abc");
+        assert_eq!(p.as_bytes(), b"abc");
+        assert_eq!(p.as_ref(), b"abc");
+        assert_eq!(&*p, b"abc");
+        assert_eq!(p.len(), 3);
+        assert!(!p.is_empty());
+        let e = Payload::empty();
+        assert!(e.is_empty());
+        assert_eq!(e.as_bytes(), b"");
+        assert!(Payload::from(alloc::vec![0_u8]).as_bytes() == [0]);
+    }
+
+    /// A payload's `Debug` shows its size, never its bytes: commands may be large or
+    /// confidential, and a node's state is debugged into logs.
+    #[test]
+    fn payload_debug_shows_the_size_not_the_bytes() {
+        let p = Payload::new(b"secret");
+        assert_eq!(format!("{p:?}"), "Payload(6 bytes)");
+    }
+
+    /// Decoding a payload from something other than bytes fails with a message that says what
+    /// was expected.
+    #[test]
+    fn payload_decoding_says_it_expects_bytes() {
+        let d: serde::de::value::U32Deserializer<serde::de::value::Error> =
+            5_u32.into_deserializer();
+        let err = Payload::deserialize(d).unwrap_err();
+        assert!(err.to_string().contains("expected a byte string"), "{err}");
+    }
+}

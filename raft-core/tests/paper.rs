@@ -79,6 +79,21 @@ fn a_newer_pre_vote_refusal_replaces_an_earlier_grant() {
     assert_eq!(h.node.term(), Term(0));
 }
 
+/// Thesis §9.6: a pre-vote is answered as the vote would be. For the receiver's own term, in
+/// which it already voted for another candidate, that is a refusal (one vote per term), even
+/// for an up-to-date log; only a pre-vote for a later term may be granted regardless.
+#[test]
+fn a_pre_vote_for_the_current_term_is_refused_after_voting_for_another() {
+    let mut h = Harness::new(1, THREE);
+    h.recv(vote_request(3, 1, 1, LogId::ZERO));
+    h.persist();
+    assert_eq!(h.node.term(), Term(1));
+    let out = h.recv(pre_vote_request(2, 1, 1, LogId::ZERO));
+    assert_eq!(out.vote_responses(), [(2, 1, false, true)]);
+    let out = h.recv(pre_vote_request(2, 1, 2, LogId::ZERO));
+    assert_eq!(out.vote_responses(), [(2, 2, true, true)]);
+}
+
 // ---- §5.1 terms ------------------------------------------------------------------------------
 
 /// Raft §5.1, Figure 2 "Rules for Servers, all servers": if an RPC request or response contains
@@ -1552,6 +1567,100 @@ fn duplicate_persisted_is_harmless() {
         let out = h.step(Input::Persisted(again));
         assert!(out.is_empty(), "{out:?}");
         assert_eq!(h.node.status(), before);
+    }
+}
+
+/// The persistence contract: a write the node adds to while it waits in the lane keeps the id
+/// the adapter saw there, and acknowledging that id covers everything the write holds.
+#[test]
+fn a_write_growing_in_the_lane_keeps_its_id() {
+    let mut h = Harness::new(2, THREE);
+    let mut outputs = Outputs::new();
+    h.node
+        .step(
+            Input::Message(append(1, 2, 1, LogId::ZERO, &[1], 0)),
+            &mut outputs,
+        )
+        .expect("accepted");
+    let seen = outputs.writes().last().expect("a write").id;
+    h.node
+        .step(
+            Input::Message(append(1, 2, 1, LogId::new(1, 1), &[1], 0)),
+            &mut outputs,
+        )
+        .expect("accepted");
+    let writes: Vec<_> = outputs.drain_writes().collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].id, seen, "the id the adapter saw");
+    h.node
+        .step(Input::Persisted(seen), &mut outputs)
+        .expect("acknowledged");
+    assert_eq!(outputs.sends().len(), 2, "both appends are answered");
+    assert_eq!(
+        h.node.status().persisted,
+        Index(2),
+        "both entries are durable"
+    );
+}
+
+/// The persistence contract: a write the adapter acknowledged while it was still in the lane
+/// is done. What the node writes next goes in a write of its own with a new id, and the
+/// response that depends on it waits for that id.
+#[test]
+fn a_write_acknowledged_in_the_lane_is_not_extended() {
+    let mut h = Harness::new(2, THREE);
+    let mut outputs = Outputs::new();
+    h.node
+        .step(
+            Input::Message(append(1, 2, 1, LogId::ZERO, &[1], 0)),
+            &mut outputs,
+        )
+        .expect("accepted");
+    let first = outputs.writes().last().expect("a write").id;
+    h.node
+        .step(Input::Persisted(first), &mut outputs)
+        .expect("acknowledged");
+    assert_eq!(outputs.sends().len(), 1, "the first append is answered");
+    h.node
+        .step(
+            Input::Message(append(1, 2, 1, LogId::new(1, 1), &[1], 0)),
+            &mut outputs,
+        )
+        .expect("accepted");
+    assert_eq!(outputs.sends().len(), 1, "the second answer waits");
+    let writes: Vec<_> = outputs.drain_writes().collect();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(writes[0].id, first);
+    assert!(writes[1].id > first);
+    let ids: Vec<LogId> = writes[1].entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [LogId::new(1, 2)]);
+    h.node
+        .step(Input::Persisted(writes[1].id), &mut outputs)
+        .expect("acknowledged");
+    assert_eq!(outputs.sends().len(), 2, "both appends are answered");
+}
+
+/// The persistence contract: write ids increase with every write, and so do the numbers
+/// behind them (`WriteId::get`, for an adapter's logs and metrics); the writes lane shows each
+/// write before the adapter drains it.
+#[test]
+fn write_ids_and_their_numbers_increase_with_every_write() {
+    let mut h = Harness::leader(1, THREE);
+    let mut outputs = Outputs::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        h.node
+            .step(Input::Propose(Payload::new(b"x")), &mut outputs)
+            .expect("proposed");
+        let shown: Vec<_> = outputs.writes().iter().map(|w| w.id).collect();
+        let taken: Vec<_> = outputs.drain_writes().map(|w| w.id).collect();
+        assert_eq!(shown, taken);
+        ids.extend(taken);
+    }
+    assert_eq!(ids.len(), 3, "one write per proposal");
+    for pair in ids.windows(2) {
+        assert!(pair[0] < pair[1], "{ids:?}");
+        assert!(pair[0].get() < pair[1].get(), "{ids:?}");
     }
 }
 

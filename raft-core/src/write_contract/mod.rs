@@ -232,7 +232,8 @@ impl DurableShape {
         if index == self.snapshot {
             return self.snapshot_term;
         }
-        if index < self.snapshot || index > self.last || index < self.known_from {
+        // `known_from` is above the snapshot, so this also refuses the indexes below it.
+        if index > self.last || index < self.known_from {
             return None;
         }
         let pos = self.runs.partition_point(|r| r.0 <= index);

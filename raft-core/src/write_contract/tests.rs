@@ -215,3 +215,80 @@ fn chunks_continue_the_snapshot_being_received() {
         })
     );
 }
+
+/// A restored state may hold a snapshot of the hard state's own term (a fresh node's, all
+/// zeros, included), never one of a later term.
+#[test]
+fn a_restored_snapshot_may_be_of_the_current_term_but_not_later() {
+    let fresh = DurableShape::restored(HardState::default(), LogId::ZERO, []).unwrap();
+    assert_eq!(fresh, DurableShape::default());
+    let s = DurableShape::restored(hs(3, None), LogId::new(3, 10), []).unwrap();
+    assert_eq!(s.term_at(Index(10)), Some(Term(3)));
+    assert_eq!(
+        DurableShape::restored(hs(3, None), LogId::new(4, 10), []),
+        Err(WriteViolation::SnapshotAheadOfTerm {
+            snapshot: LogId::new(4, 10),
+            term: Term(3)
+        })
+    );
+}
+
+/// A resumed shape knows the snapshot's term only when there is no snapshot (term 0 at index
+/// 0); a real snapshot's term is not in the summary.
+#[test]
+fn a_resumed_shape_knows_only_the_empty_snapshots_term() {
+    let none = DurableShape::resumed(hs(3, None), Index::ZERO, Index(4));
+    assert_eq!(none.term_at(Index::ZERO), Some(Term::ZERO));
+    let some = DurableShape::resumed(hs(3, None), Index(5), Index(9));
+    assert_eq!(some.term_at(Index(5)), None);
+    // So a snapshot at that index, of any term, is taken on trust.
+    assert!(some.check_snapshot(LogId::new(2, 5)).is_ok());
+}
+
+/// A partly received snapshot does not survive the process: after `discard_incoming` nothing
+/// is being received, and the next chunk must start again at offset 0.
+#[test]
+fn a_discarded_snapshot_starts_again_at_offset_zero() {
+    let mut s = shape();
+    let m = meta(4, 7);
+    let part = |offset, data: &'static [u8]| {
+        let mut w = write();
+        w.snapshot = Some(Box::new(SnapshotPart {
+            meta: m.clone(),
+            offset,
+            data: Payload::new(data),
+            done: false,
+        }));
+        w
+    };
+    s.apply(&part(0, b"abc")).unwrap();
+    s.discard_incoming();
+    assert!(s.receiving().is_none());
+    assert_eq!(
+        s.check(&part(3, b"d")),
+        Err(WriteViolation::ChunkOutOfOrder {
+            snapshot: m.last,
+            offset: 3,
+            received: None
+        })
+    );
+    assert!(s.check(&part(0, b"abc")).is_ok());
+}
+
+/// The latest snapshot again (same index, same term) changes nothing and is accepted, as the
+/// contract says; at that index with another term it conflicts.
+#[test]
+fn the_latest_snapshot_again_changes_nothing() {
+    let mut s = shape();
+    s.install_snapshot(LogId::new(2, 5)).unwrap();
+    let before = s.clone();
+    s.install_snapshot(LogId::new(2, 5)).unwrap();
+    assert_eq!(s, before);
+    assert_eq!(
+        s.check_snapshot(LogId::new(1, 5)),
+        Err(WriteViolation::SnapshotConflicts {
+            snapshot: LogId::new(1, 5),
+            log_term: Term(2)
+        })
+    );
+}
