@@ -34,9 +34,10 @@ pub(crate) struct Acked {
 
 impl Durability {
     /// Adds to the current write: the newest write in the lane if this node minted it last and
-    /// it is not acknowledged (it keeps its id), otherwise a fresh id, folded into a write the
-    /// adapter has not taken yet if there is one (so one sync covers both) or a new write.
-    /// Either way the adapter's acknowledgement of the lane's last id covers everything added.
+    /// it is not acknowledged (it keeps its id), otherwise a new write with a fresh id. Either
+    /// way the adapter's acknowledgement of the lane's last id covers everything added. (Every
+    /// write in a node's lane is minted by this node, so the lane's last write is the one minted
+    /// last unless it is a snapshot chunk, which keeps a write of its own.)
     pub(crate) fn write(
         &mut self,
         out: &mut Outputs,
@@ -49,12 +50,7 @@ impl Durability {
             .is_some_and(|w| w.id.0 == self.minted && w.id.0 > self.acked && w.snapshot.is_none());
         if !current {
             let id = self.mint(last_index);
-            match out.writes.last_mut() {
-                // A snapshot chunk gets a write of its own: one chunk per write keeps the
-                // adapter's staging simple.
-                Some(w) if w.id.0 > self.acked && w.snapshot.is_none() => w.id = id,
-                _ => out.writes.push(Write::new(id)),
-            }
+            out.writes.push(Write::new(id));
         }
         if let Some(p) = self.pending.back_mut() {
             p.last_index = last_index;
