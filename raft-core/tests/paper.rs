@@ -1405,6 +1405,54 @@ fn transfer_target_campaigns_immediately_and_its_vote_request_bypasses_lease() {
     assert!(out.sends.is_empty());
 }
 
+/// Raft thesis §3.10: leadership goes to another voter. A transfer to the leader itself, or to
+/// a node that is not a voter of the configuration, is refused (and counted as refused).
+#[test]
+fn transfer_to_itself_or_to_a_non_voter_is_refused() {
+    let mut h = Harness::leader(1, THREE);
+    for target in [1, 4] {
+        let (result, out) = h.try_step(Input::TransferLeader(id(target)));
+        assert_eq!(
+            result,
+            Err(StepError::Refused(Refusal::InvalidTransferTarget)),
+            "transfer to {target}"
+        );
+        assert!(
+            out.sends.is_empty(),
+            "transfer to {target}: {:?}",
+            out.sends
+        );
+    }
+    assert_eq!(h.node.stats().refused, 2);
+    // Proposals are still served: no transfer is under way.
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Ok(()));
+}
+
+/// Raft thesis §3.10: asking again for the transfer under way changes nothing (one TimeoutNow
+/// per transfer); asking for another voter hands leadership to that one instead.
+#[test]
+fn transfer_to_the_same_target_again_changes_nothing_and_a_new_target_replaces_it() {
+    fn timeout_now_to(out: &common::Out) -> Vec<u64> {
+        out.sends
+            .iter()
+            .filter(|m| m.body == MessageBody::TimeoutNow)
+            .map(|m| m.to.get())
+            .collect()
+    }
+    // Both followers hold the whole log (the no-op).
+    let mut h = Harness::leader(1, THREE);
+    h.recv(accepted(3, 1, 1, 1));
+    let out = h.step(Input::TransferLeader(id(2)));
+    assert_eq!(timeout_now_to(&out), [2]);
+    let out = h.step(Input::TransferLeader(id(2)));
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+    let out = h.step(Input::TransferLeader(id(3)));
+    assert_eq!(timeout_now_to(&out), [3]);
+    let out = h.step(Input::TransferLeader(id(3)));
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+}
+
 // ---- membership changes (Raft thesis §4.2.1, §4.3) ---------------------------------------------
 
 /// Raft thesis §4.2.1: a server added with an empty log leaves the cluster unable to commit
@@ -1993,4 +2041,119 @@ fn snapshot_from_the_leader_is_applied_only_once_durable() {
     assert_eq!(h.node.commit_index(), Index(10));
     let out = h.persist();
     assert_eq!(out.applied(), [LogId::new(1, 10)]);
+}
+
+// ---- the adapter's interface: timers, counters, unreachable peers, batches --------------------
+
+/// `Node::ticks_until_timer`: ticks can pass that many times, minus one, with nothing happening;
+/// the next fires the timer. A follower's timer is its election timeout.
+#[test]
+fn a_followers_timer_is_its_election_timeout() {
+    let mut h = Harness::new(1, THREE);
+    let n = h.node.ticks_until_timer();
+    let c = h.node.config().clone();
+    assert!(
+        (c.election_ticks_min..=c.election_ticks_max).contains(&n),
+        "{n}"
+    );
+    let out = h.tick(n - 1);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(h.node.ticks_until_timer(), 1);
+    let out = h.tick(1);
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    assert!(!out.sends.is_empty());
+}
+
+/// `Node::ticks_until_timer`: a leader's timer is its next heartbeat (or the end of its
+/// CheckQuorum period, whichever comes first).
+#[test]
+fn a_leaders_timer_is_its_next_heartbeat() {
+    let mut h = Harness::leader(1, THREE);
+    let heartbeat = h.node.config().heartbeat_ticks;
+    assert_eq!(heartbeat, 2, "the default");
+    assert_eq!(h.node.ticks_until_timer(), heartbeat);
+    let out = h.tick(1);
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+    assert_eq!(h.node.ticks_until_timer(), 1);
+    let out = h.tick(1);
+    assert_eq!(out.sent_to(2).len(), 1, "a heartbeat");
+    assert_eq!(h.node.ticks_until_timer(), heartbeat);
+
+    // Once a heartbeat went out 6 ticks into a CheckQuorum period of 10, the period's end, 4
+    // ticks on, comes before the next heartbeat.
+    let mut h = Harness::with_config(1, THREE, |c| c.heartbeat_ticks = 6);
+    h.elect();
+    assert_eq!(h.node.config().election_ticks_min, 10, "the default");
+    assert_eq!(h.node.ticks_until_timer(), 6);
+    let out = h.tick(6);
+    assert_eq!(out.sent_to(2).len(), 1, "a heartbeat");
+    assert_eq!(h.node.ticks_until_timer(), 4);
+}
+
+/// `Node::ticks_until_timer`: a node that may not campaign (a learner) has no timer to fire.
+#[test]
+fn a_learner_has_no_timer() {
+    let voters = [id(1), id(2), id(3)];
+    let m = Membership::with_learners(&voters, &[id(4)]).expect("valid");
+    let state = raft_core::Restored::initial(m);
+    let mut h = Harness::restored(4, state);
+    assert_eq!(h.node.ticks_until_timer(), u32::MAX);
+    let out = h.tick(h.node.config().election_ticks_max * 2);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(h.node.role(), Role::Follower);
+}
+
+/// `Stats`: an election started and won counts once in `elections` and once in `became_leader`;
+/// a refused request counts in `refused`.
+#[test]
+fn stats_count_elections_leaderships_and_refusals() {
+    let mut h = Harness::with_config(1, THREE, no_pre_vote);
+    h.elect();
+    assert_eq!(h.node.stats().elections, 1);
+    assert_eq!(h.node.stats().became_leader, 1);
+    assert_eq!(h.node.stats().refused, 0);
+    let (result, _) = h.try_step(Input::TransferLeader(id(1)));
+    assert!(matches!(result, Err(StepError::Refused(_))), "{result:?}");
+    assert_eq!(h.node.stats().refused, 1);
+
+    // A refusal returned by a method rather than a step is counted too.
+    let mut follower = Harness::new(2, THREE);
+    let mut out = Outputs::new();
+    let refused = follower.node.propose(Payload::new(b"x"), &mut out);
+    assert!(matches!(refused, Err(StepError::Refused(_))), "{refused:?}");
+    let refused = follower.node.propose_batch(&[Payload::new(b"x")], &mut out);
+    assert!(matches!(refused, Err(StepError::Refused(_))), "{refused:?}");
+    assert_eq!(follower.node.stats().refused, 2);
+}
+
+/// `Input::Unreachable`: the leader stops pipelining to that peer and probes it; the other
+/// peers are left as they are.
+#[test]
+fn an_unreachable_peer_is_probed_again() {
+    use raft_core::ReplicationState;
+    fn state(h: &Harness, peer: u64) -> ReplicationState {
+        let status = h.node.status();
+        let p = status.peers.iter().find(|p| p.id == id(peer));
+        p.expect("a peer").state
+    }
+    let mut h = Harness::leader(1, THREE);
+    h.recv(accepted(3, 1, 1, 1));
+    assert_eq!(state(&h, 2), ReplicationState::Replicate);
+    assert_eq!(state(&h, 3), ReplicationState::Replicate);
+    h.step(Input::Unreachable(id(3)));
+    assert_eq!(state(&h, 3), ReplicationState::Probe);
+    assert_eq!(state(&h, 2), ReplicationState::Replicate);
+}
+
+/// `Node::propose_batch` returns the id of the last entry appended, or `None` for no command.
+#[test]
+fn propose_batch_returns_the_last_entry_appended() {
+    let mut h = Harness::leader(1, THREE);
+    let mut out = Outputs::new();
+    let batch = [Payload::new(b"a"), Payload::new(b"b"), Payload::new(b"c")];
+    let last = h.node.propose_batch(&batch, &mut out);
+    assert_eq!(last, Ok(Some(LogId::new(1, 4))));
+    assert_eq!(h.node.last_log(), LogId::new(1, 4));
+    assert_eq!(h.node.propose_batch(&[], &mut out), Ok(None));
+    assert_eq!(h.node.last_log(), LogId::new(1, 4));
 }
