@@ -2157,3 +2157,87 @@ fn propose_batch_returns_the_last_entry_appended() {
     assert_eq!(h.node.propose_batch(&[], &mut out), Ok(None));
     assert_eq!(h.node.last_log(), LogId::new(1, 4));
 }
+
+/// A leader elected with `tweak`, its no-op committed and acknowledged by both followers, so both
+/// are replicating (pipelining) with nothing in flight.
+fn replicating_leader(tweak: impl FnOnce(&mut Config)) -> Harness {
+    let mut h = Harness::with_config(1, THREE, tweak);
+    h.elect();
+    h.persist();
+    h.recv(accepted(2, 1, 1, 1));
+    h.recv(accepted(3, 1, 1, 1));
+    h
+}
+
+/// The entries of each AppendEntries to 2 in `sends`, by index.
+fn appends_to_2(sends: &[raft_core::Message]) -> Vec<Vec<u64>> {
+    sends
+        .iter()
+        .filter(|m| m.to == id(2))
+        .filter_map(|m| match &m.body {
+            MessageBody::AppendEntries { entries, .. } => {
+                Some(entries.iter().map(|e| e.id.index.0).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `Config::max_inflight_msgs`: at most that many AppendEntries with entries are unacknowledged
+/// per follower; an acknowledgement makes room and the pipeline refills. (Likewise
+/// `max_inflight_bytes`: one message over it is alone in flight.)
+#[test]
+fn a_follower_has_at_most_max_inflight_msgs_appends_in_flight() {
+    let mut h = replicating_leader(|c| c.max_inflight_msgs = 2);
+    let out = h.step(Input::Propose(Payload::new(b"a")));
+    assert_eq!(appends_to_2(&out.sends), [vec![2]]);
+    let out = h.step(Input::Propose(Payload::new(b"b")));
+    assert_eq!(appends_to_2(&out.sends), [vec![3]]);
+    let out = h.step(Input::Propose(Payload::new(b"c")));
+    assert_eq!(appends_to_2(&out.sends), Vec::<Vec<u64>>::new(), "paused");
+    let out = h.recv(accepted(2, 1, 1, 2));
+    assert_eq!(appends_to_2(&out.sends), [vec![4]]);
+
+    let mut h = replicating_leader(|c| c.max_inflight_bytes = 1);
+    let out = h.step(Input::Propose(Payload::new(b"a")));
+    assert_eq!(appends_to_2(&out.sends), [vec![2]]);
+    let out = h.step(Input::Propose(Payload::new(b"b")));
+    assert_eq!(appends_to_2(&out.sends), Vec::<Vec<u64>>::new(), "paused");
+    let out = h.recv(accepted(2, 1, 1, 2));
+    assert_eq!(appends_to_2(&out.sends), [vec![3]]);
+}
+
+/// Proposals stepped between two drains of the sends lane leave as one AppendEntries per
+/// follower (`send_append`), and that message counts once towards `max_inflight_msgs`; a
+/// proposal after the drain is a message of its own, counted apart.
+#[test]
+fn proposals_merged_into_one_message_count_as_one_in_flight() {
+    let mut h = replicating_leader(|c| c.max_inflight_msgs = 2);
+    let mut out = Outputs::new();
+    for data in [b"a", b"b"] {
+        h.node
+            .propose(Payload::new(data), &mut out)
+            .expect("leader");
+    }
+    let sends: Vec<_> = out.drain_sends().collect();
+    assert_eq!(appends_to_2(&sends), [vec![2, 3]], "merged");
+    h.node
+        .propose(Payload::new(b"c"), &mut out)
+        .expect("leader");
+    let sends: Vec<_> = out.drain_sends().collect();
+    assert_eq!(
+        appends_to_2(&sends),
+        [vec![4]],
+        "one message in flight: room for one more"
+    );
+    h.node
+        .propose(Payload::new(b"d"), &mut out)
+        .expect("leader");
+    let sends: Vec<_> = out.drain_sends().collect();
+    assert_eq!(
+        appends_to_2(&sends),
+        Vec::<Vec<u64>>::new(),
+        "two in flight: paused"
+    );
+    assert_eq!(h.node.check_invariants(), Ok(()));
+}
