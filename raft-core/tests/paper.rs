@@ -2197,6 +2197,9 @@ fn a_follower_has_at_most_max_inflight_msgs_appends_in_flight() {
     assert_eq!(appends_to_2(&out.sends), Vec::<Vec<u64>>::new(), "paused");
     let out = h.recv(accepted(2, 1, 1, 2));
     assert_eq!(appends_to_2(&out.sends), [vec![4]]);
+    // The acknowledgement of 2 freed the message ending at 2 only: 3 and 4 are in flight.
+    let out = h.step(Input::Propose(Payload::new(b"d")));
+    assert_eq!(appends_to_2(&out.sends), Vec::<Vec<u64>>::new(), "paused");
 
     let mut h = replicating_leader(|c| c.max_inflight_bytes = 1);
     let out = h.step(Input::Propose(Payload::new(b"a")));
@@ -2240,4 +2243,105 @@ fn proposals_merged_into_one_message_count_as_one_in_flight() {
         "two in flight: paused"
     );
     assert_eq!(h.node.check_invariants(), Ok(()));
+}
+
+/// `Config::max_msg_bytes` bounds a merged message too: a proposal that would take the queued
+/// AppendEntries past it goes in a message of its own. (Each entry here is 17 bytes: a 1-byte
+/// payload and about 16 on the wire, `Entry::size_estimate`.)
+#[test]
+fn merging_into_a_queued_message_respects_max_msg_bytes() {
+    let mut h = replicating_leader(|c| c.max_msg_bytes = 40);
+    let mut out = Outputs::new();
+    for data in [b"a", b"b", b"c"] {
+        h.node
+            .propose(Payload::new(data), &mut out)
+            .expect("leader");
+    }
+    let sends: Vec<_> = out.drain_sends().collect();
+    assert_eq!(appends_to_2(&sends), [vec![2, 3], vec![4]]);
+}
+
+/// Raft §5.3: a rejection makes the leader probe back from the follower's hint; a rejection of
+/// a request the follower has since acknowledged past (a stale answer) changes nothing.
+#[test]
+fn a_pipelining_leader_probes_on_a_rejection_and_ignores_a_stale_one() {
+    use raft_core::ReplicationState;
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.step(Input::Propose(Payload::new(b"b")));
+    // A stale answer to the first probe (after 0), which 2 acknowledged past long ago.
+    let stale = AppendOutcome::Conflict {
+        rejected: Index(0),
+        hint: LogId::ZERO,
+    };
+    let out = h.recv(append_response(2, 1, 1, stale));
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+    assert_eq!(h.node.status().peers[0].state, ReplicationState::Replicate);
+    // 2 lost the message with entry 2, so it rejects the one after 2.
+    let conflict = AppendOutcome::Conflict {
+        rejected: Index(2),
+        hint: LogId::new(1, 1),
+    };
+    let out = h.recv(append_response(2, 1, 1, conflict));
+    assert_eq!(h.node.status().peers[0].state, ReplicationState::Probe);
+    assert_eq!(appends_to_2(&out.sends), [vec![2, 3]]);
+}
+
+/// `Config::max_pending_reads`: a leader holds at most that many reads unanswered; more are
+/// refused with `Refusal::TooManyReads`.
+#[test]
+fn reads_beyond_max_pending_reads_are_refused() {
+    let mut h = Harness::with_config(1, THREE, |c| c.max_pending_reads = 2);
+    h.elect();
+    h.persist();
+    h.recv(accepted(2, 1, 1, 1));
+    let mut round = 0;
+    for read in 1..=2 {
+        let (result, out) = h.try_step(Input::Read(ReadId(read)));
+        assert_eq!(result, Ok(()), "read {read}");
+        for m in &out.sends {
+            if let MessageBody::Heartbeat { read_round, .. } = m.body {
+                round = round.max(read_round);
+            }
+        }
+    }
+    let (result, _) = h.try_step(Input::Read(ReadId(3)));
+    assert_eq!(result, Err(StepError::Refused(Refusal::TooManyReads)));
+    // A quorum confirms both reads' rounds: they are answered, which makes room again.
+    let out = h.recv(heartbeat_response(2, 1, 1, round));
+    assert_eq!(out.reads.len(), 2, "{:?}", out.reads);
+    let (result, _) = h.try_step(Input::Read(ReadId(3)));
+    assert_eq!(result, Ok(()));
+}
+
+/// ReadIndex rounds: a node numbers its heartbeat rounds on from its previous leadership's, so
+/// a round number is never reused by the same node (`ReadIndex::continuing_after`).
+#[test]
+fn heartbeat_rounds_continue_from_the_previous_leadership() {
+    fn rounds(out: &common::Out) -> Vec<u64> {
+        out.sends
+            .iter()
+            .filter_map(|m| match m.body {
+                MessageBody::Heartbeat { read_round, .. } => Some(read_round),
+                _ => None,
+            })
+            .collect()
+    }
+    let mut h = Harness::leader(1, THREE);
+    let mut first = rounds(&h.tick(h.node.config().heartbeat_ticks * 2));
+    first.sort_unstable();
+    let last = *first.last().expect("heartbeats");
+    assert!(last > 0);
+    // Deposed by 2 in term 2, then elected again in term 3.
+    h.recv(heartbeat(2, 1, 2, 1, 0));
+    assert_eq!(h.node.role(), Role::Follower);
+    h.elect();
+    assert_eq!(h.node.term(), Term(3));
+    let out = h.tick(h.node.config().heartbeat_ticks);
+    let next = rounds(&out);
+    assert!(!next.is_empty());
+    assert!(
+        next.iter().all(|&r| r > last),
+        "rounds {next:?} after {last}"
+    );
 }
