@@ -2345,3 +2345,29 @@ fn heartbeat_rounds_continue_from_the_previous_leadership() {
         "rounds {next:?} after {last}"
     );
 }
+
+/// Raft thesis §6.4: reads that arrived before the leader's first commit of its term go out in
+/// a heartbeat round once it commits; a later commit, with no read waiting, sends no heartbeat
+/// (followers learn it from AppendEntries).
+#[test]
+fn a_commit_sends_heartbeats_only_for_reads_waiting_for_it() {
+    fn heartbeats(out: &common::Out) -> usize {
+        out.sends
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+            .count()
+    }
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    h.persist();
+    h.step(Input::Read(ReadId(1)));
+    let out = h.recv(accepted(2, 1, 1, 1));
+    assert_eq!(heartbeats(&out), 2, "the waiting read's round");
+
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.persist();
+    let out = h.recv(accepted(2, 1, 1, 2));
+    assert_eq!(h.node.commit_index(), Index(2));
+    assert_eq!(heartbeats(&out), 0, "{:?}", out.sends);
+}
