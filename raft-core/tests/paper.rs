@@ -2371,3 +2371,65 @@ fn a_commit_sends_heartbeats_only_for_reads_waiting_for_it() {
     assert_eq!(h.node.commit_index(), Index(2));
     assert_eq!(heartbeats(&out), 0, "{:?}", out.sends);
 }
+
+/// ReadIndex (`read_index`): reads stepped between two drains share one heartbeat round, but
+/// other messages waiting in the sends lane (appends) are no heartbeats: a read arriving with
+/// only those queued starts a round.
+#[test]
+fn reads_between_drains_share_one_round_that_queued_appends_do_not_start() {
+    fn heartbeats(sends: &[raft_core::Message]) -> Vec<(u64, u64)> {
+        sends
+            .iter()
+            .filter_map(|m| match m.body {
+                MessageBody::Heartbeat { read_round, .. } => Some((m.to.get(), read_round)),
+                _ => None,
+            })
+            .collect()
+    }
+    let mut h = replicating_leader(|_| {});
+    let mut out = Outputs::new();
+    h.node
+        .propose(Payload::new(b"a"), &mut out)
+        .expect("leader");
+    assert_eq!(appends_to_2(out.sends()), [vec![2]]);
+    assert_eq!(out.sends().len(), 2, "an append to each follower");
+    h.node
+        .step(Input::Read(ReadId(1)), &mut out)
+        .expect("leader");
+    let round = match heartbeats(out.sends()).as_slice() {
+        [(2, r), (3, s)] if r == s => *r,
+        other => panic!("not one round to both followers: {other:?}"),
+    };
+    h.node
+        .step(Input::Read(ReadId(2)), &mut out)
+        .expect("leader");
+    assert_eq!(heartbeats(out.sends()), [(2, round), (3, round)], "joined");
+    let _ = out.drain_sends();
+    let out = h.recv(heartbeat_response(2, 1, 1, round));
+    assert_eq!(
+        out.reads,
+        [
+            ReadResult::Ready {
+                id: ReadId(1),
+                index: Index(1)
+            },
+            ReadResult::Ready {
+                id: ReadId(2),
+                index: Index(1)
+            }
+        ]
+    );
+}
+
+/// `Stats::reads_aborted` counts every read aborted when leadership ends, those still waiting
+/// for the leader's first commit included.
+#[test]
+fn reads_waiting_for_the_first_commit_count_as_aborted() {
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    h.step(Input::Read(ReadId(1)));
+    h.step(Input::Read(ReadId(2)));
+    let out = h.recv(append(2, 1, 2, LogId::ZERO, &[], 0));
+    assert_eq!(out.reads.len(), 2);
+    assert_eq!(h.node.stats().reads_aborted, 2);
+}
