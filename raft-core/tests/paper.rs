@@ -2433,3 +2433,59 @@ fn reads_waiting_for_the_first_commit_count_as_aborted() {
     assert_eq!(out.reads.len(), 2);
     assert_eq!(h.node.stats().reads_aborted, 2);
 }
+
+/// Raft thesis §4.2.1: while nothing has been compacted from the log (the first entry can still
+/// be replayed), a new voter the leader does not replicate to yet can be caught up from the log,
+/// so it counts towards the new majority: replacing two voters by two new ones is accepted.
+#[test]
+fn new_voters_count_as_catchable_while_the_log_is_whole() {
+    let mut h = Harness::leader(1, THREE);
+    let target = h
+        .node
+        .membership()
+        .with_changes(&[
+            Change::Remove(id(2)),
+            Change::Remove(id(3)),
+            Change::AddVoter(id(4)),
+            Change::AddVoter(id(5)),
+        ])
+        .expect("valid");
+    let (result, _) = h.try_step(Input::ChangeMembership(Box::new(target)));
+    assert_eq!(result, Ok(()));
+    assert!(h.node.membership().is_joint());
+}
+
+/// Raft thesis §4.2.2: a leader removed by a committed configuration steps down and hands over
+/// with TimeoutNow to a voter of that configuration that holds its whole log, not to one that
+/// is behind.
+#[test]
+fn a_removed_leader_hands_over_to_a_voter_holding_its_whole_log() {
+    let mut h = Harness::leader(1, THREE);
+    h.recv(accepted(3, 1, 1, 1));
+    let target = h
+        .node
+        .membership()
+        .with_changes(&[Change::Remove(id(1))])
+        .expect("valid");
+    h.step(Input::ChangeMembership(Box::new(target)));
+    h.persist();
+    h.recv(accepted(2, 1, 1, 2));
+    h.recv(accepted(3, 1, 1, 2));
+    assert_eq!(h.node.commit_index(), Index(2), "the joint configuration");
+    assert_eq!(h.node.last_log().index, Index(3), "the final configuration");
+    h.step(Input::Propose(Payload::new(b"x")));
+    h.persist();
+    // 3 holds everything; 2 only up to the final configuration, which that commits.
+    h.recv(accepted(3, 1, 1, 4));
+    assert_eq!(h.node.role(), Role::Leader);
+    let out = h.recv(accepted(2, 1, 1, 3));
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.stats().removed_step_downs, 1);
+    let to: Vec<u64> = out
+        .sends
+        .iter()
+        .filter(|m| m.body == MessageBody::TimeoutNow)
+        .map(|m| m.to.get())
+        .collect();
+    assert_eq!(to, [3]);
+}
