@@ -2489,3 +2489,42 @@ fn a_removed_leader_hands_over_to_a_voter_holding_its_whole_log() {
         .collect();
     assert_eq!(to, [3]);
 }
+
+/// `Config::max_entry_bytes` is the largest payload a proposal may carry: one of exactly that
+/// size is appended, one byte more is refused with `Refusal::TooLarge`.
+#[test]
+fn a_proposal_of_exactly_max_entry_bytes_is_accepted() {
+    let mut h = Harness::leader(1, THREE);
+    let max = usize::try_from(h.node.config().max_entry_bytes).expect("fits");
+    let (result, _) = h.try_step(Input::Propose(Payload::from(vec![7; max])));
+    assert_eq!(result, Ok(()));
+    assert_eq!(h.node.last_log().index, Index(2));
+    let (result, _) = h.try_step(Input::Propose(Payload::from(vec![7; max + 1])));
+    assert_eq!(result, Err(StepError::Refused(Refusal::TooLarge)));
+    assert_eq!(h.node.last_log().index, Index(2));
+}
+
+/// Raft thesis §3.10 with §4.2: a transfer to a voter that a committed change then removes is
+/// dropped (the target can no longer lead), and the leader serves proposals again.
+#[test]
+fn a_transfer_to_a_voter_being_removed_is_dropped_once_it_is_out() {
+    let mut h = Harness::leader(1, THREE);
+    let target = h
+        .node
+        .membership()
+        .with_changes(&[Change::Remove(id(3))])
+        .expect("valid");
+    h.step(Input::ChangeMembership(Box::new(target)));
+    h.persist();
+    assert!(h.node.membership().is_joint());
+    // 3 still votes in the joint configuration: leadership may go to it.
+    h.step(Input::TransferLeader(id(3)));
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Err(StepError::Refused(Refusal::TransferInProgress)));
+    // The joint configuration commits; the final one, without 3, is in force at once.
+    h.recv(accepted(2, 1, 1, 2));
+    assert!(!h.node.membership().contains(id(3)));
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Ok(()));
+    assert_eq!(h.node.role(), Role::Leader);
+}
