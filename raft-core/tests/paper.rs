@@ -2528,3 +2528,47 @@ fn a_transfer_to_a_voter_being_removed_is_dropped_once_it_is_out() {
     assert_eq!(result, Ok(()));
     assert_eq!(h.node.role(), Role::Leader);
 }
+
+/// ReadIndex rounds (`read_index`): a read that cannot join a round of unsent heartbeats starts
+/// the next round, even at a lone voter, which has no one to send heartbeats to (and confirms
+/// the read at once): its later heartbeats, once it has a peer, are numbered one round further
+/// on than those of the same node without the read.
+#[test]
+fn a_lone_voters_read_is_a_round_of_its_own() {
+    fn heartbeat_round(with_read: bool) -> u64 {
+        let mut h = Harness::new(1, &[1]);
+        h.elect();
+        h.persist();
+        assert_eq!(h.node.commit_index(), Index(1));
+        if with_read {
+            let out = h.step(Input::Read(ReadId(1)));
+            assert_eq!(
+                out.reads,
+                [ReadResult::Ready {
+                    id: ReadId(1),
+                    index: Index(1)
+                }]
+            );
+        }
+        let target = h
+            .node
+            .membership()
+            .with_changes(&[Change::AddLearner(id(2))])
+            .expect("valid");
+        h.step(Input::ChangeMembership(Box::new(target)));
+        let out = h.tick(h.node.config().heartbeat_ticks);
+        let rounds: Vec<u64> = out
+            .sends
+            .iter()
+            .filter_map(|m| match m.body {
+                MessageBody::Heartbeat { read_round, .. } => Some(read_round),
+                _ => None,
+            })
+            .collect();
+        match rounds.as_slice() {
+            [r] => *r,
+            other => panic!("one heartbeat to the learner, not {other:?}"),
+        }
+    }
+    assert_eq!(heartbeat_round(true), heartbeat_round(false) + 1);
+}
