@@ -2572,3 +2572,33 @@ fn a_lone_voters_read_is_a_round_of_its_own() {
     }
     assert_eq!(heartbeat_round(true), heartbeat_round(false) + 1);
 }
+
+/// `send_append`: a proposal's entries join the AppendEntries to the same follower still waiting
+/// in the sends lane, even with messages to the other followers queued after it (here, in a
+/// cluster of five, the re-probes of three stalled followers).
+#[test]
+fn a_proposal_joins_the_queued_append_behind_messages_to_other_followers() {
+    let mut h = Harness::new(1, FIVE);
+    h.elect();
+    h.persist();
+    for p in 2..=5 {
+        h.recv(accepted(p, 1, 1, 1));
+    }
+    let mut out = Outputs::new();
+    h.node
+        .propose(Payload::new(b"a"), &mut out)
+        .expect("leader");
+    for p in 3..=5 {
+        // The second heartbeat response with no progress since the first: stalled.
+        for _ in 0..2 {
+            let m = heartbeat_response(p, 1, 1, 0);
+            h.node.step(Input::Message(m), &mut out).expect("valid");
+        }
+    }
+    let to_others = out.sends().iter().filter(|m| m.to != id(2)).count();
+    assert_eq!(to_others, 6, "{:?}", out.sends());
+    h.node
+        .propose(Payload::new(b"b"), &mut out)
+        .expect("leader");
+    assert_eq!(appends_to_2(out.sends()), [vec![2, 3]]);
+}
