@@ -2602,3 +2602,34 @@ fn a_proposal_joins_the_queued_append_behind_messages_to_other_followers() {
         .expect("leader");
     assert_eq!(appends_to_2(out.sends()), [vec![2, 3]]);
 }
+
+/// `ReplicationState::Probe`: one message at a time, an empty one (carrying only the commit
+/// index to a follower that holds the whole log) included: until the follower answers it, new
+/// entries wait.
+#[test]
+fn an_empty_probe_is_one_outstanding_message_too() {
+    use raft_core::ReplicationState;
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.recv(accepted(3, 1, 1, 2));
+    assert_eq!(
+        h.node.commit_index(),
+        Index(1),
+        "the leader's write is not durable"
+    );
+    // 3, holding the whole log, is probed again.
+    h.step(Input::Unreachable(id(3)));
+    assert_eq!(h.node.status().peers[1].state, ReplicationState::Probe);
+    // 2's acknowledgement commits entry 2: the commit goes to 3 in an empty probe.
+    let out = h.recv(accepted(2, 1, 1, 2));
+    assert_eq!(h.node.commit_index(), Index(2));
+    let to_3: Vec<_> = out.appends().into_iter().filter(|a| a.0 == 3).collect();
+    assert_eq!(to_3, [(3, LogId::new(1, 2), vec![], 2)]);
+    // A new entry waits for 3's answer; 2, pipelining, gets it at once.
+    let out = h.step(Input::Propose(Payload::new(b"b")));
+    let to: Vec<u64> = out.appends().into_iter().map(|a| a.0).collect();
+    assert_eq!(to, [2]);
+    let out = h.recv(accepted(3, 1, 1, 2));
+    let to_3: Vec<_> = out.appends().into_iter().filter(|a| a.0 == 3).collect();
+    assert_eq!(to_3, [(3, LogId::new(1, 2), vec![LogId::new(1, 3)], 2)]);
+}
