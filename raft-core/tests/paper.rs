@@ -2633,3 +2633,42 @@ fn an_empty_probe_is_one_outstanding_message_too() {
     let to_3: Vec<_> = out.appends().into_iter().filter(|a| a.0 == 3).collect();
     assert_eq!(to_3, [(3, LogId::new(1, 2), vec![LogId::new(1, 3)], 2)]);
 }
+
+/// Raft §7: a follower whose hint is below the leader's snapshot lacks entries the leader no
+/// longer has: the leader sends it the snapshot, not an append it cannot match.
+#[test]
+fn a_hint_below_the_snapshot_makes_the_leader_send_the_snapshot() {
+    let state = raft_core::Restored {
+        hard_state: raft_core::HardState {
+            term: Term(1),
+            vote: None,
+        },
+        snapshot: raft_core::SnapshotMeta {
+            last: LogId::new(1, 10),
+            membership: common::membership(THREE),
+        },
+        entries: common::entries_from(11, &[1, 1]),
+        applied: Index(10),
+    };
+    let mut h = Harness::restored(1, state);
+    let out = h.elect();
+    h.persist();
+    let probe = out
+        .appends()
+        .into_iter()
+        .find(|a| a.0 == 3)
+        .expect("a probe to 3");
+    // 3 holds entries of term 1 up to index 5 only.
+    let conflict = AppendOutcome::Conflict {
+        rejected: probe.1.index,
+        hint: LogId::new(1, 5),
+    };
+    let out = h.recv(append_response(3, 1, h.node.term().0, conflict));
+    assert_eq!(out.appends(), []);
+    let to: Vec<(u64, LogId)> = out
+        .chunk_requests
+        .iter()
+        .map(|c| (c.to.get(), c.snapshot))
+        .collect();
+    assert_eq!(to, [(3, LogId::new(1, 10))]);
+}
