@@ -2672,3 +2672,72 @@ fn a_hint_below_the_snapshot_makes_the_leader_send_the_snapshot() {
         .collect();
     assert_eq!(to, [(3, LogId::new(1, 10))]);
 }
+
+/// `broadcast_commit`: a second commit advance between two drains goes out in the AppendEntries
+/// to the follower still waiting in the sends lane (it carries the newest commit index), not in
+/// another message.
+#[test]
+fn a_second_commit_advance_rides_on_the_queued_append() {
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.step(Input::Propose(Payload::new(b"b")));
+    h.persist();
+    let mut out = Outputs::new();
+    for index in [2, 3] {
+        h.node
+            .step(Input::Message(accepted(3, 1, 1, index)), &mut out)
+            .expect("valid");
+        assert_eq!(h.node.commit_index(), Index(index));
+    }
+    let to_2: Vec<_> = out
+        .sends()
+        .iter()
+        .filter(|m| m.to == id(2))
+        .map(|m| m.body.clone())
+        .collect();
+    assert_eq!(
+        to_2,
+        [MessageBody::AppendEntries {
+            prev: LogId::new(1, 3),
+            entries: Default::default(),
+            commit: Index(3),
+        }]
+    );
+    // Nothing was left for the next tick.
+    let _ = out.drain_sends();
+    let out = h.tick(1);
+    assert_eq!(out.sent_to(2), Vec::<&raft_core::Message>::new());
+}
+
+/// `send_append` merges only into a queued AppendEntries that ends just before the entries to
+/// send: here the one waiting (a re-probe after a rejection) reaches past where the follower,
+/// acknowledging, resumed; the leader sends what follows the acknowledgement in a message of its
+/// own, and every message stays contiguous.
+#[test]
+fn entries_join_only_a_queued_append_ending_just_before_them() {
+    let mut h = replicating_leader(|_| {});
+    let mut out = Outputs::new();
+    for data in [b"a", b"b"] {
+        h.node
+            .propose(Payload::new(data), &mut out)
+            .expect("leader");
+    }
+    let conflict = AppendOutcome::Conflict {
+        rejected: Index(2),
+        hint: LogId::new(1, 1),
+    };
+    let m = append_response(2, 1, 1, conflict);
+    h.node.step(Input::Message(m), &mut out).expect("valid");
+    h.node
+        .step(Input::Message(accepted(2, 1, 1, 2)), &mut out)
+        .expect("valid");
+    let sends: Vec<_> = out.drain_sends().collect();
+    for m in &sends {
+        if let MessageBody::AppendEntries { prev, entries, .. } = &m.body {
+            let indexes: Vec<u64> = entries.iter().map(|e| e.id.index.0).collect();
+            let expected: Vec<u64> = (prev.index.0 + 1..).take(entries.len()).collect();
+            assert_eq!(indexes, expected, "{m:?}");
+        }
+    }
+    assert_eq!(appends_to_2(&sends), [vec![2, 3], vec![2, 3], vec![3]]);
+}
