@@ -2639,7 +2639,7 @@ fn an_empty_probe_is_one_outstanding_message_too() {
 #[test]
 fn a_hint_below_the_snapshot_makes_the_leader_send_the_snapshot() {
     let state = raft_core::Restored {
-        hard_state: raft_core::HardState {
+        hard_state: HardState {
             term: Term(1),
             vote: None,
         },
