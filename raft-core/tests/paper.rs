@@ -2741,3 +2741,36 @@ fn entries_join_only_a_queued_append_ending_just_before_them() {
     }
     assert_eq!(appends_to_2(&sends), [vec![2, 3], vec![2, 3], vec![3]]);
 }
+
+/// As above, in a cluster of five: each follower's waiting AppendEntries carries the newest
+/// commit index, whatever was queued for the others after it.
+#[test]
+fn a_second_commit_advance_rides_on_each_followers_queued_append() {
+    let mut h = Harness::new(1, FIVE);
+    h.elect();
+    h.persist();
+    for p in 2..=5 {
+        h.recv(accepted(p, 1, 1, 1));
+    }
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.step(Input::Propose(Payload::new(b"b")));
+    h.persist();
+    let mut out = Outputs::new();
+    for index in [2, 3] {
+        for p in [3, 4] {
+            h.node
+                .step(Input::Message(accepted(p, 1, 1, index)), &mut out)
+                .expect("valid");
+        }
+        assert_eq!(h.node.commit_index(), Index(index));
+    }
+    let commits: Vec<(u64, u64)> = out
+        .sends()
+        .iter()
+        .filter_map(|m| match &m.body {
+            MessageBody::AppendEntries { commit, .. } => Some((m.to.get(), commit.0)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commits, [(2, 3), (3, 3), (4, 3), (5, 3)]);
+}
