@@ -2774,3 +2774,47 @@ fn a_second_commit_advance_rides_on_each_followers_queued_append() {
         .collect();
     assert_eq!(commits, [(2, 3), (3, 3), (4, 3), (5, 3)]);
 }
+
+/// Raft thesis §4.2.2: a node may campaign while a configuration that removed it as a voter is
+/// uncommitted only if it voted in the configuration before; a learner that never voted does not
+/// campaign because a configuration naming it a learner is not committed yet.
+#[test]
+fn a_learner_that_never_voted_does_not_campaign_while_its_configuration_is_uncommitted() {
+    // Leader 1 adds learner 4: the no-op at 1, the configuration at 2.
+    let mut leader = Harness::leader(1, THREE);
+    let target = leader
+        .node
+        .membership()
+        .with_changes(&[Change::AddLearner(id(4))])
+        .expect("valid");
+    // (Harness::leader took the no-op's write: a fresh leader of term 1 writes the same one.)
+    let mut written = Harness::new(1, THREE).elect().writes;
+    written.extend(
+        leader
+            .step(Input::ChangeMembership(Box::new(target.clone())))
+            .writes,
+    );
+    let entries: Vec<raft_core::Entry> = written.into_iter().flat_map(|w| w.entries).collect();
+    assert_eq!(
+        entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [LogId::new(1, 1), LogId::new(1, 2)]
+    );
+    // Node 4 starts as the cluster's voters and itself as a learner, and receives both entries
+    // with only the no-op committed.
+    let voters = [id(1), id(2), id(3)];
+    let joining = Membership::with_learners(&voters, &[id(4)]).expect("valid");
+    let mut h = Harness::restored(4, raft_core::Restored::initial(joining));
+    let body = MessageBody::AppendEntries {
+        prev: LogId::ZERO,
+        entries: entries.into_iter().collect(),
+        commit: Index(1),
+    };
+    h.recv(msg(1, 4, 1, body));
+    h.persist();
+    assert_eq!(h.node.membership(), &target);
+    assert_eq!(h.node.commit_index(), Index(1));
+    assert_eq!(h.node.ticks_until_timer(), u32::MAX);
+    let out = h.tick(h.node.config().election_ticks_max * 2);
+    assert_eq!(h.node.role(), Role::Follower);
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+}
