@@ -2818,3 +2818,69 @@ fn a_learner_that_never_voted_does_not_campaign_while_its_configuration_is_uncom
     assert_eq!(h.node.role(), Role::Follower);
     assert!(out.sends.is_empty(), "{:?}", out.sends);
 }
+
+/// Raft §7, the leader's side of a snapshot transfer: a chunk the adapter read is passed on
+/// only if it is the one the transfer asked for (a chunk at another offset is stale); a newer
+/// snapshot taken meanwhile restarts the transfer with it, from offset 0.
+#[test]
+fn snapshot_chunks_go_out_only_as_asked_and_a_newer_snapshot_restarts_the_transfer() {
+    let state = raft_core::Restored {
+        hard_state: HardState {
+            term: Term(1),
+            vote: None,
+        },
+        snapshot: raft_core::SnapshotMeta {
+            last: LogId::new(1, 10),
+            membership: common::membership(THREE),
+        },
+        entries: common::entries_from(11, &[1, 1]),
+        applied: Index(10),
+    };
+    let mut h = Harness::restored(1, state);
+    let out = h.elect();
+    h.persist();
+    let probe = out
+        .appends()
+        .into_iter()
+        .find(|a| a.0 == 3)
+        .expect("a probe");
+    let conflict = AppendOutcome::Conflict {
+        rejected: probe.1.index,
+        hint: LogId::new(1, 5),
+    };
+    let out = h.recv(append_response(3, 1, 2, conflict));
+    assert_eq!(out.chunk_requests.len(), 1);
+    let request = out.chunk_requests[0];
+    assert_eq!((request.snapshot, request.offset), (LogId::new(1, 10), 0));
+    let chunk = |offset: u64| {
+        Input::SnapshotChunk(raft_core::SnapshotChunk {
+            to: id(3),
+            snapshot: LogId::new(1, 10),
+            offset,
+            data: Payload::new(b"state"),
+            done: false,
+        })
+    };
+    let installs = |out: &common::Out| {
+        out.sends
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::InstallSnapshot { .. }))
+            .count()
+    };
+    assert_eq!(installs(&h.step(chunk(5))), 0, "not the chunk asked for");
+    assert_eq!(installs(&h.step(chunk(0))), 1);
+    assert_eq!(installs(&h.step(chunk(0))), 0, "already sent");
+
+    // 2 acknowledges the no-op (13); applied, it is snapshotted: 3's transfer restarts with it.
+    h.recv(accepted(2, 1, 2, 13));
+    assert_eq!(h.node.commit_index(), Index(13));
+    h.step(Input::Applied(Index(13)));
+    let meta = h.node.snapshot_meta(Index(13)).expect("applied");
+    let out = h.step(Input::SnapshotTaken(Box::new(meta)));
+    let requests: Vec<(u64, LogId, u64)> = out
+        .chunk_requests
+        .iter()
+        .map(|c| (c.to.get(), c.snapshot, c.offset))
+        .collect();
+    assert_eq!(requests, [(3, LogId::new(2, 13), 0)]);
+}
