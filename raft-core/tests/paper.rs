@@ -2883,4 +2883,26 @@ fn snapshot_chunks_go_out_only_as_asked_and_a_newer_snapshot_restarts_the_transf
         .map(|c| (c.to.get(), c.snapshot, c.offset))
         .collect();
     assert_eq!(requests, [(3, LogId::new(2, 13), 0)]);
+
+    // The follower's answers: progress asks for the chunk at its count; a duplicate of it, an
+    // answer of 0 at offset 0, or an answer about the older snapshot, asks for nothing.
+    let answer = |h: &mut Harness, snapshot: LogId, received: u64| {
+        let body = MessageBody::SnapshotResponse {
+            snapshot,
+            received,
+            installed: false,
+        };
+        let out = h.recv(msg(3, 1, 2, body));
+        out.chunk_requests
+            .iter()
+            .map(|c| (c.snapshot, c.offset))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answer(&mut h, LogId::new(2, 13), 0), []);
+    assert_eq!(answer(&mut h, LogId::new(1, 10), 5), []);
+    assert_eq!(
+        answer(&mut h, LogId::new(2, 13), 5),
+        [(LogId::new(2, 13), 5)]
+    );
+    assert_eq!(answer(&mut h, LogId::new(2, 13), 5), []);
 }
