@@ -2906,3 +2906,27 @@ fn snapshot_chunks_go_out_only_as_asked_and_a_newer_snapshot_restarts_the_transf
     );
     assert_eq!(answer(&mut h, LogId::new(2, 13), 5), []);
 }
+
+/// Raft thesis §3.10: a transfer lasts an election timeout (`election_ticks_min` ticks): until
+/// then the leader keeps refusing proposals, and only then resumes.
+#[test]
+fn a_transfer_lasts_until_the_election_timeout() {
+    let mut h = Harness::leader(1, THREE);
+    h.step(Input::TransferLeader(id(3)));
+    let min = h.node.config().election_ticks_min;
+    for tick in 1..min {
+        h.recv(heartbeat_response(2, 1, 1, 0)); // keep CheckQuorum happy
+        h.tick(1);
+        let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+        assert_eq!(
+            result,
+            Err(StepError::Refused(Refusal::TransferInProgress)),
+            "after {tick} ticks"
+        );
+    }
+    h.recv(heartbeat_response(2, 1, 1, 0));
+    h.tick(1);
+    assert_eq!(h.node.role(), Role::Leader);
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Ok(()));
+}
