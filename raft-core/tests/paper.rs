@@ -2930,3 +2930,12 @@ fn a_transfer_lasts_until_the_election_timeout() {
     let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
     assert_eq!(result, Ok(()));
 }
+
+/// Untrusted input: a snapshot whose last entry has a term above the sender's is impossible (no
+/// leader can have made that entry) and is rejected.
+#[test]
+fn a_snapshot_from_a_later_term_than_its_sender_is_rejected() {
+    let mut h = Harness::new(2, THREE);
+    let (result, _) = h.try_recv(install_snapshot(2, 1, LogId::new(2, 5)));
+    assert_eq!(result, Err(StepError::Rejected(Reject::MalformedSnapshot)));
+}
