@@ -85,3 +85,16 @@ pub(crate) fn check_node(s: &Shared, role: &RoleState) -> Result<(), InvariantVi
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::string::ToString;
+
+    use super::*;
+
+    #[test]
+    fn a_violation_says_which_invariant() {
+        let v = InvariantViolation("log terms decrease");
+        assert_eq!(v.to_string(), "invariant violated: log terms decrease");
+    }
+}

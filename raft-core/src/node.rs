@@ -754,3 +754,6 @@ impl<R: Rng> Node<R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1405,6 +1405,54 @@ fn transfer_target_campaigns_immediately_and_its_vote_request_bypasses_lease() {
     assert!(out.sends.is_empty());
 }
 
+/// Raft thesis §3.10: leadership goes to another voter. A transfer to the leader itself, or to
+/// a node that is not a voter of the configuration, is refused (and counted as refused).
+#[test]
+fn transfer_to_itself_or_to_a_non_voter_is_refused() {
+    let mut h = Harness::leader(1, THREE);
+    for target in [1, 4] {
+        let (result, out) = h.try_step(Input::TransferLeader(id(target)));
+        assert_eq!(
+            result,
+            Err(StepError::Refused(Refusal::InvalidTransferTarget)),
+            "transfer to {target}"
+        );
+        assert!(
+            out.sends.is_empty(),
+            "transfer to {target}: {:?}",
+            out.sends
+        );
+    }
+    assert_eq!(h.node.stats().refused, 2);
+    // Proposals are still served: no transfer is under way.
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Ok(()));
+}
+
+/// Raft thesis §3.10: asking again for the transfer under way changes nothing (one TimeoutNow
+/// per transfer); asking for another voter hands leadership to that one instead.
+#[test]
+fn transfer_to_the_same_target_again_changes_nothing_and_a_new_target_replaces_it() {
+    fn timeout_now_to(out: &common::Out) -> Vec<u64> {
+        out.sends
+            .iter()
+            .filter(|m| m.body == MessageBody::TimeoutNow)
+            .map(|m| m.to.get())
+            .collect()
+    }
+    // Both followers hold the whole log (the no-op).
+    let mut h = Harness::leader(1, THREE);
+    h.recv(accepted(3, 1, 1, 1));
+    let out = h.step(Input::TransferLeader(id(2)));
+    assert_eq!(timeout_now_to(&out), [2]);
+    let out = h.step(Input::TransferLeader(id(2)));
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+    let out = h.step(Input::TransferLeader(id(3)));
+    assert_eq!(timeout_now_to(&out), [3]);
+    let out = h.step(Input::TransferLeader(id(3)));
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+}
+
 // ---- membership changes (Raft thesis §4.2.1, §4.3) ---------------------------------------------
 
 /// Raft thesis §4.2.1: a server added with an empty log leaves the cluster unable to commit
@@ -1993,4 +2041,901 @@ fn snapshot_from_the_leader_is_applied_only_once_durable() {
     assert_eq!(h.node.commit_index(), Index(10));
     let out = h.persist();
     assert_eq!(out.applied(), [LogId::new(1, 10)]);
+}
+
+// ---- the adapter's interface: timers, counters, unreachable peers, batches --------------------
+
+/// `Node::ticks_until_timer`: ticks can pass that many times, minus one, with nothing happening;
+/// the next fires the timer. A follower's timer is its election timeout.
+#[test]
+fn a_followers_timer_is_its_election_timeout() {
+    let mut h = Harness::new(1, THREE);
+    let n = h.node.ticks_until_timer();
+    let c = h.node.config().clone();
+    assert!(
+        (c.election_ticks_min..=c.election_ticks_max).contains(&n),
+        "{n}"
+    );
+    let out = h.tick(n - 1);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(h.node.ticks_until_timer(), 1);
+    let out = h.tick(1);
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    assert!(!out.sends.is_empty());
+}
+
+/// `Node::ticks_until_timer`: a leader's timer is its next heartbeat (or the end of its
+/// CheckQuorum period, whichever comes first).
+#[test]
+fn a_leaders_timer_is_its_next_heartbeat() {
+    let mut h = Harness::leader(1, THREE);
+    let heartbeat = h.node.config().heartbeat_ticks;
+    assert_eq!(heartbeat, 2, "the default");
+    assert_eq!(h.node.ticks_until_timer(), heartbeat);
+    let out = h.tick(1);
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+    assert_eq!(h.node.ticks_until_timer(), 1);
+    let out = h.tick(1);
+    assert_eq!(out.sent_to(2).len(), 1, "a heartbeat");
+    assert_eq!(h.node.ticks_until_timer(), heartbeat);
+
+    // Once a heartbeat went out 6 ticks into a CheckQuorum period of 10, the period's end, 4
+    // ticks on, comes before the next heartbeat.
+    let mut h = Harness::with_config(1, THREE, |c| c.heartbeat_ticks = 6);
+    h.elect();
+    assert_eq!(h.node.config().election_ticks_min, 10, "the default");
+    assert_eq!(h.node.ticks_until_timer(), 6);
+    let out = h.tick(6);
+    assert_eq!(out.sent_to(2).len(), 1, "a heartbeat");
+    assert_eq!(h.node.ticks_until_timer(), 4);
+}
+
+/// `Node::ticks_until_timer`: a node that may not campaign (a learner) has no timer to fire.
+#[test]
+fn a_learner_has_no_timer() {
+    let voters = [id(1), id(2), id(3)];
+    let m = Membership::with_learners(&voters, &[id(4)]).expect("valid");
+    let state = raft_core::Restored::initial(m);
+    let mut h = Harness::restored(4, state);
+    assert_eq!(h.node.ticks_until_timer(), u32::MAX);
+    let out = h.tick(h.node.config().election_ticks_max * 2);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(h.node.role(), Role::Follower);
+}
+
+/// `Stats`: an election started and won counts once in `elections` and once in `became_leader`;
+/// a refused request counts in `refused`.
+#[test]
+fn stats_count_elections_leaderships_and_refusals() {
+    let mut h = Harness::with_config(1, THREE, no_pre_vote);
+    h.elect();
+    assert_eq!(h.node.stats().elections, 1);
+    assert_eq!(h.node.stats().became_leader, 1);
+    assert_eq!(h.node.stats().refused, 0);
+    let (result, _) = h.try_step(Input::TransferLeader(id(1)));
+    assert!(matches!(result, Err(StepError::Refused(_))), "{result:?}");
+    assert_eq!(h.node.stats().refused, 1);
+
+    // A refusal returned by a method rather than a step is counted too.
+    let mut follower = Harness::new(2, THREE);
+    let mut out = Outputs::new();
+    let refused = follower.node.propose(Payload::new(b"x"), &mut out);
+    assert!(matches!(refused, Err(StepError::Refused(_))), "{refused:?}");
+    let refused = follower.node.propose_batch(&[Payload::new(b"x")], &mut out);
+    assert!(matches!(refused, Err(StepError::Refused(_))), "{refused:?}");
+    assert_eq!(follower.node.stats().refused, 2);
+}
+
+/// `Input::Unreachable`: the leader stops pipelining to that peer and probes it; the other
+/// peers are left as they are.
+#[test]
+fn an_unreachable_peer_is_probed_again() {
+    use raft_core::ReplicationState;
+    fn state(h: &Harness, peer: u64) -> ReplicationState {
+        let status = h.node.status();
+        let p = status.peers.iter().find(|p| p.id == id(peer));
+        p.expect("a peer").state
+    }
+    let mut h = Harness::leader(1, THREE);
+    h.recv(accepted(3, 1, 1, 1));
+    assert_eq!(state(&h, 2), ReplicationState::Replicate);
+    assert_eq!(state(&h, 3), ReplicationState::Replicate);
+    h.step(Input::Unreachable(id(3)));
+    assert_eq!(state(&h, 3), ReplicationState::Probe);
+    assert_eq!(state(&h, 2), ReplicationState::Replicate);
+}
+
+/// `Node::propose_batch` returns the id of the last entry appended, or `None` for no command.
+#[test]
+fn propose_batch_returns_the_last_entry_appended() {
+    let mut h = Harness::leader(1, THREE);
+    let mut out = Outputs::new();
+    let batch = [Payload::new(b"a"), Payload::new(b"b"), Payload::new(b"c")];
+    let last = h.node.propose_batch(&batch, &mut out);
+    assert_eq!(last, Ok(Some(LogId::new(1, 4))));
+    assert_eq!(h.node.last_log(), LogId::new(1, 4));
+    assert_eq!(h.node.propose_batch(&[], &mut out), Ok(None));
+    assert_eq!(h.node.last_log(), LogId::new(1, 4));
+}
+
+/// A leader elected with `tweak`, its no-op committed and acknowledged by both followers, so both
+/// are replicating (pipelining) with nothing in flight.
+fn replicating_leader(tweak: impl FnOnce(&mut Config)) -> Harness {
+    let mut h = Harness::with_config(1, THREE, tweak);
+    h.elect();
+    h.persist();
+    h.recv(accepted(2, 1, 1, 1));
+    h.recv(accepted(3, 1, 1, 1));
+    h
+}
+
+/// The entries of each AppendEntries to 2 in `sends`, by index.
+fn appends_to_2(sends: &[raft_core::Message]) -> Vec<Vec<u64>> {
+    sends
+        .iter()
+        .filter(|m| m.to == id(2))
+        .filter_map(|m| match &m.body {
+            MessageBody::AppendEntries { entries, .. } => {
+                Some(entries.iter().map(|e| e.id.index.0).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `Config::max_inflight_msgs`: at most that many AppendEntries with entries are unacknowledged
+/// per follower; an acknowledgement makes room and the pipeline refills. (Likewise
+/// `max_inflight_bytes`: one message over it is alone in flight.)
+#[test]
+fn a_follower_has_at_most_max_inflight_msgs_appends_in_flight() {
+    let mut h = replicating_leader(|c| c.max_inflight_msgs = 2);
+    let out = h.step(Input::Propose(Payload::new(b"a")));
+    assert_eq!(appends_to_2(&out.sends), [vec![2]]);
+    let out = h.step(Input::Propose(Payload::new(b"b")));
+    assert_eq!(appends_to_2(&out.sends), [vec![3]]);
+    let out = h.step(Input::Propose(Payload::new(b"c")));
+    assert_eq!(appends_to_2(&out.sends), Vec::<Vec<u64>>::new(), "paused");
+    let out = h.recv(accepted(2, 1, 1, 2));
+    assert_eq!(appends_to_2(&out.sends), [vec![4]]);
+    // The acknowledgement of 2 freed the message ending at 2 only: 3 and 4 are in flight.
+    let out = h.step(Input::Propose(Payload::new(b"d")));
+    assert_eq!(appends_to_2(&out.sends), Vec::<Vec<u64>>::new(), "paused");
+
+    let mut h = replicating_leader(|c| c.max_inflight_bytes = 1);
+    let out = h.step(Input::Propose(Payload::new(b"a")));
+    assert_eq!(appends_to_2(&out.sends), [vec![2]]);
+    let out = h.step(Input::Propose(Payload::new(b"b")));
+    assert_eq!(appends_to_2(&out.sends), Vec::<Vec<u64>>::new(), "paused");
+    let out = h.recv(accepted(2, 1, 1, 2));
+    assert_eq!(appends_to_2(&out.sends), [vec![3]]);
+}
+
+/// Proposals stepped between two drains of the sends lane leave as one AppendEntries per
+/// follower (`send_append`), and that message counts once towards `max_inflight_msgs`; a
+/// proposal after the drain is a message of its own, counted apart.
+#[test]
+fn proposals_merged_into_one_message_count_as_one_in_flight() {
+    let mut h = replicating_leader(|c| c.max_inflight_msgs = 2);
+    let mut out = Outputs::new();
+    for data in [b"a", b"b"] {
+        h.node
+            .propose(Payload::new(data), &mut out)
+            .expect("leader");
+    }
+    let sends: Vec<_> = out.drain_sends().collect();
+    assert_eq!(appends_to_2(&sends), [vec![2, 3]], "merged");
+    h.node
+        .propose(Payload::new(b"c"), &mut out)
+        .expect("leader");
+    let sends: Vec<_> = out.drain_sends().collect();
+    assert_eq!(
+        appends_to_2(&sends),
+        [vec![4]],
+        "one message in flight: room for one more"
+    );
+    h.node
+        .propose(Payload::new(b"d"), &mut out)
+        .expect("leader");
+    let sends: Vec<_> = out.drain_sends().collect();
+    assert_eq!(
+        appends_to_2(&sends),
+        Vec::<Vec<u64>>::new(),
+        "two in flight: paused"
+    );
+    assert_eq!(h.node.check_invariants(), Ok(()));
+}
+
+/// `Config::max_msg_bytes` bounds a merged message too: a proposal that would take the queued
+/// AppendEntries past it goes in a message of its own. (Each entry here is 17 bytes: a 1-byte
+/// payload and about 16 on the wire, `Entry::size_estimate`.)
+#[test]
+fn merging_into_a_queued_message_respects_max_msg_bytes() {
+    let mut h = replicating_leader(|c| c.max_msg_bytes = 40);
+    let mut out = Outputs::new();
+    for data in [b"a", b"b", b"c"] {
+        h.node
+            .propose(Payload::new(data), &mut out)
+            .expect("leader");
+    }
+    let sends: Vec<_> = out.drain_sends().collect();
+    assert_eq!(appends_to_2(&sends), [vec![2, 3], vec![4]]);
+}
+
+/// Raft §5.3: a rejection makes the leader probe back from the follower's hint; a rejection of
+/// a request the follower has since acknowledged past (a stale answer) changes nothing.
+#[test]
+fn a_pipelining_leader_probes_on_a_rejection_and_ignores_a_stale_one() {
+    use raft_core::ReplicationState;
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.step(Input::Propose(Payload::new(b"b")));
+    // A stale answer to the first probe (after 0), which 2 acknowledged past long ago.
+    let stale = AppendOutcome::Conflict {
+        rejected: Index(0),
+        hint: LogId::ZERO,
+    };
+    let out = h.recv(append_response(2, 1, 1, stale));
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+    assert_eq!(h.node.status().peers[0].state, ReplicationState::Replicate);
+    // 2 lost the message with entry 2, so it rejects the one after 2.
+    let conflict = AppendOutcome::Conflict {
+        rejected: Index(2),
+        hint: LogId::new(1, 1),
+    };
+    let out = h.recv(append_response(2, 1, 1, conflict));
+    assert_eq!(h.node.status().peers[0].state, ReplicationState::Probe);
+    assert_eq!(appends_to_2(&out.sends), [vec![2, 3]]);
+}
+
+/// `Config::max_pending_reads`: a leader holds at most that many reads unanswered; more are
+/// refused with `Refusal::TooManyReads`.
+#[test]
+fn reads_beyond_max_pending_reads_are_refused() {
+    let mut h = Harness::with_config(1, THREE, |c| c.max_pending_reads = 2);
+    h.elect();
+    h.persist();
+    h.recv(accepted(2, 1, 1, 1));
+    let mut round = 0;
+    for read in 1..=2 {
+        let (result, out) = h.try_step(Input::Read(ReadId(read)));
+        assert_eq!(result, Ok(()), "read {read}");
+        for m in &out.sends {
+            if let MessageBody::Heartbeat { read_round, .. } = m.body {
+                round = round.max(read_round);
+            }
+        }
+    }
+    let (result, _) = h.try_step(Input::Read(ReadId(3)));
+    assert_eq!(result, Err(StepError::Refused(Refusal::TooManyReads)));
+    // A quorum confirms both reads' rounds: they are answered, which makes room again.
+    let out = h.recv(heartbeat_response(2, 1, 1, round));
+    assert_eq!(out.reads.len(), 2, "{:?}", out.reads);
+    let (result, _) = h.try_step(Input::Read(ReadId(3)));
+    assert_eq!(result, Ok(()));
+}
+
+/// ReadIndex rounds: a node numbers its heartbeat rounds on from its previous leadership's, so
+/// a round number is never reused by the same node (`ReadIndex::continuing_after`).
+#[test]
+fn heartbeat_rounds_continue_from_the_previous_leadership() {
+    fn rounds(out: &common::Out) -> Vec<u64> {
+        out.sends
+            .iter()
+            .filter_map(|m| match m.body {
+                MessageBody::Heartbeat { read_round, .. } => Some(read_round),
+                _ => None,
+            })
+            .collect()
+    }
+    let mut h = Harness::leader(1, THREE);
+    let mut first = rounds(&h.tick(h.node.config().heartbeat_ticks * 2));
+    first.sort_unstable();
+    let last = *first.last().expect("heartbeats");
+    assert!(last > 0);
+    // Deposed by 2 in term 2, then elected again in term 3.
+    h.recv(heartbeat(2, 1, 2, 1, 0));
+    assert_eq!(h.node.role(), Role::Follower);
+    h.elect();
+    assert_eq!(h.node.term(), Term(3));
+    let out = h.tick(h.node.config().heartbeat_ticks);
+    let next = rounds(&out);
+    assert!(!next.is_empty());
+    assert!(
+        next.iter().all(|&r| r > last),
+        "rounds {next:?} after {last}"
+    );
+}
+
+/// Raft thesis §6.4: reads that arrived before the leader's first commit of its term go out in
+/// a heartbeat round once it commits; a later commit, with no read waiting, sends no heartbeat
+/// (followers learn it from AppendEntries).
+#[test]
+fn a_commit_sends_heartbeats_only_for_reads_waiting_for_it() {
+    fn heartbeats(out: &common::Out) -> usize {
+        out.sends
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+            .count()
+    }
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    h.persist();
+    h.step(Input::Read(ReadId(1)));
+    let out = h.recv(accepted(2, 1, 1, 1));
+    assert_eq!(heartbeats(&out), 2, "the waiting read's round");
+
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.persist();
+    let out = h.recv(accepted(2, 1, 1, 2));
+    assert_eq!(h.node.commit_index(), Index(2));
+    assert_eq!(heartbeats(&out), 0, "{:?}", out.sends);
+}
+
+/// ReadIndex (`read_index`): reads stepped between two drains share one heartbeat round, but
+/// other messages waiting in the sends lane (appends) are no heartbeats: a read arriving with
+/// only those queued starts a round.
+#[test]
+fn reads_between_drains_share_one_round_that_queued_appends_do_not_start() {
+    fn heartbeats(sends: &[raft_core::Message]) -> Vec<(u64, u64)> {
+        sends
+            .iter()
+            .filter_map(|m| match m.body {
+                MessageBody::Heartbeat { read_round, .. } => Some((m.to.get(), read_round)),
+                _ => None,
+            })
+            .collect()
+    }
+    let mut h = replicating_leader(|_| {});
+    let mut out = Outputs::new();
+    h.node
+        .propose(Payload::new(b"a"), &mut out)
+        .expect("leader");
+    assert_eq!(appends_to_2(out.sends()), [vec![2]]);
+    assert_eq!(out.sends().len(), 2, "an append to each follower");
+    h.node
+        .step(Input::Read(ReadId(1)), &mut out)
+        .expect("leader");
+    let round = match heartbeats(out.sends()).as_slice() {
+        [(2, r), (3, s)] if r == s => *r,
+        other => panic!("not one round to both followers: {other:?}"),
+    };
+    h.node
+        .step(Input::Read(ReadId(2)), &mut out)
+        .expect("leader");
+    assert_eq!(heartbeats(out.sends()), [(2, round), (3, round)], "joined");
+    let _ = out.drain_sends();
+    let out = h.recv(heartbeat_response(2, 1, 1, round));
+    assert_eq!(
+        out.reads,
+        [
+            ReadResult::Ready {
+                id: ReadId(1),
+                index: Index(1)
+            },
+            ReadResult::Ready {
+                id: ReadId(2),
+                index: Index(1)
+            }
+        ]
+    );
+}
+
+/// `Stats::reads_aborted` counts every read aborted when leadership ends, those still waiting
+/// for the leader's first commit included.
+#[test]
+fn reads_waiting_for_the_first_commit_count_as_aborted() {
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    h.step(Input::Read(ReadId(1)));
+    h.step(Input::Read(ReadId(2)));
+    let out = h.recv(append(2, 1, 2, LogId::ZERO, &[], 0));
+    assert_eq!(out.reads.len(), 2);
+    assert_eq!(h.node.stats().reads_aborted, 2);
+}
+
+/// Raft thesis §4.2.1: while nothing has been compacted from the log (the first entry can still
+/// be replayed), a new voter the leader does not replicate to yet can be caught up from the log,
+/// so it counts towards the new majority: replacing two voters by two new ones is accepted.
+#[test]
+fn new_voters_count_as_catchable_while_the_log_is_whole() {
+    let mut h = Harness::leader(1, THREE);
+    let target = h
+        .node
+        .membership()
+        .with_changes(&[
+            Change::Remove(id(2)),
+            Change::Remove(id(3)),
+            Change::AddVoter(id(4)),
+            Change::AddVoter(id(5)),
+        ])
+        .expect("valid");
+    let (result, _) = h.try_step(Input::ChangeMembership(Box::new(target)));
+    assert_eq!(result, Ok(()));
+    assert!(h.node.membership().is_joint());
+}
+
+/// Raft thesis §4.2.2: a leader removed by a committed configuration steps down and hands over
+/// with TimeoutNow to a voter of that configuration that holds its whole log, not to one that
+/// is behind.
+#[test]
+fn a_removed_leader_hands_over_to_a_voter_holding_its_whole_log() {
+    let mut h = Harness::leader(1, THREE);
+    h.recv(accepted(3, 1, 1, 1));
+    let target = h
+        .node
+        .membership()
+        .with_changes(&[Change::Remove(id(1))])
+        .expect("valid");
+    h.step(Input::ChangeMembership(Box::new(target)));
+    h.persist();
+    h.recv(accepted(2, 1, 1, 2));
+    h.recv(accepted(3, 1, 1, 2));
+    assert_eq!(h.node.commit_index(), Index(2), "the joint configuration");
+    assert_eq!(h.node.last_log().index, Index(3), "the final configuration");
+    h.step(Input::Propose(Payload::new(b"x")));
+    h.persist();
+    // 3 holds everything; 2 only up to the final configuration, which that commits.
+    h.recv(accepted(3, 1, 1, 4));
+    assert_eq!(h.node.role(), Role::Leader);
+    let out = h.recv(accepted(2, 1, 1, 3));
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.stats().removed_step_downs, 1);
+    let to: Vec<u64> = out
+        .sends
+        .iter()
+        .filter(|m| m.body == MessageBody::TimeoutNow)
+        .map(|m| m.to.get())
+        .collect();
+    assert_eq!(to, [3]);
+}
+
+/// `Config::max_entry_bytes` is the largest payload a proposal may carry: one of exactly that
+/// size is appended, one byte more is refused with `Refusal::TooLarge`.
+#[test]
+fn a_proposal_of_exactly_max_entry_bytes_is_accepted() {
+    let mut h = Harness::leader(1, THREE);
+    let max = usize::try_from(h.node.config().max_entry_bytes).expect("fits");
+    let (result, _) = h.try_step(Input::Propose(Payload::from(vec![7; max])));
+    assert_eq!(result, Ok(()));
+    assert_eq!(h.node.last_log().index, Index(2));
+    let (result, _) = h.try_step(Input::Propose(Payload::from(vec![7; max + 1])));
+    assert_eq!(result, Err(StepError::Refused(Refusal::TooLarge)));
+    assert_eq!(h.node.last_log().index, Index(2));
+}
+
+/// Raft thesis §3.10 with §4.2: a transfer to a voter that a committed change then removes is
+/// dropped (the target can no longer lead), and the leader serves proposals again.
+#[test]
+fn a_transfer_to_a_voter_being_removed_is_dropped_once_it_is_out() {
+    let mut h = Harness::leader(1, THREE);
+    let target = h
+        .node
+        .membership()
+        .with_changes(&[Change::Remove(id(3))])
+        .expect("valid");
+    h.step(Input::ChangeMembership(Box::new(target)));
+    h.persist();
+    assert!(h.node.membership().is_joint());
+    // 3 still votes in the joint configuration: leadership may go to it.
+    h.step(Input::TransferLeader(id(3)));
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Err(StepError::Refused(Refusal::TransferInProgress)));
+    // The joint configuration commits; the final one, without 3, is in force at once.
+    h.recv(accepted(2, 1, 1, 2));
+    assert!(!h.node.membership().contains(id(3)));
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Ok(()));
+    assert_eq!(h.node.role(), Role::Leader);
+}
+
+/// ReadIndex rounds (`read_index`): a read that cannot join a round of unsent heartbeats starts
+/// the next round, even at a lone voter, which has no one to send heartbeats to (and confirms
+/// the read at once): its later heartbeats, once it has a peer, are numbered one round further
+/// on than those of the same node without the read.
+#[test]
+fn a_lone_voters_read_is_a_round_of_its_own() {
+    fn heartbeat_round(with_read: bool) -> u64 {
+        let mut h = Harness::new(1, &[1]);
+        h.elect();
+        h.persist();
+        assert_eq!(h.node.commit_index(), Index(1));
+        if with_read {
+            let out = h.step(Input::Read(ReadId(1)));
+            assert_eq!(
+                out.reads,
+                [ReadResult::Ready {
+                    id: ReadId(1),
+                    index: Index(1)
+                }]
+            );
+        }
+        let target = h
+            .node
+            .membership()
+            .with_changes(&[Change::AddLearner(id(2))])
+            .expect("valid");
+        h.step(Input::ChangeMembership(Box::new(target)));
+        let out = h.tick(h.node.config().heartbeat_ticks);
+        let rounds: Vec<u64> = out
+            .sends
+            .iter()
+            .filter_map(|m| match m.body {
+                MessageBody::Heartbeat { read_round, .. } => Some(read_round),
+                _ => None,
+            })
+            .collect();
+        match rounds.as_slice() {
+            [r] => *r,
+            other => panic!("one heartbeat to the learner, not {other:?}"),
+        }
+    }
+    assert_eq!(heartbeat_round(true), heartbeat_round(false) + 1);
+}
+
+/// `send_append`: a proposal's entries join the AppendEntries to the same follower still waiting
+/// in the sends lane, even with messages to the other followers queued after it (here, in a
+/// cluster of five, the re-probes of three stalled followers).
+#[test]
+fn a_proposal_joins_the_queued_append_behind_messages_to_other_followers() {
+    let mut h = Harness::new(1, FIVE);
+    h.elect();
+    h.persist();
+    for p in 2..=5 {
+        h.recv(accepted(p, 1, 1, 1));
+    }
+    let mut out = Outputs::new();
+    h.node
+        .propose(Payload::new(b"a"), &mut out)
+        .expect("leader");
+    for p in 3..=5 {
+        // The second heartbeat response with no progress since the first: stalled.
+        for _ in 0..2 {
+            let m = heartbeat_response(p, 1, 1, 0);
+            h.node.step(Input::Message(m), &mut out).expect("valid");
+        }
+    }
+    let to_others = out.sends().iter().filter(|m| m.to != id(2)).count();
+    assert_eq!(to_others, 6, "{:?}", out.sends());
+    h.node
+        .propose(Payload::new(b"b"), &mut out)
+        .expect("leader");
+    assert_eq!(appends_to_2(out.sends()), [vec![2, 3]]);
+}
+
+/// `ReplicationState::Probe`: one message at a time, an empty one (carrying only the commit
+/// index to a follower that holds the whole log) included: until the follower answers it, new
+/// entries wait.
+#[test]
+fn an_empty_probe_is_one_outstanding_message_too() {
+    use raft_core::ReplicationState;
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.recv(accepted(3, 1, 1, 2));
+    assert_eq!(
+        h.node.commit_index(),
+        Index(1),
+        "the leader's write is not durable"
+    );
+    // 3, holding the whole log, is probed again.
+    h.step(Input::Unreachable(id(3)));
+    assert_eq!(h.node.status().peers[1].state, ReplicationState::Probe);
+    // 2's acknowledgement commits entry 2: the commit goes to 3 in an empty probe.
+    let out = h.recv(accepted(2, 1, 1, 2));
+    assert_eq!(h.node.commit_index(), Index(2));
+    let to_3: Vec<_> = out.appends().into_iter().filter(|a| a.0 == 3).collect();
+    assert_eq!(to_3, [(3, LogId::new(1, 2), vec![], 2)]);
+    // A new entry waits for 3's answer; 2, pipelining, gets it at once.
+    let out = h.step(Input::Propose(Payload::new(b"b")));
+    let to: Vec<u64> = out.appends().into_iter().map(|a| a.0).collect();
+    assert_eq!(to, [2]);
+    let out = h.recv(accepted(3, 1, 1, 2));
+    let to_3: Vec<_> = out.appends().into_iter().filter(|a| a.0 == 3).collect();
+    assert_eq!(to_3, [(3, LogId::new(1, 2), vec![LogId::new(1, 3)], 2)]);
+}
+
+/// Raft §7: a follower whose hint is below the leader's snapshot lacks entries the leader no
+/// longer has: the leader sends it the snapshot, not an append it cannot match.
+#[test]
+fn a_hint_below_the_snapshot_makes_the_leader_send_the_snapshot() {
+    let state = raft_core::Restored {
+        hard_state: HardState {
+            term: Term(1),
+            vote: None,
+        },
+        snapshot: raft_core::SnapshotMeta {
+            last: LogId::new(1, 10),
+            membership: common::membership(THREE),
+        },
+        entries: common::entries_from(11, &[1, 1]),
+        applied: Index(10),
+    };
+    let mut h = Harness::restored(1, state);
+    let out = h.elect();
+    h.persist();
+    let probe = out
+        .appends()
+        .into_iter()
+        .find(|a| a.0 == 3)
+        .expect("a probe to 3");
+    // 3 holds entries of term 1 up to index 5 only.
+    let conflict = AppendOutcome::Conflict {
+        rejected: probe.1.index,
+        hint: LogId::new(1, 5),
+    };
+    let out = h.recv(append_response(3, 1, h.node.term().0, conflict));
+    assert_eq!(out.appends(), []);
+    let to: Vec<(u64, LogId)> = out
+        .chunk_requests
+        .iter()
+        .map(|c| (c.to.get(), c.snapshot))
+        .collect();
+    assert_eq!(to, [(3, LogId::new(1, 10))]);
+}
+
+/// `broadcast_commit`: a second commit advance between two drains goes out in the AppendEntries
+/// to the follower still waiting in the sends lane (it carries the newest commit index), not in
+/// another message.
+#[test]
+fn a_second_commit_advance_rides_on_the_queued_append() {
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.step(Input::Propose(Payload::new(b"b")));
+    h.persist();
+    let mut out = Outputs::new();
+    for index in [2, 3] {
+        h.node
+            .step(Input::Message(accepted(3, 1, 1, index)), &mut out)
+            .expect("valid");
+        assert_eq!(h.node.commit_index(), Index(index));
+    }
+    let to_2: Vec<_> = out
+        .sends()
+        .iter()
+        .filter(|m| m.to == id(2))
+        .map(|m| m.body.clone())
+        .collect();
+    assert_eq!(
+        to_2,
+        [MessageBody::AppendEntries {
+            prev: LogId::new(1, 3),
+            entries: Default::default(),
+            commit: Index(3),
+        }]
+    );
+    // Nothing was left for the next tick.
+    let _ = out.drain_sends();
+    let out = h.tick(1);
+    assert_eq!(out.sent_to(2), Vec::<&raft_core::Message>::new());
+}
+
+/// `send_append` merges only into a queued AppendEntries that ends just before the entries to
+/// send: here the one waiting (a re-probe after a rejection) reaches past where the follower,
+/// acknowledging, resumed; the leader sends what follows the acknowledgement in a message of its
+/// own, and every message stays contiguous.
+#[test]
+fn entries_join_only_a_queued_append_ending_just_before_them() {
+    let mut h = replicating_leader(|_| {});
+    let mut out = Outputs::new();
+    for data in [b"a", b"b"] {
+        h.node
+            .propose(Payload::new(data), &mut out)
+            .expect("leader");
+    }
+    let conflict = AppendOutcome::Conflict {
+        rejected: Index(2),
+        hint: LogId::new(1, 1),
+    };
+    let m = append_response(2, 1, 1, conflict);
+    h.node.step(Input::Message(m), &mut out).expect("valid");
+    h.node
+        .step(Input::Message(accepted(2, 1, 1, 2)), &mut out)
+        .expect("valid");
+    let sends: Vec<_> = out.drain_sends().collect();
+    for m in &sends {
+        if let MessageBody::AppendEntries { prev, entries, .. } = &m.body {
+            let indexes: Vec<u64> = entries.iter().map(|e| e.id.index.0).collect();
+            let expected: Vec<u64> = (prev.index.0 + 1..).take(entries.len()).collect();
+            assert_eq!(indexes, expected, "{m:?}");
+        }
+    }
+    assert_eq!(appends_to_2(&sends), [vec![2, 3], vec![2, 3], vec![3]]);
+}
+
+/// As above, in a cluster of five: each follower's waiting AppendEntries carries the newest
+/// commit index, whatever was queued for the others after it.
+#[test]
+fn a_second_commit_advance_rides_on_each_followers_queued_append() {
+    let mut h = Harness::new(1, FIVE);
+    h.elect();
+    h.persist();
+    for p in 2..=5 {
+        h.recv(accepted(p, 1, 1, 1));
+    }
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.step(Input::Propose(Payload::new(b"b")));
+    h.persist();
+    let mut out = Outputs::new();
+    for index in [2, 3] {
+        for p in [3, 4] {
+            h.node
+                .step(Input::Message(accepted(p, 1, 1, index)), &mut out)
+                .expect("valid");
+        }
+        assert_eq!(h.node.commit_index(), Index(index));
+    }
+    let commits: Vec<(u64, u64)> = out
+        .sends()
+        .iter()
+        .filter_map(|m| match &m.body {
+            MessageBody::AppendEntries { commit, .. } => Some((m.to.get(), commit.0)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commits, [(2, 3), (3, 3), (4, 3), (5, 3)]);
+}
+
+/// Raft thesis §4.2.2: a node may campaign while a configuration that removed it as a voter is
+/// uncommitted only if it voted in the configuration before; a learner that never voted does not
+/// campaign because a configuration naming it a learner is not committed yet.
+#[test]
+fn a_learner_that_never_voted_does_not_campaign_while_its_configuration_is_uncommitted() {
+    // Leader 1 adds learner 4: the no-op at 1, the configuration at 2.
+    let mut leader = Harness::leader(1, THREE);
+    let target = leader
+        .node
+        .membership()
+        .with_changes(&[Change::AddLearner(id(4))])
+        .expect("valid");
+    // (Harness::leader took the no-op's write: a fresh leader of term 1 writes the same one.)
+    let mut written = Harness::new(1, THREE).elect().writes;
+    written.extend(
+        leader
+            .step(Input::ChangeMembership(Box::new(target.clone())))
+            .writes,
+    );
+    let entries: Vec<raft_core::Entry> = written.into_iter().flat_map(|w| w.entries).collect();
+    assert_eq!(
+        entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [LogId::new(1, 1), LogId::new(1, 2)]
+    );
+    // Node 4 starts as the cluster's voters and itself as a learner, and receives both entries
+    // with only the no-op committed.
+    let voters = [id(1), id(2), id(3)];
+    let joining = Membership::with_learners(&voters, &[id(4)]).expect("valid");
+    let mut h = Harness::restored(4, raft_core::Restored::initial(joining));
+    let body = MessageBody::AppendEntries {
+        prev: LogId::ZERO,
+        entries: entries.into_iter().collect(),
+        commit: Index(1),
+    };
+    h.recv(msg(1, 4, 1, body));
+    h.persist();
+    assert_eq!(h.node.membership(), &target);
+    assert_eq!(h.node.commit_index(), Index(1));
+    assert_eq!(h.node.ticks_until_timer(), u32::MAX);
+    let out = h.tick(h.node.config().election_ticks_max * 2);
+    assert_eq!(h.node.role(), Role::Follower);
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
+}
+
+/// Raft §7, the leader's side of a snapshot transfer: a chunk the adapter read is passed on
+/// only if it is the one the transfer asked for (a chunk at another offset is stale); a newer
+/// snapshot taken meanwhile restarts the transfer with it, from offset 0.
+#[test]
+fn snapshot_chunks_go_out_only_as_asked_and_a_newer_snapshot_restarts_the_transfer() {
+    let state = raft_core::Restored {
+        hard_state: HardState {
+            term: Term(1),
+            vote: None,
+        },
+        snapshot: raft_core::SnapshotMeta {
+            last: LogId::new(1, 10),
+            membership: common::membership(THREE),
+        },
+        entries: common::entries_from(11, &[1, 1]),
+        applied: Index(10),
+    };
+    let mut h = Harness::restored(1, state);
+    let out = h.elect();
+    h.persist();
+    let probe = out
+        .appends()
+        .into_iter()
+        .find(|a| a.0 == 3)
+        .expect("a probe");
+    let conflict = AppendOutcome::Conflict {
+        rejected: probe.1.index,
+        hint: LogId::new(1, 5),
+    };
+    let out = h.recv(append_response(3, 1, 2, conflict));
+    assert_eq!(out.chunk_requests.len(), 1);
+    let request = out.chunk_requests[0];
+    assert_eq!((request.snapshot, request.offset), (LogId::new(1, 10), 0));
+    let chunk = |offset: u64| {
+        Input::SnapshotChunk(raft_core::SnapshotChunk {
+            to: id(3),
+            snapshot: LogId::new(1, 10),
+            offset,
+            data: Payload::new(b"state"),
+            done: false,
+        })
+    };
+    let installs = |out: &common::Out| {
+        out.sends
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::InstallSnapshot { .. }))
+            .count()
+    };
+    assert_eq!(installs(&h.step(chunk(5))), 0, "not the chunk asked for");
+    assert_eq!(installs(&h.step(chunk(0))), 1);
+    assert_eq!(installs(&h.step(chunk(0))), 0, "already sent");
+
+    // 2 acknowledges the no-op (13); applied, it is snapshotted: 3's transfer restarts with it.
+    h.recv(accepted(2, 1, 2, 13));
+    assert_eq!(h.node.commit_index(), Index(13));
+    h.step(Input::Applied(Index(13)));
+    let meta = h.node.snapshot_meta(Index(13)).expect("applied");
+    let out = h.step(Input::SnapshotTaken(Box::new(meta)));
+    let requests: Vec<(u64, LogId, u64)> = out
+        .chunk_requests
+        .iter()
+        .map(|c| (c.to.get(), c.snapshot, c.offset))
+        .collect();
+    assert_eq!(requests, [(3, LogId::new(2, 13), 0)]);
+
+    // The follower's answers: progress asks for the chunk at its count; a duplicate of it, an
+    // answer of 0 at offset 0, or an answer about the older snapshot, asks for nothing.
+    let answer = |h: &mut Harness, snapshot: LogId, received: u64| {
+        let body = MessageBody::SnapshotResponse {
+            snapshot,
+            received,
+            installed: false,
+        };
+        let out = h.recv(msg(3, 1, 2, body));
+        out.chunk_requests
+            .iter()
+            .map(|c| (c.snapshot, c.offset))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answer(&mut h, LogId::new(2, 13), 0), []);
+    assert_eq!(answer(&mut h, LogId::new(1, 10), 5), []);
+    assert_eq!(
+        answer(&mut h, LogId::new(2, 13), 5),
+        [(LogId::new(2, 13), 5)]
+    );
+    assert_eq!(answer(&mut h, LogId::new(2, 13), 5), []);
+}
+
+/// Raft thesis §3.10: a transfer lasts an election timeout (`election_ticks_min` ticks): until
+/// then the leader keeps refusing proposals, and only then resumes.
+#[test]
+fn a_transfer_lasts_until_the_election_timeout() {
+    let mut h = Harness::leader(1, THREE);
+    h.step(Input::TransferLeader(id(3)));
+    let min = h.node.config().election_ticks_min;
+    for tick in 1..min {
+        h.recv(heartbeat_response(2, 1, 1, 0)); // keep CheckQuorum happy
+        h.tick(1);
+        let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+        assert_eq!(
+            result,
+            Err(StepError::Refused(Refusal::TransferInProgress)),
+            "after {tick} ticks"
+        );
+    }
+    h.recv(heartbeat_response(2, 1, 1, 0));
+    h.tick(1);
+    assert_eq!(h.node.role(), Role::Leader);
+    let (result, _) = h.try_step(Input::Propose(Payload::new(b"x")));
+    assert_eq!(result, Ok(()));
+}
+
+/// Untrusted input: a snapshot whose last entry has a term above the sender's is impossible (no
+/// leader can have made that entry) and is rejected.
+#[test]
+fn a_snapshot_from_a_later_term_than_its_sender_is_rejected() {
+    let mut h = Harness::new(2, THREE);
+    let (result, _) = h.try_recv(install_snapshot(2, 1, LogId::new(2, 5)));
+    assert_eq!(result, Err(StepError::Rejected(Reject::MalformedSnapshot)));
 }

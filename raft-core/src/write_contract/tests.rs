@@ -292,3 +292,12 @@ fn the_latest_snapshot_again_changes_nothing() {
         })
     );
 }
+
+#[test]
+fn a_violations_reason_names_it_without_the_numbers() {
+    let v = WriteViolation::TermGoesBackwards {
+        held: Term(3),
+        written: Term(2),
+    };
+    assert_eq!(v.reason(), "hard state term goes backwards");
+}
