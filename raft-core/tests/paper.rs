@@ -2634,10 +2634,10 @@ fn an_empty_probe_is_one_outstanding_message_too() {
     assert_eq!(to_3, [(3, LogId::new(1, 2), vec![LogId::new(1, 3)], 2)]);
 }
 
-/// Raft §7: a follower whose hint is below the leader's snapshot lacks entries the leader no
-/// longer has: the leader sends it the snapshot, not an append it cannot match.
-#[test]
-fn a_hint_below_the_snapshot_makes_the_leader_send_the_snapshot() {
+/// Node 1, restored from a snapshot at index 10 with entries 11-12 of term 1, elected leader;
+/// node 3 has answered its probe with a hint (term 1 up to index 5) below that snapshot. Returns
+/// the leader and what that answer made it do.
+fn leader_hearing_a_hint_below_its_snapshot() -> (Harness, common::Out) {
     let state = raft_core::Restored {
         hard_state: HardState {
             term: Term(1),
@@ -2658,12 +2658,19 @@ fn a_hint_below_the_snapshot_makes_the_leader_send_the_snapshot() {
         .into_iter()
         .find(|a| a.0 == 3)
         .expect("a probe to 3");
-    // 3 holds entries of term 1 up to index 5 only.
     let conflict = AppendOutcome::Conflict {
         rejected: probe.1.index,
         hint: LogId::new(1, 5),
     };
     let out = h.recv(append_response(3, 1, h.node.term().0, conflict));
+    (h, out)
+}
+
+/// Raft §7: a follower whose hint is below the leader's snapshot lacks entries the leader no
+/// longer has: the leader sends it the snapshot, not an append it cannot match.
+#[test]
+fn a_hint_below_the_snapshot_makes_the_leader_send_the_snapshot() {
+    let (_, out) = leader_hearing_a_hint_below_its_snapshot();
     assert_eq!(out.appends(), []);
     let to: Vec<(u64, LogId)> = out
         .chunk_requests
@@ -2824,31 +2831,7 @@ fn a_learner_that_never_voted_does_not_campaign_while_its_configuration_is_uncom
 /// snapshot taken meanwhile restarts the transfer with it, from offset 0.
 #[test]
 fn snapshot_chunks_go_out_only_as_asked_and_a_newer_snapshot_restarts_the_transfer() {
-    let state = raft_core::Restored {
-        hard_state: HardState {
-            term: Term(1),
-            vote: None,
-        },
-        snapshot: raft_core::SnapshotMeta {
-            last: LogId::new(1, 10),
-            membership: common::membership(THREE),
-        },
-        entries: common::entries_from(11, &[1, 1]),
-        applied: Index(10),
-    };
-    let mut h = Harness::restored(1, state);
-    let out = h.elect();
-    h.persist();
-    let probe = out
-        .appends()
-        .into_iter()
-        .find(|a| a.0 == 3)
-        .expect("a probe");
-    let conflict = AppendOutcome::Conflict {
-        rejected: probe.1.index,
-        hint: LogId::new(1, 5),
-    };
-    let out = h.recv(append_response(3, 1, 2, conflict));
+    let (mut h, out) = leader_hearing_a_hint_below_its_snapshot();
     assert_eq!(out.chunk_requests.len(), 1);
     let request = out.chunk_requests[0];
     assert_eq!((request.snapshot, request.offset), (LogId::new(1, 10), 0));
