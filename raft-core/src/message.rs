@@ -115,7 +115,9 @@ pub enum AppendOutcome {
     Conflict {
         /// The `prev` index of the rejected request.
         rejected: Index,
-        /// Where the follower suggests probing next.
+        /// Where the follower suggests probing next. A hint of term 0 names only an index (a
+        /// follower that does not say which term it holds there): the leader probes at that
+        /// index, without skipping further back by term.
         hint: LogId,
     },
     /// The request came from an older term; the header carries the follower's newer term, which

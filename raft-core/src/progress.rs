@@ -85,9 +85,10 @@ impl Progress {
         !self.flights.is_empty()
     }
 
-    /// An AppendEntries carrying entries up to `last` went out (`merged`: the entries were
-    /// added to a message already counted in flight).
-    pub(crate) fn sent(&mut self, last: Index, bytes: u64, merged: bool) {
+    /// An AppendEntries carrying entries up to `last` went out, `bytes` of them new. `merged`:
+    /// the entries were added to a message still in the sends lane that already held that many
+    /// payload bytes.
+    pub(crate) fn sent(&mut self, last: Index, bytes: u64, merged: Option<u64>) {
         // Entries carry the commit index: the next advance may go out alone again.
         self.commit_only_sent = false;
         match self.state {
@@ -95,13 +96,19 @@ impl Progress {
             ReplicationState::Replicate => {
                 let prev = self.next.prev();
                 self.next = last.next().unwrap_or(last);
-                self.flight_bytes = self.flight_bytes.saturating_add(bytes);
-                match self.flights.back_mut() {
-                    Some(f) if merged && f.last == prev => {
+                match (self.flights.back_mut(), merged) {
+                    (Some(f), Some(_)) if f.last == prev => {
                         f.last = last;
                         f.bytes = f.bytes.saturating_add(bytes);
+                        self.flight_bytes = self.flight_bytes.saturating_add(bytes);
                     }
-                    _ => self.flights.push_back(Flight { last, bytes }),
+                    (_, merged) => {
+                        // A message queued while probing was not counted in flight: now that it
+                        // grows, all of it is.
+                        let bytes = bytes.saturating_add(merged.unwrap_or(0));
+                        self.flights.push_back(Flight { last, bytes });
+                        self.flight_bytes = self.flight_bytes.saturating_add(bytes);
+                    }
                 }
             }
         }

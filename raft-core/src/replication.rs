@@ -183,7 +183,7 @@ impl Leadership {
                 entries.extend(s.log.slice(p.next, room, room_bytes, false).cloned());
                 if let Some(last) = entries.last().filter(|_| entries.len() > before) {
                     let bytes = entries.iter().skip(before).map(Entry::size_estimate).sum();
-                    p.sent(last.id.index, bytes, true);
+                    p.sent(last.id.index, bytes, Some(used));
                     *commit = s.commit;
                     return true;
                 }
@@ -210,7 +210,7 @@ impl Leadership {
         }
         let bytes = entries.iter().map(Entry::size_estimate).sum();
         match entries.last() {
-            Some(last) => p.sent(last.id.index, bytes, false),
+            Some(last) => p.sent(last.id.index, bytes, None),
             None if p.state == ReplicationState::Probe => p.probe_sent = true,
             None => {}
         }

@@ -2261,6 +2261,89 @@ fn merging_into_a_queued_message_respects_max_msg_bytes() {
     assert_eq!(appends_to_2(&sends), [vec![2, 3], vec![4]]);
 }
 
+/// The same bound when the queued AppendEntries was sent while the follower was probing (so
+/// flow control had not counted it) and the follower has since moved to replicating: the merged
+/// message holds its earlier entries too. A regression: the leader once counted only the merged
+/// entries and sent 84 bytes under a limit of 70.
+#[test]
+fn merging_into_a_message_queued_while_probing_respects_max_msg_bytes() {
+    use raft_core::ReplicationState;
+    let limit = 70;
+    let mut h = Harness::with_config(1, THREE, |c| c.max_msg_bytes = limit);
+    h.elect();
+    h.persist();
+    h.recv(accepted(2, 1, 1, 1));
+    // 3 has not answered its first probe: the proposals wait for it.
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.step(Input::Propose(Payload::new(b"b")));
+    h.persist();
+    // 3 answers a heartbeat: the leader probes it with entries 1 to 3, and the message stays
+    // in the sends lane while 3 acknowledges them (the answer to an earlier copy).
+    let mut out = Outputs::new();
+    h.node
+        .step(Input::Message(heartbeat_response(3, 1, 1, 0)), &mut out)
+        .expect("heartbeat response");
+    h.node
+        .step(Input::Message(accepted(3, 1, 1, 3)), &mut out)
+        .expect("acknowledgement");
+    assert_eq!(h.node.status().peers[1].state, ReplicationState::Replicate);
+    for data in [b"c", b"d", b"e"] {
+        h.node
+            .propose(Payload::new(data), &mut out)
+            .expect("leader");
+    }
+    let sizes: Vec<u64> = out
+        .drain_sends()
+        .filter(|m| m.to == id(3))
+        .filter_map(|m| match &m.body {
+            MessageBody::AppendEntries { entries, .. } => {
+                Some(entries.iter().map(|e| e.size_estimate()).sum())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(sizes.len() > 1, "{sizes:?}");
+    assert!(sizes.iter().all(|&b| b <= limit), "{sizes:?} over {limit}");
+}
+
+/// A conflict hint without a term (term 0, as from a follower that names only where its log
+/// ends) is taken at its index: the leader probes just after it, not from the start of its log.
+#[test]
+fn a_conflict_hint_without_a_term_is_taken_at_its_index() {
+    let state = raft_core::Restored {
+        hard_state: HardState {
+            term: Term(1),
+            vote: None,
+        },
+        snapshot: raft_core::SnapshotMeta {
+            last: LogId::ZERO,
+            membership: common::membership(THREE),
+        },
+        entries: common::entries_from(1, &[1, 1, 1, 1, 1]),
+        applied: Index(0),
+    };
+    let mut h = Harness::restored(1, state);
+    let out = h.elect();
+    h.persist();
+    let probe = out
+        .appends()
+        .into_iter()
+        .find(|a| a.0 == 2)
+        .expect("a probe to 2");
+    let conflict = AppendOutcome::Conflict {
+        rejected: probe.1.index,
+        hint: LogId::new(0, 3),
+    };
+    let out = h.recv(append_response(2, 1, h.node.term().0, conflict));
+    let prevs: Vec<LogId> = out
+        .appends()
+        .iter()
+        .filter(|a| a.0 == 2)
+        .map(|a| a.1)
+        .collect();
+    assert_eq!(prevs, [LogId::new(1, 3)]);
+}
+
 /// Raft §5.3: a rejection makes the leader probe back from the follower's hint; a rejection of
 /// a request the follower has since acknowledged past (a stale answer) changes nothing.
 #[test]
@@ -2678,6 +2761,26 @@ fn a_hint_below_the_snapshot_makes_the_leader_send_the_snapshot() {
         .map(|c| (c.to.get(), c.snapshot))
         .collect();
     assert_eq!(to, [(3, LogId::new(1, 10))]);
+}
+
+/// Raft §7: a follower that installed the snapshot is replicated from there; the snapshot's
+/// index is already committed, so its acknowledgement advances nothing and the other followers
+/// hear nothing new, now or at the next tick.
+#[test]
+fn an_installed_snapshot_resumes_replication_and_tells_the_others_nothing() {
+    let (mut h, _) = leader_hearing_a_hint_below_its_snapshot();
+    h.recv(accepted(2, 1, 2, 13));
+    assert_eq!(h.node.commit_index(), Index(13));
+    let body = MessageBody::SnapshotResponse {
+        snapshot: LogId::new(1, 10),
+        received: 0,
+        installed: true,
+    };
+    let out = h.recv(msg(3, 1, 2, body));
+    assert_eq!(h.node.commit_index(), Index(13));
+    let appends: Vec<(u64, LogId)> = out.appends().iter().map(|a| (a.0, a.1)).collect();
+    assert_eq!(appends, [(3, LogId::new(1, 10))]);
+    assert_eq!(h.tick(1).sent_to(2), Vec::<&raft_core::Message>::new());
 }
 
 /// `broadcast_commit`: a second commit advance between two drains goes out in the AppendEntries
