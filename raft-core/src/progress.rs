@@ -46,6 +46,9 @@ pub(crate) struct Progress {
     pub(crate) commit_only_sent: bool,
     /// A commit advance is waiting for the next tick to be sent.
     pub(crate) commit_deferred: bool,
+    /// Replicate state: entries were resent after a refusal, up to here (everything sent
+    /// before); a refusal of a message sent before the resend needs nothing more.
+    resent_through: Option<Index>,
     flights: VecDeque<Flight>,
     flight_bytes: u64,
 }
@@ -65,6 +68,7 @@ impl Progress {
             snapshot: None,
             commit_only_sent: false,
             commit_deferred: false,
+            resent_through: None,
             flights: VecDeque::new(),
             flight_bytes: 0,
         }
@@ -137,6 +141,9 @@ impl Progress {
             return false;
         }
         self.match_index = index;
+        if self.resent_through.is_some_and(|through| index >= through) {
+            self.resent_through = None;
+        }
         self.acked_since_heartbeat = true;
         if self.next <= index {
             self.next = index.next().unwrap_or(index);
@@ -147,9 +154,17 @@ impl Progress {
         true
     }
 
-    /// The follower refused the request whose `prev` was `rejected`; `probe_at` is where the
-    /// leader's log and the follower's hint can next agree. Returns whether to send again.
-    pub(crate) fn refused(&mut self, rejected: Index, probe_at: Index) -> bool {
+    /// The follower refused the request whose `prev` was `rejected`, hinting that its log
+    /// holds `hint` (`hint_agrees`: the leader's log holds the same entry there); `probe_at` is
+    /// where the leader's log and the follower's hint can next agree. Returns whether to send
+    /// again.
+    pub(crate) fn refused(
+        &mut self,
+        rejected: Index,
+        hint: Index,
+        hint_agrees: bool,
+        probe_at: Index,
+    ) -> bool {
         match self.state {
             // Answers to appends sent before the transfer began.
             ReplicationState::Snapshot => false,
@@ -157,7 +172,29 @@ impl Progress {
                 if rejected <= self.match_index {
                     return false; // a stale answer to something already superseded
                 }
-                self.become_probe();
+                if !hint_agrees && hint >= self.match_index {
+                    // The follower holds entries the leader's log does not (or names no term):
+                    // probe back to where they part.
+                    self.become_probe();
+                    return true;
+                }
+                // The follower agrees with the leader's log up to `at` and lacks what follows: a
+                // later message overtook an earlier one on the way (or the earlier one was lost),
+                // and the follower dropped the entries of the one it refused. They are resent
+                // once, from `at`, still pipelining; a refusal of a message sent before that
+                // resend is answered by it. (Should the resend be lost, the heartbeat's stall
+                // check falls back to probing: `handle_heartbeat_response`.)
+                if self
+                    .resent_through
+                    .is_some_and(|through| rejected < through)
+                {
+                    return false;
+                }
+                let at = hint.max(self.match_index);
+                self.resent_through = Some(self.next.prev());
+                self.next = at.next().unwrap_or(at);
+                self.flights.retain(|f| f.last <= at);
+                self.flight_bytes = self.flights.iter().map(|f| f.bytes).sum();
                 true
             }
             ReplicationState::Probe => {
@@ -188,6 +225,7 @@ impl Progress {
         self.snapshot = None;
         self.next = self.match_index.next().unwrap_or(self.match_index);
         self.probe_sent = false;
+        self.resent_through = None;
         self.flights.clear();
         self.flight_bytes = 0;
     }
@@ -195,6 +233,7 @@ impl Progress {
     fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
         self.snapshot = None;
+        self.resent_through = None;
         self.next = self.match_index.next().unwrap_or(self.match_index);
         self.probe_sent = false;
     }

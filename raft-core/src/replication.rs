@@ -317,8 +317,12 @@ impl Leadership {
                     return Ok(());
                 };
                 p.recent_active = true;
-                if p.refused(rejected, probe_at) {
-                    self.send_append(s, i, true, out);
+                let hint_agrees = s.log.term_at(hint.index) == Some(hint.term);
+                if p.refused(rejected, hint.index, hint_agrees, probe_at)
+                    && self.send_append(s, i, true, out)
+                {
+                    // Pipelining still (a resend after a reordering): fill the pipeline.
+                    while self.send_append(s, i, false, out) {}
                 }
             }
             // Only meaningful with a newer term, which the term check already handled.

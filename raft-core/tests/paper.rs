@@ -2344,10 +2344,12 @@ fn a_conflict_hint_without_a_term_is_taken_at_its_index() {
     assert_eq!(prevs, [LogId::new(1, 3)]);
 }
 
-/// Raft §5.3: a rejection makes the leader probe back from the follower's hint; a rejection of
-/// a request the follower has since acknowledged past (a stale answer) changes nothing.
+/// Raft §5.3: a rejection makes the leader send again from the follower's hint; a rejection of
+/// a request the follower has since acknowledged past (a stale answer) changes nothing. While
+/// pipelining, a hint that agrees with the leader's log means only that a message is missing
+/// (lost, or overtaken by a later one): the leader resends from there and stays in Replicate.
 #[test]
-fn a_pipelining_leader_probes_on_a_rejection_and_ignores_a_stale_one() {
+fn a_pipelining_leader_resends_after_a_rejection_and_ignores_a_stale_one() {
     use raft_core::ReplicationState;
     let mut h = replicating_leader(|_| {});
     h.step(Input::Propose(Payload::new(b"a")));
@@ -2364,6 +2366,81 @@ fn a_pipelining_leader_probes_on_a_rejection_and_ignores_a_stale_one() {
     let conflict = AppendOutcome::Conflict {
         rejected: Index(2),
         hint: LogId::new(1, 1),
+    };
+    let out = h.recv(append_response(2, 1, 1, conflict));
+    assert_eq!(h.node.status().peers[0].state, ReplicationState::Replicate);
+    assert_eq!(appends_to_2(&out.sends), [vec![2, 3]]);
+}
+
+/// Four proposals, each sent alone; the follower meets the last two before the first two, so it
+/// refuses them. The leader resends once, from the follower's hint, and sends nothing more: the
+/// second refusal is of a message sent before that resend, and the acceptances of the first two
+/// are not a reason to send their successors again (before, the leader probed, then resent 3 to
+/// 5 once the first acceptance switched it back to pipelining: six appends where five do).
+#[test]
+fn a_burst_delivered_out_of_order_is_resent_once() {
+    let mut h = replicating_leader(|_| {});
+    let mut sent = Vec::new();
+    for data in [b"a", b"b", b"c", b"d"] {
+        sent.extend(appends_to_2(
+            &h.step(Input::Propose(Payload::new(data))).sends,
+        ));
+    }
+    assert_eq!(sent, [vec![2], vec![3], vec![4], vec![5]]);
+    h.persist();
+    let refused = |rejected| AppendOutcome::Conflict {
+        rejected: Index(rejected),
+        hint: LogId::new(1, 1),
+    };
+    let out = h.recv(append_response(2, 1, 1, refused(4)));
+    assert_eq!(appends_to_2(&out.sends), [vec![2, 3, 4, 5]]);
+    let mut more = Vec::new();
+    more.extend(appends_to_2(
+        &h.recv(append_response(2, 1, 1, refused(3))).sends,
+    ));
+    for index in [2, 3, 5] {
+        more.extend(appends_to_2(&h.recv(accepted(2, 1, 1, index)).sends));
+    }
+    // Commit advances go out (with no entries); no entry goes out again.
+    more.retain(|entries| !entries.is_empty());
+    assert_eq!(more, Vec::<Vec<u64>>::new());
+    assert_eq!(h.node.status().peers[0].match_index, Index(5));
+}
+
+/// If the resend after a refusal is lost too, the heartbeats find the stall: the second
+/// heartbeat response without progress makes the leader probe from the follower's match index.
+#[test]
+fn a_lost_resend_is_found_by_the_heartbeats() {
+    use raft_core::ReplicationState;
+    let mut h = replicating_leader(|_| {});
+    for data in [b"a", b"b"] {
+        h.step(Input::Propose(Payload::new(data)));
+    }
+    h.persist();
+    let refused = AppendOutcome::Conflict {
+        rejected: Index(2),
+        hint: LogId::new(1, 1),
+    };
+    let lost = h.recv(append_response(2, 1, 1, refused));
+    assert_eq!(appends_to_2(&lost.sends), [vec![2, 3]]);
+    let first = h.recv(heartbeat_response(2, 1, 1, 0));
+    assert_eq!(appends_to_2(&first.sends), Vec::<Vec<u64>>::new());
+    let second = h.recv(heartbeat_response(2, 1, 1, 0));
+    assert_eq!(h.node.status().peers[0].state, ReplicationState::Probe);
+    assert_eq!(appends_to_2(&second.sends), [vec![2, 3]]);
+}
+
+/// A hint that does not agree with the leader's log (here one that names no term) is a
+/// divergence: the pipelining leader falls back to probing.
+#[test]
+fn a_pipelining_leader_probes_on_a_hint_its_log_does_not_hold() {
+    use raft_core::ReplicationState;
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.step(Input::Propose(Payload::new(b"b")));
+    let conflict = AppendOutcome::Conflict {
+        rejected: Index(2),
+        hint: LogId::new(0, 1),
     };
     let out = h.recv(append_response(2, 1, 1, conflict));
     assert_eq!(h.node.status().peers[0].state, ReplicationState::Probe);
@@ -2820,9 +2897,9 @@ fn a_second_commit_advance_rides_on_the_queued_append() {
 }
 
 /// `send_append` merges only into a queued AppendEntries that ends just before the entries to
-/// send: here the one waiting (a re-probe after a rejection) reaches past where the follower,
-/// acknowledging, resumed; the leader sends what follows the acknowledgement in a message of its
-/// own, and every message stays contiguous.
+/// send: here the one waiting (a re-probe after a rejection whose hint names no term) reaches
+/// past where the follower, acknowledging, resumed; the leader sends what follows the
+/// acknowledgement in a message of its own, and every message stays contiguous.
 #[test]
 fn entries_join_only_a_queued_append_ending_just_before_them() {
     let mut h = replicating_leader(|_| {});
@@ -2834,7 +2911,7 @@ fn entries_join_only_a_queued_append_ending_just_before_them() {
     }
     let conflict = AppendOutcome::Conflict {
         rejected: Index(2),
-        hint: LogId::new(1, 1),
+        hint: LogId::new(0, 1),
     };
     let m = append_response(2, 1, 1, conflict);
     h.node.step(Input::Message(m), &mut out).expect("valid");
