@@ -8,15 +8,14 @@ use crate::progress::Progress;
 use crate::types::NodeId;
 
 /// Ends one CheckQuorum period of leader `id`. Returns whether a quorum (the leader included)
-/// was heard from during it; if so, the next period starts with nobody heard from yet. A peer
-/// counts as heard from if any response of it arrived: appends, heartbeats, snapshots.
+/// was heard from during it; the next period starts with nobody heard from yet. A peer counts
+/// as heard from if any response of it arrived: appends, heartbeats, snapshots. (With
+/// CheckQuorum off the periods still run: they bound the leader's lease.)
 pub(crate) fn period_ends(id: NodeId, membership: &Membership, peers: &mut [Progress]) -> bool {
     let active =
         membership.has_quorum(|m| m == id || peers.iter().any(|p| p.id == m && p.recent_active));
-    if active {
-        for p in peers {
-            p.recent_active = false;
-        }
+    for p in peers {
+        p.recent_active = false;
     }
     active
 }

@@ -171,7 +171,10 @@ mod tests {
             from: NodeId::MIN,
             to: NodeId::new(2).unwrap(),
             term: Term(n),
-            body: MessageBody::HeartbeatResponse { read_round: n },
+            body: MessageBody::HeartbeatResponse {
+                read_round: n,
+                writes_pending: false,
+            },
         }
     }
 

@@ -122,7 +122,10 @@ impl Shared {
         if commit > self.commit {
             self.commit = commit;
         }
-        let body = MessageBody::HeartbeatResponse { read_round };
+        let body = MessageBody::HeartbeatResponse {
+            read_round,
+            writes_pending: !self.durability.all_acked(),
+        };
         self.respond(from, self.term, body, out);
     }
 

@@ -61,6 +61,10 @@ pub(crate) struct Leadership {
     pub(crate) reads: ReadIndex,
     pub(crate) transfer: Option<Transfer>,
     pub(crate) heartbeat_elapsed: u32,
+    /// A quorum was heard from in the last CheckQuorum period (or the election just won): the
+    /// leader's lease, in which it ignores vote requests (thesis §4.2.3), with CheckQuorum on
+    /// or off.
+    pub(crate) quorum_heard: bool,
 }
 
 impl Leadership {
@@ -82,6 +86,7 @@ impl Leadership {
             reads: ReadIndex::continuing_after(read_round),
             transfer: None,
             heartbeat_elapsed: 0,
+            quorum_heard: true,
         }
     }
 
@@ -141,9 +146,8 @@ impl Leadership {
         }
         if s.election_elapsed >= s.config.election_ticks_min {
             s.election_elapsed = 0;
-            if s.config.check_quorum
-                && !check_quorum::period_ends(s.id, &s.membership, &mut self.peers)
-            {
+            self.quorum_heard = check_quorum::period_ends(s.id, &s.membership, &mut self.peers);
+            if s.config.check_quorum && !self.quorum_heard {
                 s.stats.check_quorum_step_downs += 1;
                 return Err(StepDown);
             }

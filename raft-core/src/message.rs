@@ -69,10 +69,14 @@ pub enum MessageBody {
         /// The ReadIndex round this heartbeat confirms (0 for none).
         read_round: u64,
     },
-    /// The answer to a heartbeat, echoing its ReadIndex round.
+    /// The answer to a heartbeat, echoing its ReadIndex round. It goes out at once, ahead of
+    /// acknowledgements still waiting for the follower's disk.
     HeartbeatResponse {
         /// The round being confirmed.
         read_round: u64,
+        /// The follower has writes not yet durable: acknowledgements it owes may still come,
+        /// so a lack of progress is not (yet) a sign that something was lost.
+        writes_pending: bool,
     },
     /// Leadership transfer: the leader tells its chosen successor to campaign at once.
     TimeoutNow,
@@ -126,8 +130,26 @@ pub enum AppendOutcome {
 }
 
 impl Message {
-    /// Whether the message answers a request (and so may depend on state that must be durable
-    /// before it is sent).
+    /// Whether the message vouches for state that must be durable before it is sent: a granted
+    /// vote (the vote is recorded), an accepted append (the entries are on disk), a snapshot
+    /// transfer's progress (the chunks are). The core withholds these until the writes before
+    /// them are acknowledged; every other response goes out at once, because what it says (a
+    /// term, a refusal, a conflict's hint, a heartbeat's confirmation) holds at the instant it
+    /// is sent whatever a crash later loses.
+    #[must_use]
+    pub fn vouches_for_durable_state(&self) -> bool {
+        matches!(
+            self.body,
+            MessageBody::VoteResponse {
+                granted: true,
+                pre_vote: false,
+            } | MessageBody::AppendResponse {
+                outcome: AppendOutcome::Accepted { .. }
+            } | MessageBody::SnapshotResponse { .. }
+        )
+    }
+
+    /// Whether the message answers a request.
     #[must_use]
     pub fn is_response(&self) -> bool {
         matches!(
@@ -194,7 +216,10 @@ mod tests {
             MessageBody::AppendResponse {
                 outcome: AppendOutcome::Outdated,
             },
-            MessageBody::HeartbeatResponse { read_round: 1 },
+            MessageBody::HeartbeatResponse {
+                read_round: 1,
+                writes_pending: false,
+            },
             MessageBody::SnapshotResponse {
                 snapshot: LogId::new(2, 5),
                 received: 0,

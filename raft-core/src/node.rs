@@ -466,10 +466,12 @@ impl<R: Rng> Node<R> {
 
     /// Whether a live leader is known, so vote requests are ignored (Raft thesis §4.2.3: a
     /// server that heard from a leader within the minimum election timeout does not grant votes
-    /// or raise its term on a vote request).
+    /// or raise its term on a vote request). A leader is one while it hears from a quorum,
+    /// CheckQuorum or not: otherwise a removed server that campaigns without pre-vote deposes
+    /// every leader it reaches (simulator seed 202301 of the membership scenario).
     fn in_lease(&self) -> bool {
-        match self.role {
-            RoleState::Leader(_) => self.s.config.check_quorum,
+        match &self.role {
+            RoleState::Leader(l) => self.s.config.check_quorum || l.quorum_heard,
             RoleState::Follower => {
                 self.s.leader.is_some()
                     && self.s.election_elapsed < self.s.config.election_ticks_min
@@ -693,9 +695,12 @@ impl<R: Rng> Node<R> {
                 self.s.handle_heartbeat(from, commit, read_round, out);
                 Ok(())
             }
-            MessageBody::HeartbeatResponse { read_round } => {
+            MessageBody::HeartbeatResponse {
+                read_round,
+                writes_pending,
+            } => {
                 if let RoleState::Leader(l) = &mut self.role {
-                    l.handle_heartbeat_response(&self.s, from, read_round, out);
+                    l.handle_heartbeat_response(&self.s, from, read_round, writes_pending, out);
                 }
                 Ok(())
             }

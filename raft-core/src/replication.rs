@@ -226,6 +226,30 @@ impl Leadership {
         true
     }
 
+    /// Sends the follower at `i` an AppendEntries with no entries after the last entry sent to
+    /// it, whatever its flow control says: its answer tells whether what is in flight arrived.
+    /// If that entry is compacted away, probes instead (which starts the snapshot).
+    fn send_check(&mut self, s: &Shared, i: usize, out: &mut Outputs) {
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        let prev_index = p.next.prev();
+        let Some(prev_term) = s.log.term_at(prev_index) else {
+            p.become_probe();
+            self.send_append(s, i, true, out);
+            return;
+        };
+        let body = MessageBody::AppendEntries {
+            prev: LogId {
+                term: prev_term,
+                index: prev_index,
+            },
+            entries: SmallVec::new(),
+            commit: s.commit,
+        };
+        s.send(p.id, body, out);
+    }
+
     /// Advances the commit index to the highest index a quorum holds, if that entry is of the
     /// current term (Raft §5.4.2: earlier terms' entries are committed only indirectly). The
     /// leader counts itself only up to what is durable on its own disk.
@@ -354,6 +378,7 @@ impl Leadership {
         s: &Shared,
         from: NodeId,
         read_round: u64,
+        writes_pending: bool,
         out: &mut Outputs,
     ) {
         let Some(i) = self.peer_index(from) else {
@@ -366,12 +391,24 @@ impl Leadership {
         p.recent_active = true;
         p.read_round = p.read_round.max(read_round);
         // A follower that is behind and made no progress since the last heartbeat may have lost
-        // what was in flight: fall back to probing from its match index and send again.
+        // what was in flight. Not while its writes are pending: its heartbeat answers do not
+        // wait for its disk, its acknowledgements do.
+        if writes_pending {
+            self.confirm_reads(s, out);
+            return;
+        }
         let stalled = p.match_index < last && !p.acked_since_heartbeat;
         p.acked_since_heartbeat = false;
         if stalled {
             match p.state {
-                ReplicationState::Replicate if p.has_inflight() => p.become_probe(),
+                ReplicationState::Replicate if p.has_inflight() => {
+                    // Ask rather than resend: an empty append after the last entry sent is
+                    // acknowledged once the follower's disk catches up, or refused with a hint
+                    // to resend from if something was lost.
+                    self.send_check(s, i, out);
+                    self.confirm_reads(s, out);
+                    return;
+                }
                 ReplicationState::Probe => p.probe_sent = false,
                 ReplicationState::Replicate => {}
                 ReplicationState::Snapshot => {

@@ -79,7 +79,8 @@ impl Shared {
             .write(out, self.log.last_index(), |w| w.hard_state = Some(hs));
     }
 
-    /// Sends a response once every write so far is durable (it may vouch for them).
+    /// Sends a response: at once, unless it vouches for durable state
+    /// (`Message::vouches_for_durable_state`); then once every write so far is durable.
     pub(crate) fn respond(&mut self, to: NodeId, term: Term, body: MessageBody, out: &mut Outputs) {
         let msg = Message {
             from: self.id,
@@ -87,7 +88,11 @@ impl Shared {
             term,
             body,
         };
-        self.durability.send_after_writes(msg, out);
+        if msg.vouches_for_durable_state() {
+            self.durability.send_after_writes(msg, out);
+        } else {
+            out.sends.push(msg);
+        }
     }
 
     /// Sends a request now (requests depend on nothing unconfirmed, Raft thesis §10.2.1).

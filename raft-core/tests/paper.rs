@@ -767,7 +767,9 @@ fn leader_fast_backtracking_skips_whole_term_using_conflict_hint() {
 }
 
 /// Raft §5.3 with the persistence contract: a follower acknowledges entries only once they are
-/// durable on its disk.
+/// durable on its disk; what vouches for nothing durable is not held back behind that write
+/// (a follower whose disk is slow still answers heartbeats, so CheckQuorum keeps its leader:
+/// simulator seed 209533 of the membership scenario).
 #[test]
 fn append_ack_withheld_until_follower_write_is_acknowledged() {
     let mut h = Harness::new(2, THREE);
@@ -777,9 +779,28 @@ fn append_ack_withheld_until_follower_write_is_acknowledged() {
         out.append_responses().is_empty(),
         "acknowledged before durable"
     );
-    // A heartbeat in the meantime is answered only after the write too.
-    let out = h.recv(heartbeat(1, 2, 1, 1, 0));
-    assert!(out.sends.is_empty());
+    // What vouches for nothing on the disk goes out at once: a heartbeat's answer, and a
+    // conflict (an append after an entry the follower lacks).
+    let out = h.recv(heartbeat(1, 2, 1, 1, 7));
+    assert_eq!(
+        out.sends.iter().map(|m| &m.body).collect::<Vec<_>>(),
+        [&MessageBody::HeartbeatResponse {
+            read_round: 7,
+            writes_pending: true
+        }]
+    );
+    let out = h.recv(append(1, 2, 1, LogId::new(1, 5), &[1], 0));
+    assert_eq!(
+        out.append_responses(),
+        [(
+            1,
+            1,
+            AppendOutcome::Conflict {
+                rejected: Index(5),
+                hint: LogId::new(1, 2)
+            }
+        )]
+    );
     let out = h.persist();
     assert_eq!(
         out.append_responses(),
@@ -791,7 +812,6 @@ fn append_ack_withheld_until_follower_write_is_acknowledged() {
             }
         )]
     );
-    assert_eq!(out.sends.len(), 2, "the heartbeat response follows");
 }
 
 /// Raft §5.3, Figure 2 "Rules for Servers, leaders": if the last log index is at least a
@@ -848,9 +868,56 @@ fn leader_retries_append_entries_when_follower_makes_no_progress() {
     // Heartbeat answers show no progress: the leader sends the entries again.
     let out = h.recv(heartbeat_response(3, 1, 1, 0));
     assert_eq!(retries(&out, 3), [vec![LogId::new(1, 1), LogId::new(1, 2)]]);
+    // 2 was pipelining: the leader asks first, with an empty append after the entry in flight,
+    // and resends once 2's refusal says the entry is missing.
     let mut out = h.recv(heartbeat_response(2, 1, 1, 0));
     out.merge(h.recv(heartbeat_response(2, 1, 1, 0)));
+    let to_2: Vec<(LogId, Vec<LogId>)> = out
+        .appends()
+        .into_iter()
+        .filter(|a| a.0 == 2)
+        .map(|a| (a.1, a.2))
+        .collect();
+    assert_eq!(to_2, [(LogId::new(1, 2), vec![])]);
+    let refused = AppendOutcome::Conflict {
+        rejected: Index(2),
+        hint: LogId::new(1, 1),
+    };
+    let out = h.recv(append_response(2, 1, 1, refused));
     assert_eq!(retries(&out, 2), [vec![LogId::new(1, 2)]]);
+}
+
+/// A follower whose writes are pending says so in its heartbeat answers (they do not wait for
+/// its disk, its acknowledgements do): the leader does not take the missing acknowledgements
+/// for a loss, and neither asks nor resends.
+#[test]
+fn a_follower_with_writes_pending_is_not_taken_for_stalled() {
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.persist();
+    let slow = |round| {
+        msg(
+            2,
+            1,
+            1,
+            MessageBody::HeartbeatResponse {
+                read_round: round,
+                writes_pending: true,
+            },
+        )
+    };
+    for round in 0..4 {
+        let out = h.recv(slow(round));
+        assert_eq!(
+            out.sent_to(2),
+            Vec::<&raft_core::Message>::new(),
+            "round {round}"
+        );
+    }
+    // Once its disk has caught up, two answers without progress are a stall again.
+    h.recv(heartbeat_response(2, 1, 1, 0));
+    let out = h.recv(heartbeat_response(2, 1, 1, 0));
+    assert_eq!(out.appends().iter().filter(|a| a.0 == 2).count(), 1);
 }
 
 // ---- §5.4 safety -----------------------------------------------------------------------------
@@ -1142,6 +1209,35 @@ fn follower_in_lease_ignores_higher_term_vote_request() {
     assert_eq!(h.node.term(), Term(2));
 }
 
+/// Raft thesis §4.2.3 at the leader, with CheckQuorum off: while it hears from a quorum it is
+/// the current leader, and a vote request of a higher term (a removed server campaigning
+/// without pre-vote, say) neither deposes it nor raises its term. After a CheckQuorum period
+/// without a quorum it hears such requests again (and, CheckQuorum being off, stays leader
+/// until then).
+#[test]
+fn leader_hearing_a_quorum_ignores_higher_term_vote_requests_without_check_quorum() {
+    let mut h = Harness::with_config(1, THREE, |c| c.check_quorum = false);
+    h.elect();
+    h.persist();
+    let min = h.node.config().election_ticks_min;
+    let disruptor = LogId::new(1, 1);
+    // A period in which 2 answers: a quorum with the leader.
+    for _ in 0..min {
+        h.tick(1);
+        h.recv(heartbeat_response(2, 1, 1, 0));
+    }
+    let out = h.recv(vote_request(3, 1, 5, disruptor));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!((h.node.role(), h.node.term()), (Role::Leader, Term(1)));
+    assert_eq!(h.node.stats().votes_ignored_in_lease, 1);
+    // A whole period in which nobody answers (the period running now may have heard from 2):
+    // the lease is over.
+    h.tick(2 * min);
+    assert_eq!(h.node.role(), Role::Leader);
+    h.recv(vote_request(3, 1, 5, disruptor));
+    assert_eq!((h.node.role(), h.node.term()), (Role::Follower, Term(5)));
+}
+
 // ---- ReadIndex (Raft thesis §6.4) ------------------------------------------------------------
 
 /// Raft thesis §6.4: a read is served at the commit index once a quorum has answered a heartbeat
@@ -1280,7 +1376,15 @@ fn read_before_leader_commits_entry_of_its_term_waits() {
 fn follower_answers_heartbeat_echoing_its_read_round() {
     let mut h = follower_of_1(1, &[1]);
     let out = h.recv(heartbeat(1, 2, 1, 1, 41));
-    let response = msg(2, 1, 1, MessageBody::HeartbeatResponse { read_round: 41 });
+    let response = msg(
+        2,
+        1,
+        1,
+        MessageBody::HeartbeatResponse {
+            read_round: 41,
+            writes_pending: false,
+        },
+    );
     assert_eq!(out.sends, [response]);
 }
 
@@ -1768,7 +1872,10 @@ fn invalid_messages_are_rejected_with_typed_errors_and_change_nothing() {
                 from: id(9),
                 to: id(2),
                 term: Term(3),
-                body: MessageBody::HeartbeatResponse { read_round: 0 },
+                body: MessageBody::HeartbeatResponse {
+                    read_round: 0,
+                    writes_pending: false,
+                },
             },
             Reject::UnknownSender { from: id(9) },
         ),
@@ -2408,7 +2515,8 @@ fn a_burst_delivered_out_of_order_is_resent_once() {
 }
 
 /// If the resend after a refusal is lost too, the heartbeats find the stall: the second
-/// heartbeat response without progress makes the leader probe from the follower's match index.
+/// heartbeat response without progress makes the leader ask, with an empty append after the
+/// last entry sent, and the follower's refusal of it makes the leader resend.
 #[test]
 fn a_lost_resend_is_found_by_the_heartbeats() {
     use raft_core::ReplicationState;
@@ -2417,17 +2525,25 @@ fn a_lost_resend_is_found_by_the_heartbeats() {
         h.step(Input::Propose(Payload::new(data)));
     }
     h.persist();
-    let refused = AppendOutcome::Conflict {
-        rejected: Index(2),
+    let refused = |rejected| AppendOutcome::Conflict {
+        rejected: Index(rejected),
         hint: LogId::new(1, 1),
     };
-    let lost = h.recv(append_response(2, 1, 1, refused));
+    let lost = h.recv(append_response(2, 1, 1, refused(2)));
     assert_eq!(appends_to_2(&lost.sends), [vec![2, 3]]);
     let first = h.recv(heartbeat_response(2, 1, 1, 0));
     assert_eq!(appends_to_2(&first.sends), Vec::<Vec<u64>>::new());
     let second = h.recv(heartbeat_response(2, 1, 1, 0));
-    assert_eq!(h.node.status().peers[0].state, ReplicationState::Probe);
-    assert_eq!(appends_to_2(&second.sends), [vec![2, 3]]);
+    let asked: Vec<LogId> = second
+        .appends()
+        .into_iter()
+        .filter(|a| a.0 == 2 && a.2.is_empty())
+        .map(|a| a.1)
+        .collect();
+    assert_eq!(asked, [LogId::new(1, 3)]);
+    let out = h.recv(append_response(2, 1, 1, refused(3)));
+    assert_eq!(h.node.status().peers[0].state, ReplicationState::Replicate);
+    assert_eq!(appends_to_2(&out.sends), [vec![2, 3]]);
 }
 
 /// A hint that does not agree with the leader's log (here one that names no term) is a

@@ -45,7 +45,16 @@ const REGRESSIONS: &[(u64, usize)] = &[(691, 3)];
 ///   power, restarted in the term before with entry 3 gone, campaigned for the same term again
 ///   and counted the grants given to the log it had offered, leading without committed entry 3
 ///   (fixed: a candidate offers only its durable log).
-const RECONFIGURING_REGRESSIONS: &[u64] = &[54, 657, 8206, 1620, 5_001_107];
+/// - 209533: a follower needed by the joint configuration's new majority was catching up by
+///   snapshot on a slow disk; it held back every response, heartbeat answers included, until its
+///   chunk writes were durable, so each leader heard nothing from it within a CheckQuorum period
+///   and stepped down, and every new leader started the transfer over (fixed: responses that
+///   vouch for nothing durable go out at once, `Message::vouches_for_durable_state`).
+/// - 202301: with neither pre-vote nor CheckQuorum, a removed server campaigned every election
+///   timeout with a higher term and deposed each new leader of the two remaining voters before
+///   its disk let it commit (fixed: a leader that hears from a quorum ignores vote requests, as
+///   its followers do, thesis §4.2.3).
+const RECONFIGURING_REGRESSIONS: &[u64] = &[54, 657, 8206, 1620, 5_001_107, 209_533, 202_301];
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())

@@ -84,7 +84,10 @@ fn every_message() -> Vec<Message> {
             commit: Index(3),
             read_round: u64::MAX,
         },
-        MessageBody::HeartbeatResponse { read_round: 17 },
+        MessageBody::HeartbeatResponse {
+            read_round: 17,
+            writes_pending: true,
+        },
         MessageBody::TimeoutNow,
         MessageBody::InstallSnapshot {
             meta: Box::new(SnapshotMeta {

@@ -120,8 +120,16 @@ pub(super) fn message(m: &Message) -> String {
         MessageBody::Heartbeat { commit, read_round } => {
             format!("Heartbeat commit={commit} read_round={read_round}")
         }
-        MessageBody::HeartbeatResponse { read_round } => {
-            format!("HeartbeatResp read_round={read_round}")
+        MessageBody::HeartbeatResponse {
+            read_round,
+            writes_pending,
+        } => {
+            let pending = if *writes_pending {
+                " writes-pending"
+            } else {
+                ""
+            };
+            format!("HeartbeatResp read_round={read_round}{pending}")
         }
         MessageBody::TimeoutNow => String::from("TimeoutNow"),
         MessageBody::InstallSnapshot {

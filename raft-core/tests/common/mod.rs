@@ -435,6 +435,9 @@ pub(crate) fn heartbeat_response(from: u64, to: u64, term: u64, read_round: u64)
         from,
         to,
         term,
-        MessageBody::HeartbeatResponse { read_round },
+        MessageBody::HeartbeatResponse {
+            read_round,
+            writes_pending: false,
+        },
     )
 }
