@@ -1,18 +1,22 @@
 //! An in-memory cluster of `raft-core` nodes in one thread.
 //!
 //! Messages go straight from a node's sends lane to the addressee's [`Node::step`] in the next
-//! round (no encoding, no loss, no reordering). Writes are made "durable" by moving their entries
-//! into a per-node `Vec` and acknowledged at once; committed entries are "applied" by counting
-//! them. That is the least an adapter can do, so what is measured is the core.
+//! round (no encoding, no loss, no reordering, unless a [`messages`](crate::messages) scenario
+//! reorders them or stops a node). Writes are made "durable" by moving their entries into a
+//! per-node `Vec` and acknowledged at once (unless a scenario makes the leader's disk slow);
+//! committed entries are "applied" by counting them. That is the least an adapter can do, so what
+//! is measured is the core.
 
+use std::collections::VecDeque;
 use std::mem;
 
 use raft_core::{
     Apply, Config, Entry, EntryKind, HardState, Input, Membership, Message, MessageBody, Node,
-    NodeId, Outputs, Payload, ReadId, ReadResult, Restored, Role,
+    NodeId, Outputs, Payload, ReadId, ReadResult, Restored, Role, Write,
 };
 
 use crate::counting_alloc::AllocCounts;
+use crate::messages::{InFlight, Stepped};
 use crate::rng::SplitMix;
 use crate::workload::{Cluster, Traffic};
 
@@ -127,6 +131,9 @@ pub struct OurCluster {
     breakdown: Option<Breakdown>,
     /// Reused buffer of payloads for `propose_many`.
     batch: Vec<Payload>,
+    /// With a slow leader disk ([`Stepped::hold_leader_writes`]): the leader's writes, not yet
+    /// durable.
+    held: Option<VecDeque<Write>>,
 }
 
 fn node_id(i: usize) -> NodeId {
@@ -180,6 +187,7 @@ impl OurCluster {
             traffic: Traffic::default(),
             breakdown: None,
             batch: Vec::new(),
+            held: None,
         }
     }
 
@@ -220,7 +228,7 @@ impl OurCluster {
     pub fn settle(&mut self) -> u64 {
         let mut rounds = 0;
         loop {
-            self.round_inner();
+            self.round_inner(true);
             rounds += 1;
             if self.inbox.is_empty() {
                 break;
@@ -279,7 +287,7 @@ impl OurCluster {
         self.errors
     }
 
-    /// Messages delivered so far, by kind.
+    /// Messages sent so far, by kind (see [`Traffic`]).
     #[must_use]
     pub fn traffic(&self) -> Traffic {
         self.traffic
@@ -314,7 +322,9 @@ impl OurCluster {
         self.members[i].hard_state
     }
 
-    fn round_inner(&mut self) -> u64 {
+    /// One round. Without `deliver`, the messages in flight stay in flight and what the nodes
+    /// send joins them (to flush a node's outputs between rounds).
+    fn round_inner(&mut self, deliver: bool) -> u64 {
         let Self {
             members,
             inbox,
@@ -324,37 +334,41 @@ impl OurCluster {
             errors,
             traffic,
             breakdown,
+            held,
             ..
         } = self;
 
-        for msg in inbox.drain(..) {
-            let Some(m) = members.get_mut(index_of(msg.to)).filter(|m| m.up) else {
-                continue;
-            };
-            let site = match &msg.body {
-                MessageBody::AppendEntries { entries, .. } => {
-                    traffic.appends += 1;
-                    traffic.appended_entries += entries.len() as u64;
-                    Site::StepAppend
+        if deliver {
+            for msg in inbox.drain(..) {
+                let site = match &msg.body {
+                    MessageBody::AppendEntries { entries, .. } => {
+                        traffic.appends += 1;
+                        traffic.empty_appends += u64::from(entries.is_empty());
+                        traffic.appended_entries += entries.len() as u64;
+                        Site::StepAppend
+                    }
+                    MessageBody::AppendResponse { .. } => {
+                        traffic.append_responses += 1;
+                        Site::StepAppendResponse
+                    }
+                    MessageBody::Heartbeat { .. } => {
+                        traffic.other += 1;
+                        traffic.heartbeats += 1;
+                        Site::StepOther
+                    }
+                    _ => {
+                        traffic.other += 1;
+                        Site::StepOther
+                    }
+                };
+                let Some(m) = members.get_mut(index_of(msg.to)).filter(|m| m.up) else {
+                    continue;
+                };
+                let node = &mut m.node;
+                let out = &mut m.out;
+                if measure(breakdown, site, || node.step(Input::Message(msg), out)).is_err() {
+                    *errors += 1;
                 }
-                MessageBody::AppendResponse { .. } => {
-                    traffic.append_responses += 1;
-                    Site::StepAppendResponse
-                }
-                MessageBody::Heartbeat { .. } => {
-                    traffic.other += 1;
-                    traffic.heartbeats += 1;
-                    Site::StepOther
-                }
-                _ => {
-                    traffic.other += 1;
-                    Site::StepOther
-                }
-            };
-            let node = &mut m.node;
-            let out = &mut m.out;
-            if measure(breakdown, site, || node.step(Input::Message(msg), out)).is_err() {
-                *errors += 1;
             }
         }
 
@@ -362,6 +376,9 @@ impl OurCluster {
         for (i, m) in members.iter_mut().enumerate().filter(|(_, m)| m.up) {
             let is_leader = *leader == Some(i);
             loop {
+                if let Some(h) = held.as_mut().filter(|_| is_leader) {
+                    h.extend(m.out.drain_writes());
+                }
                 // Persist every write (in memory), then acknowledge the last.
                 let out = &mut m.out;
                 let disk = &mut m.disk;
@@ -436,7 +453,11 @@ impl OurCluster {
                 }
             }
         }
-        mem::swap(inbox, outbox);
+        if deliver {
+            mem::swap(inbox, outbox);
+        } else {
+            inbox.append(outbox);
+        }
         applied
     }
 }
@@ -452,6 +473,10 @@ impl Cluster for OurCluster {
             node.propose(payload, out)
         })
         .expect("the leader accepts proposals");
+        // Taken from the lane at once, so that the next proposal starts a write of its own.
+        if let Some(h) = &mut self.held {
+            h.extend(m.out.drain_writes());
+        }
     }
 
     /// `Node::propose_batch`: one write and one message per follower for the whole batch.
@@ -469,9 +494,101 @@ impl Cluster for OurCluster {
             node.propose_batch(batch, out)
         })
         .expect("the leader accepts proposals");
+        if let Some(h) = &mut self.held {
+            h.extend(m.out.drain_writes());
+        }
     }
 
     fn round(&mut self) -> u64 {
-        self.round_inner()
+        self.round_inner(true)
+    }
+}
+
+impl Stepped for OurCluster {
+    fn propose_alone(&mut self, data: &[u8]) -> u64 {
+        self.propose(data);
+        self.round_inner(false)
+    }
+
+    fn in_flight(&self) -> Vec<InFlight> {
+        self.inbox
+            .iter()
+            .map(|m| InFlight {
+                to: m.to.get(),
+                first_entry: match &m.body {
+                    MessageBody::AppendEntries { entries, .. } => {
+                        entries.first().map(|e| e.id.index.0)
+                    }
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
+    fn reorder(&mut self, order: &[usize]) {
+        let mut old: Vec<Option<Message>> = self.inbox.drain(..).map(Some).collect();
+        self.inbox
+            .extend(order.iter().map(|&i| old[i].take().expect("a permutation")));
+        assert!(old.iter().all(Option::is_none), "a permutation");
+    }
+
+    fn hold_leader_writes(&mut self) {
+        self.held = Some(VecDeque::new());
+    }
+
+    /// Each write the leader makes while its disk is slow holds one proposal's entry (see
+    /// [`Cluster::propose`]): it is made durable and acknowledged on its own.
+    fn complete_leader_write(&mut self) -> bool {
+        let Some(w) = self.held.as_mut().and_then(VecDeque::pop_front) else {
+            return false;
+        };
+        debug_assert!(w.entries.len() <= 1, "one entry per write: {w:?}");
+        let l = self.leader.expect("a leader");
+        let m = &mut self.members[l];
+        if let Some(hs) = w.hard_state {
+            m.hard_state = hs;
+        }
+        if let Some(from) = w.truncate_from {
+            m.disk.truncate((from.0 as usize).saturating_sub(1));
+        }
+        m.disk.extend(w.entries);
+        if m.node.step(Input::Persisted(w.id), &mut m.out).is_err() {
+            self.errors += 1;
+        }
+        true
+    }
+
+    fn stop(&mut self, i: usize) {
+        self.crash(i);
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.inbox.is_empty() && self.members.iter().all(|m| !m.up || m.out.is_empty())
+    }
+
+    fn commits(&self) -> Vec<Option<u64>> {
+        self.members
+            .iter()
+            .map(|m| m.up.then(|| m.node.commit_index().0))
+            .collect()
+    }
+
+    fn tick_all(&mut self) {
+        self.tick();
+    }
+
+    fn sent(&self) -> Traffic {
+        self.traffic
+    }
+
+    fn matched_past_log(&self) -> u64 {
+        let Some(l) = self.leader else { return 0 };
+        let node = &self.members[l].node;
+        let last = node.last_log().index;
+        node.status()
+            .peers
+            .iter()
+            .filter(|p| p.match_index > last)
+            .count() as u64
     }
 }

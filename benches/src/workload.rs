@@ -24,12 +24,15 @@ pub trait Cluster {
     fn round(&mut self) -> u64;
 }
 
-/// Messages delivered, by kind (the same kinds on both sides: AppendEntries / `MsgAppend` and
-/// their responses).
+/// Messages sent, by kind (the same kinds on both sides: AppendEntries / `MsgAppend` and their
+/// responses). A message is counted when a round hands it to its addressee, or drops it because
+/// the addressee is stopped: once none is in flight, every message sent is counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Append messages.
     pub appends: u64,
+    /// Append messages without entries (commit-only, or a probe), counted in `appends` too.
+    pub empty_appends: u64,
     /// Entries those carried.
     pub appended_entries: u64,
     /// Append responses.
@@ -38,6 +41,27 @@ pub struct Traffic {
     pub other: u64,
     /// Heartbeats (`MsgHeartbeat`), counted in `other` too.
     pub heartbeats: u64,
+}
+
+impl Traffic {
+    /// Every message, whatever its kind.
+    #[must_use]
+    pub const fn total(&self) -> u64 {
+        self.appends + self.append_responses + self.other
+    }
+
+    /// What was sent since `earlier` (a snapshot of the same counters).
+    #[must_use]
+    pub const fn since(&self, earlier: &Self) -> Self {
+        Self {
+            appends: self.appends - earlier.appends,
+            empty_appends: self.empty_appends - earlier.empty_appends,
+            appended_entries: self.appended_entries - earlier.appended_entries,
+            append_responses: self.append_responses - earlier.append_responses,
+            other: self.other - earlier.other,
+            heartbeats: self.heartbeats - earlier.heartbeats,
+        }
+    }
 }
 
 /// What to run: cluster size, payload size, and how proposals are paced.
