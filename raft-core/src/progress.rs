@@ -93,8 +93,10 @@ impl Progress {
     /// the entries were added to a message still in the sends lane that already held that many
     /// payload bytes.
     pub(crate) fn sent(&mut self, last: Index, bytes: u64, merged: Option<u64>) {
-        // Entries carry the commit index: the next advance may go out alone again.
+        // Entries carry the commit index: the next advance may go out alone again, and none
+        // is left waiting.
         self.commit_only_sent = false;
+        self.commit_deferred = false;
         match self.state {
             ReplicationState::Probe | ReplicationState::Snapshot => self.probe_sent = true,
             ReplicationState::Replicate => {

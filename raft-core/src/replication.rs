@@ -117,7 +117,12 @@ impl Leadership {
                 p.commit_only_sent = true;
                 if !self.send_append(s, i, true, out) {
                     if let Some(p) = self.peers.get_mut(i) {
+                        // Paused (a probe or a full pipeline): the advance waits for the
+                        // answer that unpauses it, or the next tick.
                         p.commit_only_sent = false;
+                        if !queued_append_carries_commit(&mut out.sends, p.id, s.term, s.commit) {
+                            p.commit_deferred = true;
+                        }
                     }
                 }
             }
@@ -132,12 +137,18 @@ impl Leadership {
             };
             p.commit_only_sent = false;
             if p.commit_deferred {
+                self.send_deferred_commit(s, i, out);
+            }
+        }
+    }
+
+    /// Sends the follower at `i` the commit advance deferred for it, if its flow control allows
+    /// (otherwise it stays deferred).
+    fn send_deferred_commit(&mut self, s: &Shared, i: usize, out: &mut Outputs) {
+        if self.send_append(s, i, true, out) {
+            if let Some(p) = self.peers.get_mut(i) {
                 p.commit_deferred = false;
-                if self.send_append(s, i, true, out) {
-                    if let Some(p) = self.peers.get_mut(i) {
-                        p.commit_only_sent = true;
-                    }
-                }
+                p.commit_only_sent = true;
             }
         }
     }
@@ -325,8 +336,12 @@ impl Leadership {
                     }
                     self.advance_transfer(s, out);
                 }
-                // Acknowledgements free in-flight room: keep the pipeline full.
+                // Acknowledgements free in-flight room: keep the pipeline full, or at least tell
+                // the follower of a commit advance it missed while paused.
                 while self.send_append(s, i, false, out) {}
+                if self.peers.get(i).is_some_and(|p| p.commit_deferred) {
+                    self.send_deferred_commit(s, i, out);
+                }
             }
             AppendOutcome::Conflict { rejected, hint } => {
                 let probe_at = if hint.index < s.log.base().index {

@@ -2976,6 +2976,27 @@ fn an_installed_snapshot_resumes_replication_and_tells_the_others_nothing() {
     assert_eq!(h.tick(1).sent_to(2), Vec::<&raft_core::Message>::new());
 }
 
+/// A commit advance that finds a follower paused (its probe unanswered) is not lost: the answer
+/// that unpauses it brings it the commit index at once, in a message of its own if no entry is
+/// left to send, rather than at the next heartbeat.
+#[test]
+fn a_follower_paused_when_the_commit_advanced_hears_of_it_when_unpaused() {
+    let mut h = Harness::new(1, THREE);
+    h.elect();
+    h.persist();
+    // 2 acknowledges the leader's empty entry: committed, while 3's probe is unanswered.
+    h.recv(accepted(2, 1, 1, 1));
+    assert_eq!(h.node.commit_index(), Index(1));
+    let out = h.recv(accepted(3, 1, 1, 1));
+    let to_3: Vec<(LogId, Vec<LogId>, u64)> = out
+        .appends()
+        .into_iter()
+        .filter(|a| a.0 == 3)
+        .map(|a| (a.1, a.2, a.3))
+        .collect();
+    assert_eq!(to_3, [(LogId::new(1, 1), vec![], 1)]);
+}
+
 /// `broadcast_commit`: a second commit advance between two drains goes out in the AppendEntries
 /// to the follower still waiting in the sends lane (it carries the newest commit index), not in
 /// another message.
