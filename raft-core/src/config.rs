@@ -35,8 +35,16 @@ pub struct Config {
     pub max_inflight_bytes: u64,
     /// The largest payload a proposal may carry. Default 8 MiB.
     pub max_entry_bytes: u64,
-    /// Most reads waiting for a ReadIndex confirmation at once. Default 4096.
+    /// Most reads waiting for a ReadIndex confirmation at once (on a follower, reads waiting
+    /// for the leader's answer). Default 4096.
     pub max_pending_reads: u32,
+    /// Follower reads: a follower that knows its leader takes [`Input::Read`](crate::Input::Read)
+    /// itself, asks the leader for a read index (etcd's `MsgReadIndex`), and reports
+    /// [`ReadResult::Ready`](crate::ReadResult::Ready) with it; the adapter serves the read once
+    /// its state machine has applied that index, as on a leader. Off: a follower refuses reads
+    /// with [`Refusal::NotLeader`](crate::Refusal::NotLeader), for the adapter to forward.
+    /// Default off.
+    pub follower_reads: bool,
     /// After a snapshot, keep this many entries below it in memory, so a follower a little
     /// behind still gets entries rather than the whole snapshot. Default 1024.
     pub snapshot_trailing_entries: u64,
@@ -71,6 +79,7 @@ impl Config {
             max_inflight_bytes: 32 << 20,
             max_entry_bytes: 8 << 20,
             max_pending_reads: 4096,
+            follower_reads: false,
             snapshot_trailing_entries: 1024,
             snapshot_log_entries: 10_000,
             snapshot_chunk_bytes: 1 << 20,

@@ -10,11 +10,11 @@ use crate::membership::MAX_MEMBERS;
 use crate::message::MessageBody;
 use crate::output::Outputs;
 use crate::progress::Progress;
-use crate::read_index::{self, ReadIndex};
+use crate::read_index::{self, ReadIndex, ReadOrigin};
 use crate::shared::Shared;
 use crate::status::{PeerStatus, ReplicationState};
 use crate::transfer::Transfer;
-use crate::types::{EntryKind, NodeId, Payload, ReadId};
+use crate::types::{EntryKind, NodeId, Payload};
 
 /// The leader must step down now, as a follower in its term with no known leader. Returned by a
 /// leader's handler after it has done what must precede that (counted it, sent a TimeoutNow);
@@ -186,7 +186,7 @@ impl Leadership {
     pub(crate) fn read(
         &mut self,
         s: &Shared,
-        id: ReadId,
+        origin: ReadOrigin,
         out: &mut Outputs,
     ) -> Result<(), StepError> {
         if self.reads.len() >= s.config.max_pending_reads as usize {
@@ -195,22 +195,18 @@ impl Leadership {
         if s.log.term_at(s.commit) != Some(s.term) {
             // Until it commits an entry of its own term, a new leader does not know the commit
             // index of the cluster (thesis §6.4 step 1).
-            self.reads.wait_for_commit(id);
+            self.reads.wait_for_commit(origin);
             return Ok(());
         }
         // A deliberately broken build for the chaos runner's teeth: never in a normal build.
         if cfg!(feature = "bug-read-index-no-heartbeat") {
-            let index = s.commit;
-            out.reads
-                .push(crate::output::ReadResult::Ready { id, index });
+            origin.answer(s.id, s.term, Some(s.commit), out);
             return Ok(());
         }
         // Planted bug, the same as the feature above: released at once, no heartbeat round.
         #[cfg(raft_planted)]
         if crate::planted::active(crate::planted::Bug::ReadWithoutHeartbeat) {
-            let index = s.commit;
-            out.reads
-                .push(crate::output::ReadResult::Ready { id, index });
+            origin.answer(s.id, s.term, Some(s.commit), out);
             return Ok(());
         }
         // Join the newest round if none of its heartbeats has left yet (they leave after this
@@ -226,7 +222,7 @@ impl Leadership {
         if !joinable {
             self.broadcast_heartbeat(s, out);
         }
-        self.reads.join_newest(id, s.commit);
+        self.reads.join_newest(origin, s.commit);
         self.confirm_reads(s, out);
         Ok(())
     }
@@ -242,14 +238,15 @@ impl Leadership {
                     m == id || peers.iter().any(|p| p.id == m && p.read_round >= round)
                 })
             },
+            (s.id, s.term),
             out,
         );
     }
 
     /// Leadership ends: every pending read is aborted (the reads lane says so). Returns how
     /// many.
-    pub(crate) fn abort_reads(&mut self, out: &mut Outputs) -> u64 {
-        self.reads.abort_all(out)
+    pub(crate) fn abort_reads(&mut self, s: &Shared, out: &mut Outputs) -> u64 {
+        self.reads.abort_all((s.id, s.term), out)
     }
 
     // ---- leadership transfer (Raft thesis §3.10) ---------------------------------------------

@@ -372,6 +372,7 @@ mod check_quorum;
 mod durability;
 mod election;
 mod follower;
+mod follower_read;
 #[cfg(any(test, feature = "sim"))]
 mod invariants;
 mod leader;

@@ -101,6 +101,21 @@ pub enum MessageBody {
         /// The follower has installed it (or already held everything it covers).
         installed: bool,
     },
+    /// A follower asks its leader for the index at which to serve a read (etcd's
+    /// `MsgReadIndex`, Raft thesis §6.4): the leader answers once a heartbeat round sent after
+    /// the request arrived is confirmed, with its commit index of when the request arrived.
+    ReadIndexRequest {
+        /// The follower's number for the request, echoed in the answer.
+        request: u64,
+    },
+    /// The answer to a `ReadIndexRequest`.
+    ReadIndexResponse {
+        /// The request answered.
+        request: u64,
+        /// The index to serve the read at once applied; `None`: refused (not the leader, too
+        /// many reads, or leadership lost), and the follower aborts the read.
+        index: Option<Index>,
+    },
 }
 
 /// What a follower did with an `AppendEntries`.
@@ -158,6 +173,7 @@ impl Message {
                 | MessageBody::AppendResponse { .. }
                 | MessageBody::HeartbeatResponse { .. }
                 | MessageBody::SnapshotResponse { .. }
+                | MessageBody::ReadIndexResponse { .. }
         )
     }
 }

@@ -12,12 +12,14 @@ use crate::config::Config;
 use crate::durability::Durability;
 use crate::election::{self, Votes, random_timeout};
 use crate::error::{Misuse, Refusal, Reject, RestoreError, StepError};
+use crate::follower_read::ForwardedReads;
 use crate::input::Input;
 use crate::leader::{Halt, Leadership, StepDown};
 use crate::log::RaftLog;
 use crate::membership::{Membership, VoteResult};
 use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::output::{Event, Outputs};
+use crate::read_index::ReadOrigin;
 use crate::restore::{Restored, SnapshotMeta};
 use crate::role::RoleState;
 use crate::shared::Shared;
@@ -78,6 +80,7 @@ impl<R: Rng> Node<R> {
             election_elapsed: 0,
             election_timeout,
             durability: Durability::default(),
+            forwarded_reads: ForwardedReads::default(),
             stats: Stats::default(),
             config,
         };
@@ -111,8 +114,15 @@ impl<R: Rng> Node<R> {
             Input::Message(m) => self.step_message(m, out),
             Input::Propose(data) => self.propose_entry(data, out).map(drop),
             Input::ProposeBatch(commands) => self.propose_entries(&commands, out).map(drop),
-            Input::Read(id) => match &mut self.role {
-                RoleState::Leader(l) => l.read(&self.s, id, out),
+            Input::Read(id) => match (&mut self.role, self.s.leader) {
+                (RoleState::Leader(l), _) => l.read(&self.s, ReadOrigin::Local(id), out),
+                (RoleState::Follower, Some(leader)) if self.s.config.follower_reads => {
+                    if self.s.forwarded_reads.unstarted() {
+                        let start = self.rng.next_u64();
+                        self.s.forwarded_reads.start(start);
+                    }
+                    self.s.forward_read(id, leader, out)
+                }
                 _ => Err(self.not_leader().into()),
             },
             Input::TransferLeader(to) => match &mut self.role {
@@ -229,6 +239,7 @@ impl<R: Rng> Node<R> {
         let (role, term, leader) = (self.role(), self.s.term, self.s.leader);
         if (role, term, leader) != self.reported {
             self.reported = (role, term, leader);
+            self.s.stats.reads_aborted += self.s.abort_forwarded_reads(out);
             out.events.push(Event::StateChanged { role, term, leader });
         }
         match &result {
@@ -489,7 +500,7 @@ impl<R: Rng> Node<R> {
             self.s.persist_hard_state(out);
         }
         if let RoleState::Leader(l) = &mut self.role {
-            self.s.stats.reads_aborted += l.abort_reads(out);
+            self.s.stats.reads_aborted += l.abort_reads(&self.s, out);
             self.read_round = l.reads.round();
         }
         // Leaving a role drops its state: a leader's peers and transfer, a candidate's votes.
@@ -702,6 +713,22 @@ impl<R: Rng> Node<R> {
                 if let RoleState::Leader(l) = &mut self.role {
                     l.handle_heartbeat_response(&self.s, from, read_round, writes_pending, out);
                 }
+                Ok(())
+            }
+            MessageBody::ReadIndexRequest { request } => {
+                let origin = ReadOrigin::Forwarded { from, request };
+                let refused = match &mut self.role {
+                    RoleState::Leader(l) => l.read(&self.s, origin, out).is_err(),
+                    _ => true,
+                };
+                if refused {
+                    origin.answer(self.s.id, self.s.term, None, out);
+                }
+                Ok(())
+            }
+            MessageBody::ReadIndexResponse { request, index } => {
+                self.s
+                    .handle_read_index_response(from, term, request, index, out);
                 Ok(())
             }
             MessageBody::TimeoutNow => {

@@ -15,9 +15,39 @@ use crate::message::{Message, MessageBody};
 use crate::output::{Outputs, ReadResult};
 use crate::types::{Index, NodeId, ReadId, Term};
 
+/// Who asked for a read: the node's own adapter, or a follower (`ReadIndexRequest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadOrigin {
+    Local(ReadId),
+    Forwarded { from: NodeId, request: u64 },
+}
+
+impl ReadOrigin {
+    /// Answers the read: in the reads lane, or to the follower that asked (`index` `None`:
+    /// aborted).
+    pub(crate) fn answer(
+        self,
+        leader: NodeId,
+        term: Term,
+        index: Option<Index>,
+        out: &mut Outputs,
+    ) {
+        match (self, index) {
+            (Self::Local(id), Some(index)) => out.reads.push(ReadResult::Ready { id, index }),
+            (Self::Local(id), None) => out.reads.push(ReadResult::Aborted { id }),
+            (Self::Forwarded { from, request }, index) => out.sends.push(Message {
+                from: leader,
+                to: from,
+                term,
+                body: MessageBody::ReadIndexResponse { request, index },
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct PendingRead {
-    id: ReadId,
+    origin: ReadOrigin,
     round: u64,
     index: Index,
 }
@@ -29,7 +59,7 @@ pub(crate) struct ReadIndex {
     /// Reads waiting for their round to be confirmed, oldest first.
     confirming: VecDeque<PendingRead>,
     /// Reads that arrived before the leader committed an entry of its term.
-    waiting_for_commit: VecDeque<ReadId>,
+    waiting_for_commit: VecDeque<ReadOrigin>,
 }
 
 impl ReadIndex {
@@ -58,8 +88,8 @@ impl ReadIndex {
         self.round
     }
 
-    pub(crate) fn wait_for_commit(&mut self, id: ReadId) {
-        self.waiting_for_commit.push_back(id);
+    pub(crate) fn wait_for_commit(&mut self, origin: ReadOrigin) {
+        self.waiting_for_commit.push_back(origin);
     }
 
     pub(crate) fn has_waiting_for_commit(&self) -> bool {
@@ -69,9 +99,9 @@ impl ReadIndex {
     /// Every read waiting for the leader's first commit joins the newest round (just broadcast),
     /// at `commit`.
     pub(crate) fn start_waiting(&mut self, commit: Index) {
-        while let Some(id) = self.waiting_for_commit.pop_front() {
+        while let Some(origin) = self.waiting_for_commit.pop_front() {
             self.confirming.push_back(PendingRead {
-                id,
+                origin,
                 round: self.round,
                 index: commit,
             });
@@ -80,37 +110,41 @@ impl ReadIndex {
 
     /// A read that must see `commit` waits for the newest round, whose heartbeats have not left
     /// the node yet.
-    pub(crate) fn join_newest(&mut self, id: ReadId, commit: Index) {
+    pub(crate) fn join_newest(&mut self, origin: ReadOrigin, commit: Index) {
         self.confirming.push_back(PendingRead {
-            id,
+            origin,
             round: self.round,
             index: commit,
         });
     }
 
-    /// Releases, in order, the reads whose round a quorum has confirmed.
-    pub(crate) fn confirm(&mut self, quorum_confirmed: impl Fn(u64) -> bool, out: &mut Outputs) {
+    /// Releases, in order, the reads whose round a quorum has confirmed (leader `leader` of
+    /// `term` answers the forwarded ones).
+    pub(crate) fn confirm(
+        &mut self,
+        quorum_confirmed: impl Fn(u64) -> bool,
+        (leader, term): (NodeId, Term),
+        out: &mut Outputs,
+    ) {
         while let Some(r) = self.confirming.front().copied() {
             if !quorum_confirmed(r.round) {
                 break;
             }
             self.confirming.pop_front();
-            out.reads.push(ReadResult::Ready {
-                id: r.id,
-                index: r.index,
-            });
+            r.origin.answer(leader, term, Some(r.index), out);
         }
     }
 
-    /// Leadership ended: every pending read is aborted. Returns how many.
-    pub(crate) fn abort_all(&mut self, out: &mut Outputs) -> u64 {
+    /// Leadership ended: every pending read is aborted (a forwarded one is answered `None`).
+    /// Returns how many.
+    pub(crate) fn abort_all(&mut self, (leader, term): (NodeId, Term), out: &mut Outputs) -> u64 {
         let mut n = 0;
         for r in self.confirming.drain(..) {
-            out.reads.push(ReadResult::Aborted { id: r.id });
+            r.origin.answer(leader, term, None, out);
             n += 1;
         }
-        for id in self.waiting_for_commit.drain(..) {
-            out.reads.push(ReadResult::Aborted { id });
+        for origin in self.waiting_for_commit.drain(..) {
+            origin.answer(leader, term, None, out);
             n += 1;
         }
         n

@@ -7,6 +7,7 @@ use alloc::boxed::Box;
 
 use crate::config::Config;
 use crate::durability::Durability;
+use crate::follower_read::ForwardedReads;
 use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) election_elapsed: u32,
     pub(crate) election_timeout: u32,
     pub(crate) durability: Durability,
+    /// Reads this node, a follower, asked its leader to confirm.
+    pub(crate) forwarded_reads: ForwardedReads,
     pub(crate) stats: Stats,
 }
 

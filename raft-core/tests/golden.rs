@@ -115,8 +115,9 @@ fn describe_options(o: &SimOptions, scripted: bool) -> String {
          # network: drop {}/M, duplicate {}/M, delay <= {}; per tick per M: partition {}, crash \
          {}, restart {}, leader crash {}, propose {}, read {}, transfer {}, snapshot {}, \
          membership change {}; deferred drains {}/M\n\
-         # disk delay <= {}; pre-vote {}, check-quorum {}, max in flight {}, max entries per \
-         message {}; snapshot chunks of {} bytes, {} trailing entries, up to {} bytes\n",
+         # disk delay <= {}; pre-vote {}, check-quorum {}, follower reads {}, max in flight {}, \
+         max entries per message {}; snapshot chunks of {} bytes, {} trailing entries, up to {} \
+         bytes\n",
         o.seed,
         o.nodes,
         o.spare_nodes,
@@ -136,6 +137,7 @@ fn describe_options(o: &SimOptions, scripted: bool) -> String {
         o.max_disk_delay,
         o.pre_vote,
         o.check_quorum,
+        o.follower_reads,
         o.max_inflight_msgs,
         o.max_msg_entries,
         o.snapshot_chunk_bytes,

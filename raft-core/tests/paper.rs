@@ -1240,6 +1240,128 @@ fn leader_hearing_a_quorum_ignores_higher_term_vote_requests_without_check_quoru
 
 // ---- ReadIndex (Raft thesis §6.4) ------------------------------------------------------------
 
+/// Follower reads (`Config::follower_reads`, etcd's `MsgReadIndex`): a follower asks its leader
+/// for a read index and reports the read ready at the index the leader answers. An answer from
+/// another node, or to another request, changes nothing.
+#[test]
+fn a_follower_read_is_ready_at_the_index_its_leader_answers() {
+    let mut h = Harness::with_config(2, THREE, |c| c.follower_reads = true);
+    h.recv(heartbeat(1, 2, 1, 0, 0));
+    let out = h.step(Input::Read(ReadId(7)));
+    assert!(out.reads.is_empty());
+    let asked: Vec<(u64, u64)> = out
+        .sends
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::ReadIndexRequest { request } => Some((m.to.get(), request)),
+            _ => None,
+        })
+        .collect();
+    let [(1, request)] = asked[..] else {
+        panic!("one request, to the leader: {asked:?}");
+    };
+    let answer = |from, request, index| {
+        msg(
+            from,
+            2,
+            1,
+            MessageBody::ReadIndexResponse { request, index },
+        )
+    };
+    assert!(h.recv(answer(3, request, Some(Index(5)))).reads.is_empty());
+    let other = request.wrapping_add(1);
+    assert!(h.recv(answer(1, other, Some(Index(5)))).reads.is_empty());
+    let out = h.recv(answer(1, request, Some(Index(5))));
+    assert_eq!(
+        out.reads,
+        [ReadResult::Ready {
+            id: ReadId(7),
+            index: Index(5)
+        }]
+    );
+    assert!(
+        h.recv(answer(1, request, Some(Index(5)))).reads.is_empty(),
+        "answered once"
+    );
+}
+
+/// A follower read waits for the leader it asked, in the term it asked in: refused by it, or
+/// overtaken by a new leader, it is aborted (the adapter retries). Without follower reads a
+/// follower refuses reads, for the adapter to forward.
+#[test]
+fn a_follower_read_is_aborted_when_refused_or_when_the_leader_changes() {
+    let mut h = Harness::with_config(2, THREE, |c| c.follower_reads = true);
+    h.recv(heartbeat(1, 2, 1, 0, 0));
+    h.step(Input::Read(ReadId(7)));
+    let second = h.step(Input::Read(ReadId(8)));
+    let request = second
+        .sends
+        .iter()
+        .find_map(|m| match m.body {
+            MessageBody::ReadIndexRequest { request } => Some(request),
+            _ => None,
+        })
+        .expect("asked the leader");
+    let refused = MessageBody::ReadIndexResponse {
+        request,
+        index: None,
+    };
+    let out = h.recv(msg(1, 2, 1, refused));
+    assert_eq!(out.reads, [ReadResult::Aborted { id: ReadId(8) }]);
+    let out = h.recv(heartbeat(3, 2, 2, 0, 0));
+    assert_eq!(out.reads, [ReadResult::Aborted { id: ReadId(7) }]);
+
+    let mut off = follower_of_1(1, &[1]);
+    let (result, _) = off.try_step(Input::Read(ReadId(1)));
+    assert_eq!(
+        result,
+        Err(StepError::Refused(Refusal::NotLeader {
+            leader: Some(id(1))
+        }))
+    );
+}
+
+/// The leader side of a follower read: the same rule as its own reads (thesis §6.4), answered
+/// to the follower: the commit index of when the request arrived, once a quorum confirmed a
+/// heartbeat round sent after it. A node that is not the leader refuses at once.
+#[test]
+fn a_leader_answers_a_forwarded_read_once_a_round_sent_after_it_is_confirmed() {
+    let mut h = Harness::leader(1, THREE);
+    let out = h.recv(msg(2, 1, 1, MessageBody::ReadIndexRequest { request: 4 }));
+    let round = out
+        .sends
+        .iter()
+        .find_map(|m| match m.body {
+            MessageBody::HeartbeatResponse { .. } => None,
+            MessageBody::Heartbeat { read_round, .. } => Some(read_round),
+            _ => None,
+        })
+        .expect("a heartbeat round for the read");
+    let answers = |out: &common::Out| -> Vec<(u64, MessageBody)> {
+        out.sends
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::ReadIndexResponse { .. }))
+            .map(|m| (m.to.get(), m.body.clone()))
+            .collect()
+    };
+    assert_eq!(answers(&out), []);
+    assert_eq!(answers(&h.recv(heartbeat_response(3, 1, 1, round - 1))), []);
+    let out = h.recv(heartbeat_response(3, 1, 1, round));
+    let ready = MessageBody::ReadIndexResponse {
+        request: 4,
+        index: Some(Index(1)),
+    };
+    assert_eq!(answers(&out), [(2, ready)]);
+
+    let mut follower = follower_of_1(1, &[1]);
+    let out = follower.recv(msg(3, 2, 1, MessageBody::ReadIndexRequest { request: 9 }));
+    let refused = MessageBody::ReadIndexResponse {
+        request: 9,
+        index: None,
+    };
+    assert_eq!(answers(&out), [(3, refused)]);
+}
+
 /// Raft thesis §6.4: a read is served at the commit index once a quorum has answered a heartbeat
 /// sent after the read arrived; answers to earlier heartbeats do not count.
 #[test]

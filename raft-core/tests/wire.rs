@@ -118,6 +118,15 @@ fn every_message() -> Vec<Message> {
             received: u64::MAX,
             installed: true,
         },
+        MessageBody::ReadIndexRequest { request: u64::MAX },
+        MessageBody::ReadIndexResponse {
+            request: 1,
+            index: Some(Index(u64::MAX)),
+        },
+        MessageBody::ReadIndexResponse {
+            request: 2,
+            index: None,
+        },
     ];
     let mut messages: Vec<Message> = bodies.into_iter().map(message).collect();
     messages.push(Message {
@@ -151,11 +160,13 @@ fn every_message_body_round_trips() {
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
             MessageBody::SnapshotResponse { .. } => "SnapshotResponse",
+            MessageBody::ReadIndexRequest { .. } => "ReadIndexRequest",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
             other => panic!("a message kind this test does not know: {other:?}"),
         });
         round_trip(m);
     }
-    assert_eq!(kinds.len(), 9);
+    assert_eq!(kinds.len(), 11);
 }
 
 #[test]

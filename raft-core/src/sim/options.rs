@@ -54,6 +54,9 @@ pub struct SimOptions {
     pub pre_vote: bool,
     /// See [`Config::check_quorum`].
     pub check_quorum: bool,
+    /// See [`Config::follower_reads`]: reads issued at a follower are confirmed through its
+    /// leader and checked like the leader's.
+    pub follower_reads: bool,
     /// See [`Config::max_inflight_msgs`].
     pub max_inflight_msgs: u32,
     /// See [`Config::max_msg_entries`].
@@ -122,6 +125,8 @@ impl SimOptions {
             snapshot_max_bytes: 200,
             pre_vote: r.chance(800_000),
             check_quorum: r.chance(800_000),
+            // From a stream of its own, like the targeted faults: the draws above are unchanged.
+            follower_reads: SimRng::new(seed).fork(0xF011_0EAD).chance(500_000),
             max_inflight_msgs: r.between(1, 8) as u32,
             max_msg_entries: r.between(1, 16) as u32,
             spare_nodes: 0,
@@ -176,11 +181,12 @@ impl SimOptions {
     }
 
     /// This run without the targeted faults (power cuts in write windows, slow disks, coarse
-    /// conflict hints, pauses) that [`SimOptions::random`] draws in half the seeds each: as a seed ran
-    /// before they existed (the regression seeds recorded then replay what they were recorded
-    /// on).
+    /// conflict hints, pauses) that [`SimOptions::random`] draws in half the seeds each, and
+    /// without follower reads (drawn likewise): as a seed ran before they existed (the
+    /// regression seeds recorded then replay what they were recorded on).
     #[must_use]
     pub fn without_targeted_faults(mut self) -> Self {
+        self.follower_reads = false;
         self.role_change_crash_per_million = 0;
         self.ack_ahead_crash_per_million = 0;
         self.slow_disks = 0;
@@ -214,6 +220,7 @@ impl SimOptions {
         let mut c = Config::new(id);
         c.pre_vote = self.pre_vote;
         c.check_quorum = self.check_quorum;
+        c.follower_reads = self.follower_reads;
         c.max_inflight_msgs = self.max_inflight_msgs;
         c.max_msg_entries = self.max_msg_entries;
         c.snapshot_chunk_bytes = self.snapshot_chunk_bytes;
