@@ -47,6 +47,26 @@ fn a_follower_redirects_to_the_leader() {
     }
 }
 
+/// With follower reads (`raft_core::Config::follower_reads`) a follower serves a read itself:
+/// its node asks the leader for the read index and answers once it has applied it, so the read
+/// sees every write acknowledged before it was issued.
+#[test]
+fn a_follower_serves_reads_itself_with_follower_reads() {
+    let (cluster, _lists) = cluster(3, |o| o.runtime.raft.follower_reads = true);
+    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    let follower = *cluster.running().iter().find(|&&n| n != leader).unwrap();
+    let node = cluster.node(follower).unwrap();
+    for i in 1..=20usize {
+        assert_eq!(cluster.propose(vec![i as u8]).unwrap(), i);
+        assert_eq!(node.read(Query::Len).unwrap(), Answer::Len(i), "read {i}");
+    }
+    // Proposals still go to the leader.
+    assert!(matches!(
+        node.propose(b"y".to_vec()),
+        Err(RequestError::NotLeader { leader: Some(l) }) if l == leader
+    ));
+}
+
 #[test]
 fn reads_see_every_write_acknowledged_before_them() {
     let (cluster, _lists) = cluster(3, |_| {});
