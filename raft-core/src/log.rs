@@ -49,12 +49,13 @@ impl RaftLog {
     /// a crash can take the rest, and a restarted node campaigning for the same term would count
     /// the grants of the log it offered before.
     pub(crate) fn durable_last(&self) -> LogId {
+        // At the base, `term_at` gives the base's term; below it (compacted), nothing.
         match self.term_at(self.persisted) {
-            Some(term) if self.persisted > self.base.index => LogId {
+            Some(term) => LogId {
                 index: self.persisted,
                 term,
             },
-            _ => self.base,
+            None => self.base,
         }
     }
 
