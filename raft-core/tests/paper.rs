@@ -1310,6 +1310,11 @@ fn a_follower_read_is_aborted_when_refused_or_when_the_leader_changes() {
     assert_eq!(out.reads, [ReadResult::Aborted { id: ReadId(8) }]);
     let out = h.recv(heartbeat(3, 2, 2, 0, 0));
     assert_eq!(out.reads, [ReadResult::Aborted { id: ReadId(7) }]);
+    assert_eq!(
+        h.node.stats().reads_aborted,
+        1,
+        "the one the leader change aborted"
+    );
 
     let mut off = follower_of_1(1, &[1]);
     let (result, _) = off.try_step(Input::Read(ReadId(1)));
