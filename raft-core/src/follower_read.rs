@@ -12,9 +12,8 @@
 use alloc::collections::VecDeque;
 
 use crate::error::{Refusal, StepError};
-use crate::message::MessageBody;
+use crate::message::{Message, MessageBody};
 use crate::output::{Outputs, ReadResult};
-use crate::shared::Shared;
 use crate::types::{Index, NodeId, ReadId, Term};
 
 /// A read sent to the leader and not yet answered.
@@ -49,33 +48,40 @@ impl ForwardedReads {
     }
 }
 
-impl Shared {
-    /// A read on a follower: asked of `leader`. Refused if too many already wait.
-    pub(crate) fn forward_read(
+impl ForwardedReads {
+    /// A read on follower `me` in `term`: asked of `leader`. Refused if `max_pending` already
+    /// wait.
+    pub(crate) fn forward(
         &mut self,
+        (me, term): (NodeId, Term),
         id: ReadId,
         leader: NodeId,
+        max_pending: u32,
         out: &mut Outputs,
     ) -> Result<(), StepError> {
-        let reads = &mut self.forwarded_reads;
-        if reads.waiting.len() >= self.config.max_pending_reads as usize {
+        if self.waiting.len() >= max_pending as usize {
             return Err(Refusal::TooManyReads.into());
         }
-        let request = reads.last_request.unwrap_or(0).wrapping_add(1);
-        reads.last_request = Some(request);
-        reads.waiting.push_back(Forwarded {
+        let request = self.last_request.unwrap_or(0).wrapping_add(1);
+        self.last_request = Some(request);
+        self.waiting.push_back(Forwarded {
             request,
             id,
             leader,
-            term: self.term,
+            term,
         });
-        self.send(leader, MessageBody::ReadIndexRequest { request }, out);
+        out.sends.push(Message {
+            from: me,
+            to: leader,
+            term,
+            body: MessageBody::ReadIndexRequest { request },
+        });
         Ok(())
     }
 
     /// The leader's answer to a forwarded read: ready at `index`, or aborted. An answer that
     /// matches no read waiting (a duplicate, or from another node or term) changes nothing.
-    pub(crate) fn handle_read_index_response(
+    pub(crate) fn answered(
         &mut self,
         from: NodeId,
         term: Term,
@@ -83,15 +89,14 @@ impl Shared {
         index: Option<Index>,
         out: &mut Outputs,
     ) {
-        let reads = &mut self.forwarded_reads;
-        let Some(k) = reads
+        let Some(k) = self
             .waiting
             .iter()
             .position(|r| r.request == request && r.leader == from && r.term == term)
         else {
             return;
         };
-        let Some(r) = reads.waiting.remove(k) else {
+        let Some(r) = self.waiting.remove(k) else {
             return;
         };
         out.reads.push(match index {
@@ -102,9 +107,9 @@ impl Shared {
 
     /// The node's role, term or leader changed: every read waiting for an answer is aborted.
     /// Returns how many.
-    pub(crate) fn abort_forwarded_reads(&mut self, out: &mut Outputs) -> u64 {
+    pub(crate) fn abort_all(&mut self, out: &mut Outputs) -> u64 {
         let mut n = 0;
-        for r in self.forwarded_reads.waiting.drain(..) {
+        for r in self.waiting.drain(..) {
             out.reads.push(ReadResult::Aborted { id: r.id });
             n += 1;
         }

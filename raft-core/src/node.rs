@@ -121,7 +121,9 @@ impl<R: Rng> Node<R> {
                         let start = self.rng.next_u64();
                         self.s.forwarded_reads.start(start);
                     }
-                    self.s.forward_read(id, leader, out)
+                    let max = self.s.config.max_pending_reads;
+                    let me = (self.s.id, self.s.term);
+                    self.s.forwarded_reads.forward(me, id, leader, max, out)
                 }
                 _ => Err(self.not_leader().into()),
             },
@@ -239,7 +241,7 @@ impl<R: Rng> Node<R> {
         let (role, term, leader) = (self.role(), self.s.term, self.s.leader);
         if (role, term, leader) != self.reported {
             self.reported = (role, term, leader);
-            self.s.stats.reads_aborted += self.s.abort_forwarded_reads(out);
+            self.s.stats.reads_aborted += self.s.forwarded_reads.abort_all(out);
             out.events.push(Event::StateChanged { role, term, leader });
         }
         match &result {
@@ -728,7 +730,8 @@ impl<R: Rng> Node<R> {
             }
             MessageBody::ReadIndexResponse { request, index } => {
                 self.s
-                    .handle_read_index_response(from, term, request, index, out);
+                    .forwarded_reads
+                    .answered(from, term, request, index, out);
                 Ok(())
             }
             MessageBody::TimeoutNow => {
