@@ -193,6 +193,17 @@ pub fn shuffled_order(flights: &[InFlight], seed: u64) -> Vec<usize> {
     order
 }
 
+/// Puts `items` in `order` (the `i`-th becomes the one now at `order[i]`): how both clusters
+/// reorder their messages in flight.
+///
+/// # Panics
+/// If `order` is not a permutation of `0..items.len()`.
+pub fn permute<T>(items: &mut Vec<T>, order: &[usize]) {
+    let mut old: Vec<Option<T>> = items.drain(..).map(Some).collect();
+    items.extend(order.iter().map(|&i| old[i].take().expect("a permutation")));
+    assert!(old.iter().all(Option::is_none), "a permutation");
+}
+
 /// Scenario 1, "burst, shuffled": `n` proposals on the leader, each leaving on its own (one
 /// append per follower, the leader's write made durable at once), then the appends to each
 /// follower delivered in [`shuffled_order`]; everything after that in the order it is sent.

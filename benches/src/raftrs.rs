@@ -321,10 +321,7 @@ impl Stepped for RaftRsCluster {
     }
 
     fn reorder(&mut self, order: &[usize]) {
-        let mut old: Vec<Option<Message>> = self.inbox.drain(..).map(Some).collect();
-        self.inbox
-            .extend(order.iter().map(|&i| old[i].take().expect("a permutation")));
-        assert!(old.iter().all(Option::is_none), "a permutation");
+        crate::messages::permute(&mut self.inbox, order);
     }
 
     fn hold_leader_writes(&mut self) {

@@ -46,9 +46,7 @@ impl ForwardedReads {
     pub(crate) fn start(&mut self, start: u64) {
         self.last_request = Some(start);
     }
-}
 
-impl ForwardedReads {
     /// A read on follower `me` in `term`: asked of `leader`. Refused if `max_pending` already
     /// wait.
     pub(crate) fn forward(

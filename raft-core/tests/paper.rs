@@ -2578,13 +2578,9 @@ fn a_conflict_hint_without_a_term_is_taken_at_its_index() {
     assert_eq!(prevs, [LogId::new(1, 3)]);
 }
 
-/// Raft §5.3: a rejection makes the leader send again from the follower's hint; a rejection of
-/// a request the follower has since acknowledged past (a stale answer) changes nothing. While
-/// pipelining, a hint that agrees with the leader's log means only that a message is missing
-/// (lost, or overtaken by a later one): the leader resends from there and stays in Replicate.
-#[test]
-fn a_pipelining_leader_resends_after_a_rejection_and_ignores_a_stale_one() {
-    use raft_core::ReplicationState;
+/// A pipelining leader with entries 2 and 3 in flight to 2, refused after 2 with `hint`: its
+/// replication state for 2 afterwards, and the entries of each append it sent 2.
+fn pipelining_leader_refused_after_2(hint: LogId) -> (raft_core::ReplicationState, Vec<Vec<u64>>) {
     let mut h = replicating_leader(|_| {});
     h.step(Input::Propose(Payload::new(b"a")));
     h.step(Input::Propose(Payload::new(b"b")));
@@ -2595,15 +2591,37 @@ fn a_pipelining_leader_resends_after_a_rejection_and_ignores_a_stale_one() {
     };
     let out = h.recv(append_response(2, 1, 1, stale));
     assert!(out.sends.is_empty(), "{:?}", out.sends);
-    assert_eq!(h.node.status().peers[0].state, ReplicationState::Replicate);
-    // 2 lost the message with entry 2, so it rejects the one after 2.
+    assert_eq!(
+        h.node.status().peers[0].state,
+        raft_core::ReplicationState::Replicate
+    );
     let conflict = AppendOutcome::Conflict {
         rejected: Index(2),
-        hint: LogId::new(1, 1),
+        hint,
     };
     let out = h.recv(append_response(2, 1, 1, conflict));
-    assert_eq!(h.node.status().peers[0].state, ReplicationState::Replicate);
-    assert_eq!(appends_to_2(&out.sends), [vec![2, 3]]);
+    (h.node.status().peers[0].state, appends_to_2(&out.sends))
+}
+
+/// Raft §5.3: a rejection makes the leader send again from the follower's hint; a rejection of
+/// a request the follower has since acknowledged past (a stale answer) changes nothing. While
+/// pipelining, a hint that agrees with the leader's log means only that a message is missing
+/// (lost, or overtaken by a later one): the leader resends from there and stays in Replicate.
+#[test]
+fn a_pipelining_leader_resends_after_a_rejection_and_ignores_a_stale_one() {
+    // 2 lost the message with entry 2, so it rejects the one after 2.
+    let (state, appends) = pipelining_leader_refused_after_2(LogId::new(1, 1));
+    assert_eq!(state, raft_core::ReplicationState::Replicate);
+    assert_eq!(appends, [vec![2, 3]]);
+}
+
+/// A hint that does not agree with the leader's log (here one that names no term) is a
+/// divergence: the pipelining leader falls back to probing.
+#[test]
+fn a_pipelining_leader_probes_on_a_hint_its_log_does_not_hold() {
+    let (state, appends) = pipelining_leader_refused_after_2(LogId::new(0, 1));
+    assert_eq!(state, raft_core::ReplicationState::Probe);
+    assert_eq!(appends, [vec![2, 3]]);
 }
 
 /// Four proposals, each sent alone; the follower meets the last two before the first two, so it
@@ -2673,23 +2691,6 @@ fn a_lost_resend_is_found_by_the_heartbeats() {
     assert_eq!(asked, [LogId::new(1, 3)]);
     let out = h.recv(append_response(2, 1, 1, refused(3)));
     assert_eq!(h.node.status().peers[0].state, ReplicationState::Replicate);
-    assert_eq!(appends_to_2(&out.sends), [vec![2, 3]]);
-}
-
-/// A hint that does not agree with the leader's log (here one that names no term) is a
-/// divergence: the pipelining leader falls back to probing.
-#[test]
-fn a_pipelining_leader_probes_on_a_hint_its_log_does_not_hold() {
-    use raft_core::ReplicationState;
-    let mut h = replicating_leader(|_| {});
-    h.step(Input::Propose(Payload::new(b"a")));
-    h.step(Input::Propose(Payload::new(b"b")));
-    let conflict = AppendOutcome::Conflict {
-        rejected: Index(2),
-        hint: LogId::new(0, 1),
-    };
-    let out = h.recv(append_response(2, 1, 1, conflict));
-    assert_eq!(h.node.status().peers[0].state, ReplicationState::Probe);
     assert_eq!(appends_to_2(&out.sends), [vec![2, 3]]);
 }
 
