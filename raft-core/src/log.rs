@@ -169,28 +169,44 @@ impl RaftLog {
         self.persisted = index.min(self.last_index());
     }
 
-    /// Entries from `from` on, at most `max_entries` of them and at most `max_bytes` of payload;
-    /// with `at_least_one`, the first entry even if it alone is larger.
-    pub(crate) fn slice(
+    /// The batch of entries from `from` on that one message may carry: at most `max_entries` of
+    /// them and at most `max_bytes` of payload; with `at_least_one`, the first entry even if it
+    /// alone is larger. Returns how many entries, and their size (`Entry::size_estimate`).
+    pub(crate) fn batch(
         &self,
         from: Index,
         max_entries: u32,
         max_bytes: u64,
         at_least_one: bool,
-    ) -> impl Iterator<Item = &Entry> + '_ {
+    ) -> (usize, u64) {
         let start = self.offset(from).unwrap_or(self.entries.len());
+        let mut count = 0;
         let mut bytes = 0u64;
-        self.entries
+        for e in self
+            .entries
             .range(start.min(self.entries.len())..)
             .take(max_entries as usize)
-            .take_while(move |e| {
-                let first = bytes == 0 && at_least_one;
-                bytes = bytes.saturating_add(e.size_estimate());
-                first || bytes <= max_bytes
-            })
+        {
+            let total = bytes.saturating_add(e.size_estimate());
+            if total > max_bytes && !(count == 0 && at_least_one) {
+                break;
+            }
+            count += 1;
+            bytes = total;
+        }
+        (count, bytes)
     }
 
-    /// Every entry in memory, oldest first.
+    /// The `count` entries from `from` on (fewer if the log ends first): a [`batch`](Self::batch).
+    pub(crate) fn range(&self, from: Index, count: usize) -> impl Iterator<Item = &Entry> + '_ {
+        let start = self
+            .offset(from)
+            .unwrap_or(self.entries.len())
+            .min(self.entries.len());
+        let end = start.saturating_add(count).min(self.entries.len());
+        self.entries.range(start..end)
+    }
+
     #[cfg(any(test, feature = "sim"))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.entries.iter()
@@ -225,13 +241,19 @@ mod tests {
     }
 
     #[test]
-    fn slice_honours_count_and_bytes_but_sends_one() {
+    fn a_batch_honours_count_and_bytes_but_sends_one() {
         let log = log_of(&[1, 1, 1, 1]);
-        assert_eq!(log.slice(Index(1), 2, 1000, true).count(), 2);
-        assert_eq!(log.slice(Index(1), 10, 52, true).count(), 2);
-        assert_eq!(log.slice(Index(2), 10, 1, true).count(), 1);
-        assert_eq!(log.slice(Index(2), 10, 1, false).count(), 0);
-        assert_eq!(log.slice(Index(5), 10, 1000, true).count(), 0);
+        let size = log.entry(Index(1)).map_or(0, Entry::size_estimate);
+        assert_eq!(log.batch(Index(1), 2, 1000, true), (2, 2 * size));
+        assert_eq!(log.batch(Index(1), 10, 52, true).0, 2);
+        assert_eq!(log.batch(Index(2), 10, 1, true), (1, size));
+        assert_eq!(log.batch(Index(2), 10, 1, false), (0, 0));
+        assert_eq!(log.batch(Index(5), 10, 1000, true), (0, 0));
+        assert_eq!(log.range(Index(3), 5).count(), 2);
+        assert_eq!(
+            log.range(Index(3), 1).map(|e| e.id.index).next(),
+            Some(Index(3))
+        );
     }
 
     #[test]

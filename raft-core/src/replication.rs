@@ -173,6 +173,12 @@ impl Leadership {
         if p.paused(cfg.max_inflight_msgs, cfg.max_inflight_bytes) {
             return false;
         }
+        // Nothing new for it: the common answer to an acknowledgement, found before anything
+        // else is looked up (`next` is past the last entry, so its `prev` is not compacted).
+        let nothing_new = p.next > s.log.last_index();
+        if nothing_new && !send_if_empty {
+            return false;
+        }
         let prev_index = p.next.prev();
         let Some(prev_term) = s.log.term_at(prev_index) else {
             // Compacted away: only a snapshot can help this follower.
@@ -185,41 +191,42 @@ impl Leadership {
                 entries, commit, ..
             }) = queued_append(&mut out.sends, to, s.term, prev_index, scan)
             {
+                if nothing_new {
+                    // A message is waiting: it carries the commit index.
+                    *commit = s.commit;
+                    return true;
+                }
                 let room = cfg.max_msg_entries.saturating_sub(entries.len() as u32);
                 let used = p
                     .flight_bytes_ending_at(prev_index)
                     .unwrap_or_else(|| entries.iter().map(Entry::size_estimate).sum());
                 let room_bytes = cfg.max_msg_bytes.saturating_sub(used);
-                let before = entries.len();
-                entries.extend(s.log.slice(p.next, room, room_bytes, false).cloned());
-                if let Some(last) = entries.last().filter(|_| entries.len() > before) {
-                    let bytes = entries.iter().skip(before).map(Entry::size_estimate).sum();
+                let (count, bytes) = s.log.batch(p.next, room, room_bytes, false);
+                entries.extend(s.log.range(p.next, count).cloned());
+                if let Some(last) = entries.last().filter(|_| count > 0) {
                     p.sent(last.id.index, bytes, Some(used));
                     *commit = s.commit;
                     return true;
                 }
                 if send_if_empty {
-                    // Nothing new to send, but a message is waiting: it carries the commit index.
+                    // Nothing new fits, but a message is waiting: it carries the commit index.
                     *commit = s.commit;
                     return true;
                 }
             }
         }
-        // Counted first so the message is allocated once at its final size.
-        let batch = s
-            .log
-            .slice(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true)
-            .count();
-        let mut entries = SmallVec::<[Entry; 1]>::with_capacity(batch);
-        entries.extend(
+        let (count, bytes) = if nothing_new {
+            (0, 0)
+        } else {
             s.log
-                .slice(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true)
-                .cloned(),
-        );
-        if entries.is_empty() && !send_if_empty {
+                .batch(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true)
+        };
+        if count == 0 && !send_if_empty {
             return false;
         }
-        let bytes = entries.iter().map(Entry::size_estimate).sum();
+        // Allocated once at its final size.
+        let mut entries = SmallVec::<[Entry; 1]>::with_capacity(count);
+        entries.extend(s.log.range(p.next, count).cloned());
         match entries.last() {
             Some(last) => p.sent(last.id.index, bytes, None),
             None if p.state == ReplicationState::Probe => p.probe_sent = true,
