@@ -2,6 +2,7 @@
 //! back the responses that depend on writes not yet acknowledged.
 
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
 use crate::message::Message;
 use crate::output::{Outputs, Write};
@@ -135,15 +136,17 @@ impl Durability {
         Some(Acked { persisted })
     }
 
-    /// Takes the withheld messages whose writes are now durable.
-    pub(crate) fn release(&mut self) -> impl Iterator<Item = Message> + '_ {
-        let acked = self.acked;
-        let n = self
+    /// Moves the withheld messages whose writes are now durable to `sends`, in order.
+    pub(crate) fn release(&mut self, sends: &mut Vec<Message>) {
+        while self
             .withheld
-            .iter()
-            .take_while(|(id, _)| *id <= acked)
-            .count();
-        self.withheld.drain(..n).map(|(_, m)| m)
+            .front()
+            .is_some_and(|(id, _)| *id <= self.acked)
+        {
+            if let Some((_, m)) = self.withheld.pop_front() {
+                sends.push(m);
+            }
+        }
     }
 
     /// How many responses are waiting for writes.
@@ -178,6 +181,13 @@ mod tests {
         }
     }
 
+    /// The terms of the messages `release` moves out.
+    fn release_terms(d: &mut Durability) -> Vec<u64> {
+        let mut sends = Vec::new();
+        d.release(&mut sends);
+        sends.iter().map(|m| m.term.0).collect()
+    }
+
     /// A response waits for every write minted before it (what it says may rest on them) and
     /// is released, in order, once they are acknowledged; with no write pending it goes at once.
     #[test]
@@ -195,11 +205,11 @@ mod tests {
         d.send_after_writes(response(3), &mut out);
         assert_eq!((d.withheld_len(), d.pending_len()), (2, 2));
         assert!(d.ack(first).is_some());
-        let released: Vec<u64> = d.release().map(|m| m.term.0).collect();
+        let released = release_terms(&mut d);
         assert_eq!(released, [2]);
         assert_eq!((d.withheld_len(), d.pending_len()), (1, 1));
         assert!(d.ack(second).is_some());
-        let released: Vec<u64> = d.release().map(|m| m.term.0).collect();
+        let released = release_terms(&mut d);
         assert_eq!(released, [3]);
         assert_eq!((d.withheld_len(), d.pending_len()), (0, 0));
         assert!(d.all_acked());

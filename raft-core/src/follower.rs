@@ -4,13 +4,11 @@
 
 use alloc::boxed::Box;
 
-use smallvec::SmallVec;
-
 use crate::message::{AppendOutcome, MessageBody};
 use crate::output::{Outputs, SnapshotPart};
 use crate::restore::SnapshotMeta;
 use crate::shared::{Incoming, Shared};
-use crate::types::{Entry, EntryKind, Index, LogId, NodeId, Payload};
+use crate::types::{Entries, EntryKind, Index, LogId, NodeId, Payload};
 
 impl Shared {
     /// The AppendEntries receiver rules (Raft Figure 2). The message is validated and from the
@@ -19,7 +17,7 @@ impl Shared {
         &mut self,
         from: NodeId,
         prev: LogId,
-        entries: SmallVec<[Entry; 1]>,
+        entries: Entries,
         leader_commit: Index,
         out: &mut Outputs,
     ) {
@@ -66,14 +64,16 @@ impl Shared {
                     .write(out, self.log.last_index(), |w| w.absorb_truncation(at));
             }
             let mut new = entries;
-            new.drain(..k);
+            if k > 0 {
+                new.drain(..k);
+            }
             for e in &new {
                 self.log.push(e.clone());
             }
-            // One write for the whole message; a heap-allocated batch moves into it as is.
+            // One write for the whole message; the message's entries move into it as they are.
             self.durability.write(out, self.log.last_index(), |w| {
-                if w.entries.is_empty() && new.spilled() {
-                    w.entries = SmallVec::from_vec(new.into_vec());
+                if w.entries.is_empty() {
+                    w.entries = new;
                 } else {
                     w.entries.extend(new);
                 }

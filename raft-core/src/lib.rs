@@ -410,6 +410,6 @@ pub use restore::{Restored, SnapshotMeta};
 pub use rng::SplitMix64;
 pub use status::{PeerStatus, ReplicationState, Role, Stats, Status};
 pub use types::{
-    Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, ReadId, Term, WriteId,
+    Entries, Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, ReadId, Term, WriteId,
 };
 pub use write_contract::{DurableShape, WriteEffect, WriteParts, WriteViolation};

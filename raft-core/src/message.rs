@@ -3,12 +3,10 @@
 
 use alloc::boxed::Box;
 
-use smallvec::SmallVec;
-
 use serde::{Deserialize, Serialize};
 
 use crate::restore::SnapshotMeta;
-use crate::types::{Entry, Index, LogId, NodeId, Payload, Term};
+use crate::types::{Entries, Index, LogId, NodeId, Payload, Term};
 
 /// A message between two nodes.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -52,7 +50,7 @@ pub enum MessageBody {
         prev: LogId,
         /// The entries to append, contiguous after `prev`; empty to carry only the commit index.
         /// One entry is stored inline, so an unbatched append costs no allocation.
-        entries: SmallVec<[Entry; 1]>,
+        entries: Entries,
         /// The leader's commit index.
         commit: Index,
     },
@@ -209,7 +207,7 @@ mod tests {
             },
             MessageBody::AppendEntries {
                 prev: LogId::new(2, 5),
-                entries: SmallVec::new(),
+                entries: Entries::new(),
                 commit: Index(5),
             },
             MessageBody::Heartbeat {

@@ -414,7 +414,7 @@ impl<R: Rng> Node<R> {
         if let Some(index) = acked.persisted {
             self.s.log.set_persisted(index);
         }
-        out.sends.extend(self.s.durability.release());
+        self.s.durability.release(&mut out.sends);
         let outcome = match &mut self.role {
             RoleState::Leader(l) => l.persisted(&mut self.s, out),
             RoleState::Candidate(_) => {

@@ -9,7 +9,7 @@ use crate::message::Message;
 use crate::restore::SnapshotMeta;
 use crate::status::Role;
 pub(crate) use crate::types::WriteId;
-use crate::types::{Entry, HardState, Index, LogId, NodeId, Payload, ReadId, Term};
+use crate::types::{Entries, Entry, HardState, Index, LogId, NodeId, Payload, ReadId, Term};
 
 /// The outputs of one or more steps, sorted into lanes.
 ///
@@ -155,7 +155,7 @@ pub struct Write {
     /// A chunk of a snapshot received from the leader, to store (see [`SnapshotPart`]).
     pub snapshot: Option<Box<SnapshotPart>>,
     /// Entries to append after the log's current end, contiguous and in index order.
-    pub entries: SmallVec<[Entry; 4]>,
+    pub entries: Entries,
 }
 
 /// A chunk of a snapshot a follower receives from its leader.

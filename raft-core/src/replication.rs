@@ -10,7 +10,7 @@ use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::output::Outputs;
 use crate::shared::Shared;
 use crate::status::ReplicationState;
-use crate::types::{Entry, EntryKind, Index, LogId, NodeId, Payload, Term};
+use crate::types::{Entries, Entry, EntryKind, Index, LogId, NodeId, Payload, Term};
 
 impl Leadership {
     /// Appends the commands as consecutive entries of one write, then replicates them: all or
@@ -215,18 +215,29 @@ impl Leadership {
                 }
             }
         }
-        let (count, bytes) = if nothing_new {
-            (0, 0)
+        let mut entries = Entries::new();
+        let mut bytes = 0;
+        if nothing_new {
+            // An empty append: a probe or the commit index.
+        } else if p.next == s.log.last_index() {
+            // One entry: the lone proposal's path, without measuring a batch (a message carries
+            // at least one entry, whatever its size).
+            if let Some(e) = s.log.entry(p.next) {
+                bytes = e.size_estimate();
+                entries.push(e.clone());
+            }
         } else {
-            s.log
-                .batch(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true)
-        };
-        if count == 0 && !send_if_empty {
+            let (count, size) = s
+                .log
+                .batch(p.next, cfg.max_msg_entries, cfg.max_msg_bytes, true);
+            // Allocated once at its final size.
+            entries.reserve_exact(count);
+            entries.extend(s.log.range(p.next, count).cloned());
+            bytes = size;
+        }
+        if entries.is_empty() && !send_if_empty {
             return false;
         }
-        // Allocated once at its final size.
-        let mut entries = SmallVec::<[Entry; 1]>::with_capacity(count);
-        entries.extend(s.log.range(p.next, count).cloned());
         match entries.last() {
             Some(last) => p.sent(last.id.index, bytes, None),
             None if p.state == ReplicationState::Probe => p.probe_sent = true,
@@ -338,7 +349,8 @@ impl Leadership {
                 };
                 p.recent_active = true;
                 if p.acknowledge(match_index) {
-                    if self.maybe_commit(s, out)? {
+                    // A match at or below the commit index cannot move the quorum's index past it.
+                    if match_index > s.commit && self.maybe_commit(s, out)? {
                         self.broadcast_commit(s, out);
                     }
                     self.advance_transfer(s, out);

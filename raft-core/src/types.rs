@@ -294,6 +294,11 @@ pub struct Entry {
     pub data: Payload,
 }
 
+/// A run of consecutive entries, as an AppendEntries carries them and a [`Write`](crate::Write)
+/// appends them: one entry is held inline, more in one heap buffer. The same type on both
+/// sides, so a follower moves a message's entries into its write without copying them.
+pub type Entries = smallvec::SmallVec<[Entry; 1]>;
+
 impl Entry {
     /// A rough size in bytes, for the per-message and in-flight byte limits.
     #[must_use]
