@@ -160,6 +160,10 @@ mod runner {
                     "read_on_leader_is_ready_only_after_quorum_answers_heartbeat_sent_after_read",
                 ),
             ],
+            Bug::LeaseBeforeTermCommit => &[(
+                "lease_reads",
+                "a_new_leader_serves_no_lease_read_before_committing_an_entry_of_its_term",
+            )],
         }
     }
 

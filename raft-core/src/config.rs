@@ -62,6 +62,42 @@ pub struct Config {
     /// A leader steps down if it has not heard from a quorum within `election_ticks_min`
     /// (Raft thesis §6.2). Default on.
     pub check_quorum: bool,
+    /// Lease reads: a leader answers [`Input::Read`](crate::Input::Read) (and a follower's
+    /// forwarded read) at once, with its commit index, while its lease holds, instead of
+    /// confirming its leadership by a heartbeat round. The read is then reported, and served
+    /// once applied, exactly as a ReadIndex read; when the lease does not hold, the read falls
+    /// back to ReadIndex. Requires `check_quorum`. Default off.
+    ///
+    /// **The lease.** It starts at the tick a heartbeat round was *sent* (numbered), once a
+    /// quorum of the configuration in force (both halves of a joint one) has answered that
+    /// round or a later one, and lasts [`Config::lease_ticks`] ticks:
+    /// `election_ticks_min - 1 - lease_drift_ticks`. Why no other leader can exist meanwhile:
+    /// a follower that received the heartbeat ignores vote requests (and refuses
+    /// [`Input::Campaign`](crate::Input::Campaign)) until `election_ticks_min` of its own ticks
+    /// have passed since (thesis §4.2.3), so no candidate gathers a quorum before then; the
+    /// heartbeat was received after it was sent; one tick is given up for ticks falling at
+    /// different instants on different nodes, and `lease_drift_ticks` for their clocks running
+    /// at different rates. A node that restarts with lease reads on behaves, for
+    /// `election_ticks_min` ticks, as if it had just heard from a leader (it may have, before
+    /// it crashed). No lease holds before the leader has committed an entry of its term (as for
+    /// ReadIndex), nor for the rest of a leadership in which a transfer was started: the
+    /// target's TimeoutNow election passes the followers' vote refusal.
+    ///
+    /// **The adapter's clock contract.** The core sees time only through
+    /// [`Input::Tick`](crate::Input::Tick). With lease reads on, before stepping a read the
+    /// adapter MUST have stepped every tick that has elapsed on its *monotonic* clock (after a
+    /// process pause, a descheduled thread or a slow step, the ticks that passed meanwhile,
+    /// before the reads that waited), and its ticks must run at a rate within the drift margin
+    /// of every other node's. A stall between the last tick stepped and the read's answer being
+    /// served is not seen by the core: the margin must cover it too.
+    pub lease_reads: bool,
+    /// The clock-drift margin of lease reads, in ticks, taken off the lease (see
+    /// [`Config::lease_reads`]). It must cover how much faster another node's ticks may run
+    /// than this one's over `election_ticks_min` ticks, plus the longest stall between the
+    /// adapter's last tick and its answering a read: at least `(election_ticks_min - 1) * ρ`
+    /// for a relative rate difference ρ (0.1 for 10%). At least 1, and it must leave a lease
+    /// of at least one tick. Default 2 (with the default timeouts, a lease of 7 ticks).
+    pub lease_drift_ticks: u32,
 }
 
 impl Config {
@@ -85,7 +121,19 @@ impl Config {
             snapshot_chunk_bytes: 1 << 20,
             pre_vote: true,
             check_quorum: true,
+            lease_reads: false,
+            lease_drift_ticks: 2,
         }
+    }
+
+    /// How many ticks a leader's lease lasts from the tick the heartbeat round a quorum
+    /// answered was sent: `election_ticks_min - 1 - lease_drift_ticks` (0 when that is not
+    /// positive, which [`Config::validate`] refuses with lease reads on).
+    #[must_use]
+    pub const fn lease_ticks(&self) -> u32 {
+        self.election_ticks_min
+            .saturating_sub(1)
+            .saturating_sub(self.lease_drift_ticks)
     }
 
     /// Checks the fields against each other.
@@ -111,6 +159,12 @@ impl Config {
         if self.snapshot_chunk_bytes == 0 {
             return Err(ConfigError::ZeroChunkSize);
         }
+        if self.lease_reads && !self.check_quorum {
+            return Err(ConfigError::LeaseWithoutCheckQuorum);
+        }
+        if self.lease_reads && (self.lease_drift_ticks == 0 || self.lease_ticks() == 0) {
+            return Err(ConfigError::LeaseDriftOutOfRange);
+        }
         Ok(())
     }
 }
@@ -132,6 +186,11 @@ pub enum ConfigError {
     ZeroInflightLimit,
     /// `snapshot_chunk_bytes` is zero.
     ZeroChunkSize,
+    /// `lease_reads` is on but `check_quorum` is off.
+    LeaseWithoutCheckQuorum,
+    /// `lease_reads` is on and `lease_drift_ticks` is zero, or leaves no lease
+    /// (`election_ticks_min - 1 - lease_drift_ticks` is not positive).
+    LeaseDriftOutOfRange,
 }
 
 impl fmt::Display for ConfigError {
@@ -149,6 +208,10 @@ impl fmt::Display for ConfigError {
                 "max_inflight_msgs and max_inflight_bytes must be at least 1"
             }
             Self::ZeroChunkSize => "snapshot_chunk_bytes must be at least 1",
+            Self::LeaseWithoutCheckQuorum => "lease_reads requires check_quorum",
+            Self::LeaseDriftOutOfRange => {
+                "lease_drift_ticks must be at least 1 and below election_ticks_min - 1"
+            }
         })
     }
 }

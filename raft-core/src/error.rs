@@ -122,6 +122,11 @@ pub enum Refusal {
     /// snapshot, and until one reached them nothing could commit (Raft thesis §4.2.1). Add new
     /// nodes as learners and promote them once they have caught up.
     NotCaughtUp,
+    /// With `Config::lease_reads`, a campaign asked of a follower that heard from a leader (or
+    /// restarted) within the minimum election timeout: that leader may be serving reads from
+    /// its lease, which rests on this node not voting, itself included, until then. Retry once
+    /// the timeout has passed, or ask the leader for a transfer.
+    InLease,
 }
 
 impl fmt::Display for StepError {
@@ -201,6 +206,10 @@ impl fmt::Display for Refusal {
             Self::NotCaughtUp => f.write_str(
                 "too few of the new voters have caught up with the log for the new \
                  configuration to commit",
+            ),
+            Self::InLease => f.write_str(
+                "a leader was heard from within the minimum election timeout and may hold a \
+                 read lease",
             ),
         }
     }

@@ -83,7 +83,10 @@ impl Leadership {
         }
         Self {
             peers,
-            reads: ReadIndex::continuing_after(read_round),
+            reads: ReadIndex::continuing_after(
+                read_round,
+                s.config.lease_reads.then(|| s.config.lease_ticks()),
+            ),
             transfer: None,
             heartbeat_elapsed: 0,
             quorum_heard: true,
@@ -138,6 +141,9 @@ impl Leadership {
     /// CheckQuorum period may end, a heartbeat may be due.
     pub(crate) fn tick(&mut self, s: &mut Shared, out: &mut Outputs) -> Result<(), StepDown> {
         self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
+        if let Some(lease) = &mut self.reads.lease {
+            lease.tick();
+        }
         if let Some(t) = &mut self.transfer {
             if t.tick(s.config.election_ticks_min) {
                 // The target did not take over within an election timeout: resume service.
@@ -181,21 +187,36 @@ impl Leadership {
 
     // ---- reads (Raft thesis §6.4) ------------------------------------------------------------
 
-    /// A linearizable read: served at the commit index of now, once a quorum has confirmed a
-    /// heartbeat round sent after it arrived.
+    /// A linearizable read: served at the commit index of now, at once while the lease holds
+    /// (`Config::lease_reads`), else once a quorum has confirmed a heartbeat round sent after it
+    /// arrived.
     pub(crate) fn read(
         &mut self,
-        s: &Shared,
+        s: &mut Shared,
         origin: ReadOrigin,
         out: &mut Outputs,
     ) -> Result<(), StepError> {
         if self.reads.len() >= s.config.max_pending_reads as usize {
             return Err(Refusal::TooManyReads.into());
         }
+        // Planted bug: a new leader serves from its lease before it has committed an entry of
+        // its term, at a commit index that may miss entries an earlier leader committed.
+        #[cfg(raft_planted)]
+        if crate::planted::active(crate::planted::Bug::LeaseBeforeTermCommit) && self.lease_holds(s)
+        {
+            s.stats.reads_by_lease += 1;
+            origin.answer(s.id, s.term, Some(s.commit), out);
+            return Ok(());
+        }
         if s.log.term_at(s.commit) != Some(s.term) {
             // Until it commits an entry of its own term, a new leader does not know the commit
             // index of the cluster (thesis §6.4 step 1).
             self.reads.wait_for_commit(origin);
+            return Ok(());
+        }
+        if self.lease_holds(s) {
+            s.stats.reads_by_lease += 1;
+            origin.answer(s.id, s.term, Some(s.commit), out);
             return Ok(());
         }
         // A deliberately broken build for the chaos runner's teeth: never in a normal build.
@@ -225,6 +246,21 @@ impl Leadership {
         self.reads.join_newest(origin, s.commit);
         self.confirm_reads(s, out);
         Ok(())
+    }
+
+    /// Whether this leader's lease holds now (always false without `Config::lease_reads`): a
+    /// quorum of the configuration in force (this leader included) answered a heartbeat round
+    /// sent within the lease (see `lease`).
+    pub(crate) fn lease_holds(&self, s: &Shared) -> bool {
+        let Some(lease) = &self.reads.lease else {
+            return false;
+        };
+        let id = s.id;
+        let peers = &self.peers;
+        lease.holds(|round| {
+            s.membership
+                .has_quorum(|m| m == id || peers.iter().any(|p| p.id == m && p.read_round >= round))
+        })
     }
 
     /// Releases the reads whose heartbeat round a quorum (this leader included) confirmed.
@@ -262,6 +298,11 @@ impl Leadership {
         }
         if self.transfer.is_some_and(|t| t.target() == target) {
             return Ok(());
+        }
+        // The target's election will pass the followers' refusal to vote: no lease from now on
+        // in this leadership (a TimeoutNow may arrive however late).
+        if let Some(lease) = &mut self.reads.lease {
+            lease.give_up();
         }
         self.transfer = Some(Transfer::new(target));
         self.advance_transfer(s, out);

@@ -376,6 +376,7 @@ mod follower_read;
 #[cfg(any(test, feature = "sim"))]
 mod invariants;
 mod leader;
+mod lease;
 mod log;
 mod node;
 mod progress;

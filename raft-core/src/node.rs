@@ -44,6 +44,9 @@ pub struct Node<R> {
     read_round: u64,
     /// The role, term and leader last told in an [`Event::StateChanged`].
     reported: (Role, Term, Option<NodeId>),
+    /// With lease reads: restarted, and `election_ticks_min` ticks have not passed since. The
+    /// node may have answered a leader's heartbeat just before it crashed (see `in_lease`).
+    restart_lease: bool,
 }
 
 impl<R: Rng> Node<R> {
@@ -86,12 +89,14 @@ impl<R: Rng> Node<R> {
         };
         // The configuration in force is the latest in the log, committed or not.
         s.refresh_membership();
+        let restart_lease = s.config.lease_reads;
         Ok(Self {
             reported: (Role::Follower, s.term, None),
             s,
             role: RoleState::Follower,
             rng,
             read_round: 0,
+            restart_lease,
         })
     }
 
@@ -115,7 +120,7 @@ impl<R: Rng> Node<R> {
             Input::Propose(data) => self.propose_entry(data, out).map(drop),
             Input::ProposeBatch(commands) => self.propose_entries(&commands, out).map(drop),
             Input::Read(id) => match (&mut self.role, self.s.leader) {
-                (RoleState::Leader(l), _) => l.read(&self.s, ReadOrigin::Local(id), out),
+                (RoleState::Leader(l), _) => l.read(&mut self.s, ReadOrigin::Local(id), out),
                 (RoleState::Follower, Some(leader)) if self.s.config.follower_reads => {
                     if self.s.forwarded_reads.unstarted() {
                         let start = self.rng.next_u64();
@@ -132,6 +137,14 @@ impl<R: Rng> Node<R> {
                 _ => Err(self.not_leader().into()),
             },
             Input::ChangeMembership(target) => self.start_change(&target, out).map(drop),
+            // A leader's read lease rests on its followers not campaigning within it.
+            Input::Campaign
+                if self.s.config.lease_reads
+                    && matches!(self.role, RoleState::Follower)
+                    && self.in_lease() =>
+            {
+                Err(Refusal::InLease.into())
+            }
             Input::Campaign => self.campaign(false, out),
             Input::Persisted(id) => self.persisted(id, out),
             Input::Applied(index) => self.set_applied(index),
@@ -454,6 +467,7 @@ impl<R: Rng> Node<R> {
 
     fn tick(&mut self, out: &mut Outputs) {
         self.s.election_elapsed = self.s.election_elapsed.saturating_add(1);
+        self.restart_lease &= self.s.election_elapsed < self.s.config.election_ticks_min;
         let outcome = match &mut self.role {
             RoleState::Leader(l) => l.tick(&mut self.s, out),
             _ if self.s.election_elapsed >= self.s.election_timeout && self.s.may_campaign() => {
@@ -481,12 +495,13 @@ impl<R: Rng> Node<R> {
     /// server that heard from a leader within the minimum election timeout does not grant votes
     /// or raise its term on a vote request). A leader is one while it hears from a quorum,
     /// CheckQuorum or not: otherwise a removed server that campaigns without pre-vote deposes
-    /// every leader it reaches (simulator seed 202301 of the membership scenario).
+    /// every leader it reaches (simulator seed 202301 of the membership scenario). With lease
+    /// reads, a node that restarted counts as having heard from a leader at its start.
     fn in_lease(&self) -> bool {
         match &self.role {
             RoleState::Leader(l) => self.s.config.check_quorum || l.quorum_heard,
             RoleState::Follower => {
-                self.s.leader.is_some()
+                (self.s.leader.is_some() || self.restart_lease)
                     && self.s.election_elapsed < self.s.config.election_ticks_min
             }
             RoleState::PreCandidate(_) | RoleState::Candidate(_) => false,
@@ -720,7 +735,7 @@ impl<R: Rng> Node<R> {
             MessageBody::ReadIndexRequest { request } => {
                 let origin = ReadOrigin::Forwarded { from, request };
                 let refused = match &mut self.role {
-                    RoleState::Leader(l) => l.read(&self.s, origin, out).is_err(),
+                    RoleState::Leader(l) => l.read(&mut self.s, origin, out).is_err(),
                     _ => true,
                 };
                 if refused {

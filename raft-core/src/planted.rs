@@ -39,11 +39,13 @@ pub enum Bug {
     NoJointPhase,
     /// A read joins the newest ReadIndex round even when that round's heartbeats already left.
     ReadJoinsSentRound,
+    /// A new leader serves lease reads before it has committed an entry of its term.
+    LeaseBeforeTermCommit,
 }
 
 impl Bug {
     /// Every planted bug, in the order of the tables.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::DoubleVote,
         Self::VoteSkipsLogCheck,
         Self::CommitPreviousTerm,
@@ -57,6 +59,7 @@ impl Bug {
         Self::SnapshotAppliedBeforeDurable,
         Self::NoJointPhase,
         Self::ReadJoinsSentRound,
+        Self::LeaseBeforeTermCommit,
     ];
 
     /// Its stable kebab-case name (`RAFT_PLANTED_BUG=<name>`, the runner's arguments).
@@ -76,6 +79,7 @@ impl Bug {
             Self::SnapshotAppliedBeforeDurable => "snapshot-applied-before-durable",
             Self::NoJointPhase => "no-joint-phase",
             Self::ReadJoinsSentRound => "read-joins-sent-round",
+            Self::LeaseBeforeTermCommit => "lease-before-term-commit",
         }
     }
 
@@ -132,6 +136,10 @@ impl Bug {
             Self::ReadJoinsSentRound => {
                 "a read is confirmed only by heartbeats sent after it arrived (thesis §6.4; \
                  leader.rs read)"
+            }
+            Self::LeaseBeforeTermCommit => {
+                "no lease read before the leader commits an entry of its term (thesis §6.4 \
+                 step 1, §6.4.1; leader.rs read)"
             }
         }
     }

@@ -11,6 +11,7 @@
 
 use alloc::collections::VecDeque;
 
+use crate::lease::Lease;
 use crate::message::{Message, MessageBody};
 use crate::output::{Outputs, ReadResult};
 use crate::types::{Index, NodeId, ReadId, Term};
@@ -60,15 +61,19 @@ pub(crate) struct ReadIndex {
     confirming: VecDeque<PendingRead>,
     /// Reads that arrived before the leader committed an entry of its term.
     waiting_for_commit: VecDeque<ReadOrigin>,
+    /// With `Config::lease_reads`: when the rounds were sent, for the lease they back.
+    pub(crate) lease: Option<Lease>,
 }
 
 impl ReadIndex {
     /// No reads yet; the first round will be `after + 1`. A node numbers its rounds on from its
     /// previous leadership's (responses from an earlier term never count, so restarting at 0
     /// would be as safe; continuing keeps every heartbeat's round what it always was).
-    pub(crate) fn continuing_after(after: u64) -> Self {
+    /// `lease_ticks`: with lease reads, how long a lease lasts.
+    pub(crate) fn continuing_after(after: u64, lease_ticks: Option<u32>) -> Self {
         Self {
             round: after,
+            lease: lease_ticks.map(Lease::new),
             ..Self::default()
         }
     }
@@ -85,6 +90,9 @@ impl ReadIndex {
     /// Numbers a new broadcast of heartbeats: the round they carry.
     pub(crate) fn next_round(&mut self) -> u64 {
         self.round += 1;
+        if let Some(lease) = &mut self.lease {
+            lease.round_sent(self.round);
+        }
         self.round
     }
 

@@ -101,6 +101,9 @@ pub struct Stats {
     pub refused: u64,
     /// Reads aborted by a change of leadership.
     pub reads_aborted: u64,
+    /// Reads a leader answered from its lease, without a heartbeat round
+    /// ([`Config::lease_reads`](crate::Config::lease_reads)).
+    pub reads_by_lease: u64,
     /// Times a leader stepped down because a committed configuration no longer made it a voter.
     pub removed_step_downs: u64,
 }

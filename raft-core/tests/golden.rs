@@ -144,6 +144,29 @@ fn describe_options(o: &SimOptions, scripted: bool) -> String {
         o.snapshot_trailing_entries,
         o.snapshot_max_bytes,
     ) + &targeted_faults(o)
+        + &lease_reads(o)
+}
+
+/// Lease reads, where a run has them (a line of their own, as for the targeted faults).
+fn lease_reads(o: &SimOptions) -> String {
+    if !o.lease_reads {
+        return String::new();
+    }
+    let drift = o.clock_drift.map_or_else(
+        || String::from("none"),
+        |d| {
+            format!(
+                "n{} {} one tick in {}",
+                d.node + 1,
+                if d.fast { "gains" } else { "loses" },
+                d.every
+            )
+        },
+    );
+    format!(
+        "# lease reads, drift margin {} ticks; clock drift: {drift}\n",
+        o.lease_drift_ticks
+    )
 }
 
 /// The targeted faults, where a run has them (a line of their own, so the transcripts recorded
@@ -331,7 +354,7 @@ fn seed_targeted_faults() {
     seed_run(
         "seed_targeted_faults",
         "simulator seed 6 of the 5-node set (every targeted fault), fault phase cut to 150 ticks",
-        SimOptions::random(6, 5),
+        SimOptions::random(6, 5).without_lease_reads(),
         150,
     );
 }

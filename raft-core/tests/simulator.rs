@@ -164,8 +164,13 @@ fn run_scenario(scenario: Scenario, default_seeds: u64) {
     let start = Instant::now();
     let (mut committed, mut terms, mut crashes, mut reads, mut heal) = (0, 0, 0, 0, 0);
     let (mut taken, mut installed, mut changes) = (0, 0, 0);
+    let (mut by_lease, mut lease_seeds, mut lease_pause_seeds) = (0, 0, 0);
     for seed in first..first + count {
         let s = check(seed, scenario);
+        let o = scenario.options(seed);
+        lease_seeds += u64::from(o.lease_reads);
+        lease_pause_seeds += u64::from(o.lease_reads && o.pause_per_million > 0);
+        by_lease += s.reads_by_lease;
         changes += s.membership_changes;
         committed += s.committed;
         terms += s.leader_terms as u64;
@@ -178,9 +183,10 @@ fn run_scenario(scenario: Scenario, default_seeds: u64) {
     let secs = start.elapsed().as_secs_f64();
     println!(
         "simulator, {name}: {count} seeds in {secs:.1}s ({:.0} seeds/s); {committed} entries \
-         committed, {terms} leader terms, {crashes} crashes, {reads} reads confirmed, {taken} \
-         snapshots taken, {installed} installed from a leader, {changes} membership changes, \
-         slowest heal {heal} ticks",
+         committed, {terms} leader terms, {crashes} crashes, {reads} reads confirmed ({by_lease} \
+         from a lease; lease reads in {lease_seeds} seeds, {lease_pause_seeds} with pauses), \
+         {taken} snapshots taken, {installed} installed from a leader, {changes} membership \
+         changes, slowest heal {heal} ticks",
         count as f64 / secs
     );
 }

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use super::checker::Checker;
 use super::disk::{self, SimDisk, blob_prefix, snapshot_blob};
 use super::network::Network;
-use super::options::{SimFailure, SimOptions, Summary};
+use super::options::{ClockDrift, SimFailure, SimOptions, Summary};
 use super::rng::SimRng;
 use super::trace;
 use crate::error::StepError;
@@ -46,6 +46,8 @@ pub(super) struct SimNode {
     /// The tick a pause ends (0: not paused), and the reads sent to it meanwhile.
     pub(super) paused_until: u64,
     pub(super) queued_reads: Vec<u64>,
+    /// The ticks its clock counted while it was paused (stepped on waking, with lease reads).
+    pub(super) missed_ticks: u64,
     /// The configuration the node starts from before its log says otherwise.
     pub(super) initial: Membership,
 }
@@ -132,6 +134,7 @@ impl Simulation {
                 acked_since_drain: false,
                 paused_until: 0,
                 queued_reads: Vec::new(),
+                missed_ticks: 0,
                 initial,
             });
         }
@@ -186,7 +189,16 @@ impl Simulation {
         self.now += 1;
         self.wake(false)?;
         for i in 0..self.nodes.len() {
-            if self.nodes[i].node.is_some() && !self.paused(i) {
+            if self.nodes[i].node.is_none() {
+                continue;
+            }
+            // A node whose clock drifts counts two ticks, or none, now and then.
+            let ticks = ClockDrift::ticks(self.opts.clock_drift, i, self.now);
+            if self.paused(i) {
+                self.nodes[i].missed_ticks += u64::from(ticks);
+                continue;
+            }
+            for _ in 0..ticks {
                 self.step(i, Input::Tick)?;
             }
         }
@@ -578,10 +590,14 @@ impl Simulation {
 
     pub(super) fn crash(&mut self, i: usize) -> SimResult {
         let n = &mut self.nodes[i];
+        if let Some(node) = &n.node {
+            self.summary.reads_by_lease += node.stats().reads_by_lease;
+        }
         n.node = None;
         n.out.clear();
         n.paused_until = 0;
         n.queued_reads.clear();
+        n.missed_ticks = 0;
         n.disk.crash(&mut self.rng).map_err(|e| SimFailure {
             seed: self.opts.seed,
             tick: self.now,

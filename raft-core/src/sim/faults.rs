@@ -14,6 +14,7 @@ use super::rng::SimRng;
 use super::trace;
 use crate::input::Input;
 use crate::membership::Change;
+use crate::status::Role;
 use crate::types::{Index, LogId, NodeId, Term};
 
 impl Simulation {
@@ -67,6 +68,11 @@ impl Simulation {
 
     fn finish(&mut self) -> Summary {
         self.summary.ticks = self.now;
+        for n in &self.nodes {
+            if let Some(node) = &n.node {
+                self.summary.reads_by_lease += node.stats().reads_by_lease;
+            }
+        }
         self.summary.committed = self.checker.committed_len();
         self.summary.leader_terms = self.checker.leader_terms();
         self.summary.messages = (self.net.sent, self.net.lost, self.net.duplicated);
@@ -121,6 +127,18 @@ impl Simulation {
         if self.rng.chance(self.opts.read_per_million) {
             let i = self.rng.below(self.nodes.len() as u64) as usize;
             self.read(i)?;
+        }
+        if self.rng.chance(self.opts.leader_reads_per_million) {
+            // Every node that believes it leads, the deposed ones that do not know it yet too.
+            for i in 0..self.nodes.len() {
+                if self.nodes[i]
+                    .node
+                    .as_ref()
+                    .is_some_and(|n| n.role() == Role::Leader)
+                {
+                    self.read(i)?;
+                }
+            }
         }
         if self.rng.chance(self.opts.transfer_per_million) {
             if let Some(l) = self.leader().filter(|&l| !self.paused(l)) {

@@ -59,5 +59,5 @@ pub use checker::Checker;
 pub use disk::{SimDisk, blob_prefix, snapshot_blob};
 pub use faults::{run_options, run_seed, trace_options, trace_seed};
 pub use network::{Network, NetworkFaults, PartitionKind};
-pub use options::{SimFailure, SimOptions, Summary};
+pub use options::{ClockDrift, SimFailure, SimOptions, Summary};
 pub use rng::{SimRng, hash_bytes, mix};

@@ -57,6 +57,18 @@ pub struct SimOptions {
     /// See [`Config::follower_reads`]: reads issued at a follower are confirmed through its
     /// leader and checked like the leader's.
     pub follower_reads: bool,
+    /// See [`Config::lease_reads`]: leaders answer reads from their lease, and a node waking
+    /// from a pause first steps the ticks it missed, as the adapter's clock contract requires.
+    pub lease_reads: bool,
+    /// See [`Config::lease_drift_ticks`].
+    pub lease_drift_ticks: u32,
+    /// One node whose clock runs at another rate than the others', within the drift margin
+    /// (see [`ClockDrift`]).
+    pub clock_drift: Option<ClockDrift>,
+    /// Chance per tick, per million, that every node that believes it leads is asked for a
+    /// read: a leader cut off from the others, still in its lease or believing it is, is where
+    /// a lease too long shows.
+    pub leader_reads_per_million: u32,
     /// See [`Config::max_inflight_msgs`].
     pub max_inflight_msgs: u32,
     /// See [`Config::max_msg_entries`].
@@ -127,6 +139,10 @@ impl SimOptions {
             check_quorum: r.chance(800_000),
             // From a stream of its own, like the targeted faults: the draws above are unchanged.
             follower_reads: SimRng::new(seed).fork(0xF011_0EAD).chance(500_000),
+            lease_reads: false,
+            lease_drift_ticks: Config::new(NodeId::MIN).lease_drift_ticks,
+            clock_drift: None,
+            leader_reads_per_million: 0,
             max_inflight_msgs: r.between(1, 8) as u32,
             max_msg_entries: r.between(1, 16) as u32,
             spare_nodes: 0,
@@ -177,16 +193,59 @@ impl SimOptions {
         if r.chance(500_000) {
             self.pause_per_million = r.between(5_000, 20_000) as u32;
         }
+        self.with_lease_reads()
+    }
+
+    /// Lease reads, in three quarters of the seeds with CheckQuorum and without power cuts in
+    /// write windows, from a stream of their own (the seeds without them run as before): a drift margin of 1 to 3 ticks, reads at every node that
+    /// believes it leads (`leader_reads_per_million`), in half of them one node's
+    /// clock running fast or slow within it (pauses come in half of them, drawn as in any
+    /// seed).
+    fn with_lease_reads(mut self) -> Self {
+        let mut r = SimRng::new(self.seed).fork(0x1EA5_E5EED);
+        // Not with the power cuts in write windows: their restarts campaign at once, which a
+        // node with lease reads refuses (it may have answered a heartbeat before the crash), and
+        // the bugs those campaigns catch would go unseen in the seeds that draw lease reads.
+        let crash_windows =
+            self.role_change_crash_per_million > 0 || self.ack_ahead_crash_per_million > 0;
+        if !self.check_quorum || crash_windows || !r.chance(750_000) {
+            return self;
+        }
+        self.lease_reads = true;
+        self.lease_drift_ticks = r.between(1, 3) as u32;
+        self.leader_reads_per_million = r.between(100_000, 600_000) as u32;
+        if r.chance(500_000) {
+            let min = u64::from(Config::new(NodeId::MIN).election_ticks_min);
+            let drift = u64::from(self.lease_drift_ticks);
+            self.clock_drift = Some(ClockDrift {
+                node: r.below(self.nodes.max(1) as u64) as usize,
+                fast: r.chance(500_000),
+                // At most `drift` ticks gained or lost over `election_ticks_min` ticks.
+                every: min.div_ceil(drift),
+            });
+        }
+        self
+    }
+
+    /// This run without lease reads (and so without clock drift), as it ran before they
+    /// existed.
+    #[must_use]
+    pub fn without_lease_reads(mut self) -> Self {
+        self.lease_reads = false;
+        self.lease_drift_ticks = Config::new(NodeId::MIN).lease_drift_ticks;
+        self.clock_drift = None;
+        self.leader_reads_per_million = 0;
         self
     }
 
     /// This run without the targeted faults (power cuts in write windows, slow disks, coarse
     /// conflict hints, pauses) that [`SimOptions::random`] draws in half the seeds each, and
-    /// without follower reads (drawn likewise): as a seed ran before they existed (the
-    /// regression seeds recorded then replay what they were recorded on).
+    /// without follower reads and lease reads (drawn likewise): as a seed ran before they existed
+    /// (the regression seeds recorded then replay what they were recorded on).
     #[must_use]
     pub fn without_targeted_faults(mut self) -> Self {
         self.follower_reads = false;
+        self = self.without_lease_reads();
         self.role_change_crash_per_million = 0;
         self.ack_ahead_crash_per_million = 0;
         self.slow_disks = 0;
@@ -221,11 +280,43 @@ impl SimOptions {
         c.pre_vote = self.pre_vote;
         c.check_quorum = self.check_quorum;
         c.follower_reads = self.follower_reads;
+        c.lease_reads = self.lease_reads;
+        c.lease_drift_ticks = self.lease_drift_ticks;
         c.max_inflight_msgs = self.max_inflight_msgs;
         c.max_msg_entries = self.max_msg_entries;
         c.snapshot_chunk_bytes = self.snapshot_chunk_bytes;
         c.snapshot_trailing_entries = self.snapshot_trailing_entries;
         c
+    }
+}
+
+/// A node whose clock runs fast or slow: every `every` ticks of the others, it gets one tick
+/// more (`fast`) or one less. Drawn so that over `election_ticks_min` ticks it gains or loses at
+/// most `lease_drift_ticks`: within the margin lease reads assume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockDrift {
+    /// The node's index.
+    pub node: usize,
+    /// Whether its clock runs fast (else slow).
+    pub fast: bool,
+    /// One tick gained or lost in every this many.
+    pub every: u64,
+}
+
+impl ClockDrift {
+    /// How many ticks node `i` counts at global tick `now`.
+    #[must_use]
+    pub fn ticks(drift: Option<Self>, i: usize, now: u64) -> u32 {
+        match drift {
+            Some(d) if d.node == i && d.every > 0 && now.is_multiple_of(d.every) => {
+                if d.fast {
+                    2
+                } else {
+                    0
+                }
+            }
+            _ => 1,
+        }
     }
 }
 
@@ -265,6 +356,9 @@ pub struct Summary {
     pub crashes: u64,
     /// Reads confirmed and reads aborted.
     pub reads: (u64, u64),
+    /// Reads leaders answered from their lease (`Stats::reads_by_lease`, summed over every
+    /// incarnation of every node).
+    pub reads_by_lease: u64,
     /// Ticks the healed phase took to commit a proposal.
     pub heal_ticks: u64,
     /// Snapshots taken by the application, and snapshots installed from a leader.

@@ -4,6 +4,11 @@
 //! handles those reads first, before its timer fires or any message arrives. A leader that wakes
 //! after the others elected a new one and committed still believes it leads, and nothing it held
 //! before the pause may confirm those reads.
+//!
+//! With lease reads the adapter's clock contract (`Config::lease_reads`) applies: a monotonic
+//! clock runs on through a pause, so a node waking steps the ticks its clock counted meanwhile
+//! before the reads that waited. Its lease has run out by then, and nothing it held before the
+//! pause may serve them.
 
 use alloc::format;
 
@@ -37,7 +42,7 @@ impl Simulation {
     }
 
     /// Wakes the nodes whose pause is over (all of them once `all`): each handles the reads
-    /// queued while it slept.
+    /// queued while it slept (with lease reads, after the ticks its clock counted meanwhile).
     pub(super) fn wake(&mut self, all: bool) -> SimResult {
         for i in 0..self.nodes.len() {
             let n = &mut self.nodes[i];
@@ -46,7 +51,14 @@ impl Simulation {
             }
             n.paused_until = 0;
             let reads = core::mem::take(&mut n.queued_reads);
+            let missed = core::mem::take(&mut n.missed_ticks);
             self.log(|| format!("n{} wakes, {} reads queued", i + 1, reads.len()));
+            if self.opts.lease_reads {
+                self.log(|| format!("n{} steps the {missed} ticks it missed", i + 1));
+                for _ in 0..missed {
+                    self.step(i, Input::Tick)?;
+                }
+            }
             for id in reads {
                 self.step(i, Input::Read(ReadId(id)))?;
             }
