@@ -3,8 +3,8 @@
 //! crosses the snapshot threshold with small `SET`s while a probe thread per node asks its node
 //! for its status every millisecond. A status request is answered by the node thread, so the
 //! slowest answer is the longest stall of that thread (within a millisecond or so). Prints the
-//! snapshot's size, how long it took (from the last probe that saw no snapshot to the first
-//! that saw it), the longest stall of the leader's thread and of the followers', and whether the
+//! snapshot's size, how long it took (from the threshold crossing to the first probe that saw
+//! the snapshot taken), the longest stall of the leader's thread and of the followers', and whether the
 //! leader changed meanwhile.
 //!
 //! Run: `cargo run --release -p raft-std --example snapshot_stall [keys] [value bytes]`
@@ -31,7 +31,9 @@ struct Probe {
     max: Duration,
     /// Every (term, leader) it saw, without repeats in a row.
     leaders: Vec<(Term, Option<NodeId>)>,
-    /// When it last saw no new snapshot, and when it first saw one.
+    /// When it first saw the applied index past the threshold, when it last asked and saw no
+    /// new snapshot, and when it first saw one.
+    crossed: Option<Instant>,
     before_snapshot: Option<Instant>,
     snapshot_seen: Option<Instant>,
 }
@@ -108,6 +110,9 @@ fn main() -> Result<(), Box<dyn Error>> {
                         if p.leaders.last() != Some(&(st.term, st.leader)) {
                             p.leaders.push((st.term, st.leader));
                         }
+                        if st.applied.0 > old_snapshot.0 + threshold {
+                            p.crossed.get_or_insert_with(Instant::now);
+                        }
                         if st.snapshot.index > old_snapshot {
                             p.snapshot_seen.get_or_insert_with(Instant::now);
                         } else {
@@ -160,8 +165,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         .map(|(_, p)| p.max)
         .max()
         .unwrap_or_default();
+    // From the threshold crossing (or, if the node thread stalled before a probe saw it, the
+    // last probe that saw no snapshot) to the first probe that saw the snapshot taken.
     let took = leader_probe
-        .and_then(|p| Some(p.snapshot_seen?.duration_since(p.before_snapshot?)))
+        .and_then(|p| {
+            let from = match (p.crossed, p.before_snapshot) {
+                (Some(c), Some(b)) => c.min(b),
+                (c, b) => c.or(b)?,
+            };
+            Some(p.snapshot_seen?.duration_since(from))
+        })
         .map_or_else(|| "not seen".to_owned(), |d| format!("{d:.1?}"));
     // Elections: every distinct (term, leader) any node saw, past the first (a leader re-elected
     // in a new term counts: its followers stopped hearing from it).
