@@ -1,5 +1,5 @@
 //! Your own state machine on a 3-node cluster in one process, each node on its own thread: a
-//! string map implements [`StateMachine`] (apply, query, snapshot, restore), and the cluster
+//! string map implements [`StateMachine`] (apply, query, snapshot and its view, restore), and the cluster
 //! writes, kills the leader, measures failover, keeps writing, restarts the old leader and checks
 //! that every node holds every acknowledged write.
 //!
@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use raft_core::Index;
-use raft_std::state_machine::StateMachine;
+use raft_std::state_machine::{SnapshotSource, StateMachine};
 use raft_std::test_util::cluster::Cluster;
 
 /// A map from key to value; a command is `key=value`, its response the previous value.
@@ -41,6 +41,15 @@ impl StateMachine for Map {
             writeln!(out, "{k}={v}")?;
         }
         Ok(())
+    }
+
+    /// Optional: a view the runtime writes off the node thread, so that the node keeps sending
+    /// heartbeats meanwhile (without it, `snapshot` runs on the node thread). It must not change
+    /// with later applies: a clone is fine for a small map (a copy on the node thread); a large
+    /// state wants a persistent map, as `KvStore` has.
+    fn snapshot_source(&self) -> Option<Box<dyn SnapshotSource>> {
+        let view = Self(self.0.clone());
+        Some(Box::new(move |out: &mut dyn Write| view.snapshot(out)))
     }
 
     fn restore(&mut self, input: &mut dyn Read) -> io::Result<()> {

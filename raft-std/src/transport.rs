@@ -8,12 +8,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::io;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use raft_core::{Message, NodeId, WriteId};
+use raft_core::{Message, NodeId, SnapshotMeta, WriteId};
 
+use crate::error::NodeError;
 use crate::storage::StorageError;
 
 /// Sends a node's messages to its peers.
@@ -70,6 +72,20 @@ pub(crate) enum Inbound {
     Wake,
     /// The storage stage synced every write up to this id, or failed.
     Synced(Result<WriteId, StorageError>),
+    /// A snapshot written off the node thread is done.
+    Snapshot(SnapshotWritten),
+}
+
+/// How a snapshot written off the node thread ended.
+#[derive(Debug)]
+pub(crate) enum SnapshotWritten {
+    /// Durable and the latest in storage (or discarded there for a newer one): the node steps
+    /// `SnapshotTaken` with this.
+    Stored(Box<SnapshotMeta>),
+    /// The state machine's view failed: nothing was stored, the node goes on.
+    Dropped(io::Error),
+    /// Storage failed (or the view panicked): the node stops.
+    Failed(NodeError),
 }
 
 /// A node's inbox: messages from peers and wake-ups from clients, read by the node thread.
@@ -120,7 +136,7 @@ impl Inbox {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left).ok()? {
                 Inbound::Message(msg) => return Some(msg),
-                Inbound::Wake | Inbound::Synced(_) => {}
+                Inbound::Wake | Inbound::Synced(_) | Inbound::Snapshot(_) => {}
             }
         }
     }
@@ -150,6 +166,11 @@ impl InboxSender {
     /// Tells the node thread what its storage stage synced; `false` if it is gone.
     pub(crate) fn synced(&self, result: Result<WriteId, StorageError>) -> bool {
         self.tx.send(Inbound::Synced(result)).is_ok()
+    }
+
+    /// Reports a snapshot written off the node thread; `false` if the node is gone.
+    pub(crate) fn snapshot_written(&self, written: SnapshotWritten) -> bool {
+        self.tx.send(Inbound::Snapshot(written)).is_ok()
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use raft_core::{Index, NodeId};
 use raft_std::kv::{KvCommand, KvConfig, KvQuery, KvResponse, KvStore, decode_request};
-use raft_std::state_machine::StateMachine;
+use raft_std::state_machine::{SnapshotSource, StateMachine};
 
 /// Called with every change of the replicated peer address book, on the node thread.
 pub type PeerSink = Arc<dyn Fn(NodeId, Option<SocketAddr>) + Send + Sync>;
@@ -107,6 +107,11 @@ impl StateMachine for ServerMachine {
 
     fn snapshot(&self, out: &mut dyn io::Write) -> io::Result<()> {
         self.kv.snapshot(out)
+    }
+
+    /// The store's view: an O(1) copy, written off the node thread.
+    fn snapshot_source(&self) -> Option<Box<dyn SnapshotSource>> {
+        self.kv.snapshot_source()
     }
 
     fn restore(&mut self, input: &mut dyn io::Read) -> io::Result<()> {

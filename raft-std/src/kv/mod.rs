@@ -32,9 +32,10 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
+use imbl::OrdMap;
 use raft_core::Index;
 
-use crate::state_machine::StateMachine;
+use crate::state_machine::{SnapshotSource, StateMachine};
 
 pub use wire::{
     ClientId, KvCommand, KvError, KvQuery, KvRequest, KvResponse, SetCondition, decode_request,
@@ -225,10 +226,13 @@ impl Session {
 #[derive(Clone, Debug)]
 pub struct KvStore {
     config: KvConfig,
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Persistent maps (B-trees whose nodes are shared between copies): a snapshot takes a copy
+    /// in O(1) and writes it out while the store goes on applying; a write to a node still
+    /// shared with a copy copies that node first.
+    data: OrdMap<Vec<u8>, Vec<u8>>,
     /// Sum of the lengths of every key and value.
     bytes: usize,
-    sessions: BTreeMap<ClientId, Session>,
+    sessions: OrdMap<ClientId, Session>,
     /// `(last_used, client)` of every session: the eviction order.
     lru: BTreeSet<(u64, ClientId)>,
     /// Peer addresses recorded through the log ([`KvCommand::SetPeer`]).
@@ -244,12 +248,12 @@ impl Default for KvStore {
 impl KvStore {
     /// An empty store with the given limits.
     #[must_use]
-    pub const fn new(config: KvConfig) -> Self {
+    pub fn new(config: KvConfig) -> Self {
         Self {
             config,
-            data: BTreeMap::new(),
+            data: OrdMap::new(),
             bytes: 0,
-            sessions: BTreeMap::new(),
+            sessions: OrdMap::new(),
             lru: BTreeSet::new(),
             peers: BTreeMap::new(),
         }
@@ -277,6 +281,15 @@ impl KvStore {
     #[must_use]
     pub const fn bytes_used(&self) -> usize {
         self.bytes
+    }
+
+    /// What a snapshot holds: the maps shared, not copied (the peers, few, are copied).
+    fn view(&self) -> snapshot::View {
+        snapshot::View {
+            sessions: self.sessions.clone(),
+            peers: self.peers.clone(),
+            data: self.data.clone(),
+        }
     }
 
     /// The number of client sessions kept for deduplication.
@@ -563,7 +576,16 @@ impl StateMachine for KvStore {
 
     /// Streams the store in the format the [`kv`](crate::kv) module page describes.
     fn snapshot(&self, out: &mut dyn io::Write) -> io::Result<()> {
-        snapshot::write(self, out)
+        snapshot::write(&self.view(), out)
+    }
+
+    /// A copy of the store in O(1) (its maps are persistent), written out as
+    /// [`Self::snapshot`] would now, off the node thread.
+    fn snapshot_source(&self) -> Option<Box<dyn SnapshotSource>> {
+        let view = self.view();
+        Some(Box::new(move |out: &mut dyn io::Write| {
+            snapshot::write(&view, out)
+        }))
     }
 
     /// Reads a snapshot written by [`Self::snapshot`]. On error the store is left empty.

@@ -37,6 +37,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
+use imbl::OrdMap;
+
 use super::{ClientId, KvConfig, KvError, KvStore, Saved, Session};
 
 const MAGIC: [u8; 8] = *b"RAFTKVS\n";
@@ -64,8 +66,16 @@ impl Write for CrcWriter<'_> {
     }
 }
 
+/// What a snapshot holds of a [`KvStore`]: its maps, shared with the store (a copy is O(1)),
+/// so a snapshot can be written while the store goes on applying.
+pub(super) struct View {
+    pub(super) sessions: OrdMap<ClientId, Session>,
+    pub(super) peers: BTreeMap<u64, String>,
+    pub(super) data: OrdMap<Vec<u8>, Vec<u8>>,
+}
+
 /// Streams `store` to `out`.
-pub(super) fn write(store: &KvStore, out: &mut dyn Write) -> io::Result<()> {
+pub(super) fn write(store: &View, out: &mut dyn Write) -> io::Result<()> {
     let mut w = BufWriter::with_capacity(CHUNK, CrcWriter { inner: out, crc: 0 });
     w.write_all(&MAGIC)?;
     w.write_all(&VERSION.to_le_bytes())?;
@@ -273,12 +283,12 @@ pub(super) fn read(config: KvConfig, input: &mut dyn Read) -> io::Result<KvStore
     }
 
     let key_count = read_u64(&mut r)?;
-    let mut data = BTreeMap::new();
+    let mut data = OrdMap::new();
     let mut bytes = 0_usize;
     for _ in 0..key_count {
         let key = read_bytes(&mut r)?;
         let value = read_bytes(&mut r)?;
-        if data.last_key_value().is_some_and(|(last, _)| *last >= key) {
+        if data.get_max().is_some_and(|(last, _)| *last >= key) {
             return Err(invalid("keys out of order"));
         }
         bytes = bytes.saturating_add(key.len()).saturating_add(value.len());

@@ -870,7 +870,8 @@ fn store_matches_the_model_on_random_logs() {
                 "seed {seed} entry {i}"
             );
         }
-        assert_eq!(node.store.data, model.data, "seed {seed}");
+        let data: BTreeMap<_, _> = node.store.data.clone().into_iter().collect();
+        assert_eq!(data, model.data, "seed {seed}");
         let bytes: usize = model.data.iter().map(|(k, v)| k.len() + v.len()).sum();
         assert_eq!(node.store.bytes_used(), bytes, "seed {seed}");
         assert_eq!(node.store.sessions(), model.sessions.len(), "seed {seed}");

@@ -14,6 +14,7 @@ use raft_core::{
 };
 
 use super::handle::{Observed, Request, Shared};
+use super::snapshot_task::{SnapshotTask, panic_message};
 use super::storage_stage::{StorageStage, lock};
 use crate::client::{Completion, RequestError, Uncertainty};
 use crate::error::NodeError;
@@ -30,14 +31,7 @@ pub(super) fn run_thread<M: StateMachine, St: Storage, T: Transport>(
     let failure = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Some(NodeError::Panicked(what))
-        }
+        Err(panic) => Some(NodeError::Panicked(panic_message(&*panic))),
     };
     if let Some(e) = &failure {
         log::error!("node {}: stopped: {e}", driver.node.id());
@@ -88,6 +82,8 @@ pub(super) struct Driver<M: StateMachine, St, T> {
     /// The storage stage, which appends and syncs off this thread (`None`: this thread does,
     /// blocking for every sync).
     stage: Option<StorageStage<St>>,
+    /// The snapshot being written off this thread, if any.
+    snapshots: SnapshotTask<St>,
     sm: M,
     transport: T,
     inbox: Inbox,
@@ -151,11 +147,13 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
             leader: node.leader(),
             applied: node.applied_index(),
         };
+        let snapshots = SnapshotTask::new(node.id(), Arc::clone(&storage), inbox.sender());
         Self {
             node,
             out,
             storage,
             stage,
+            snapshots,
             sm,
             transport,
             inbox,
@@ -261,6 +259,13 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
             Inbound::Wake => Ok(()),
             Inbound::Synced(Ok(id)) => self.step(Input::Persisted(id)),
             Inbound::Synced(Err(e)) => Err(NodeError::Storage(e)),
+            Inbound::Snapshot(written) => {
+                let every = self.node.config().snapshot_log_entries;
+                match self.snapshots.finished(written, every)? {
+                    Some(meta) => self.step(Input::SnapshotTaken(meta)),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
@@ -543,6 +548,9 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         }
         if let Some(index) = applied {
             self.step(Input::Applied(index))?;
+            if self.snapshots.retry_due(index) {
+                self.snapshot()?;
+            }
         }
         self.serve_ready_reads();
         Ok(())
@@ -653,8 +661,13 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         }
     }
 
-    /// Snapshots the state machine at its applied index, stores it, and tells the core.
+    /// Snapshots the state machine at its applied index: hands its view to the snapshot task
+    /// (which tells this thread when it is stored), or without a view, stores it here and
+    /// tells the core.
     fn snapshot(&mut self) -> Result<(), NodeError> {
+        if self.snapshots.busy() {
+            return Ok(());
+        }
         let applied = self.node.applied_index();
         if applied <= self.node.snapshot().last.index {
             return Ok(());
@@ -662,6 +675,9 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         let Some(meta) = self.node.snapshot_meta(applied) else {
             return Ok(());
         };
+        if let Some(source) = self.sm.snapshot_source() {
+            return self.snapshots.start(meta, source);
+        }
         let started = Instant::now();
         {
             let mut storage = lock(&self.storage)?;
@@ -672,7 +688,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
             storage.finish_snapshot(writer)?;
         }
         log::info!(
-            "node {}: snapshot at {} taken in {:?}",
+            "node {}: snapshot at {} taken in {:?} (on the node thread)",
             self.node.id(),
             meta.last,
             started.elapsed()

@@ -7,7 +7,8 @@
 //!   that the node calls back (`propose_with`, `read_with`, ...), or block (`propose`, `read`,
 //!   ...), which is the same thing waiting on a channel.
 //! - The node thread (`driver`) owns the core and the state machine, and shares the storage with
-//!   the storage stage's thread, which appends and syncs (snapshots are taken and loaded by the
+//!   the storage stage's thread, which appends and syncs, and with the snapshot thread, which
+//!   writes a snapshot the node takes (snapshots received from the leader are loaded by the
 //!   node thread).
 //!
 //! # The loop
@@ -35,7 +36,13 @@
 //!    completes the proposals and reads this made ready;
 //! 4. answers the leader's snapshot chunk requests from storage;
 //! 5. takes a snapshot when the core suggests one
-//!    ([`Event::SnapshotSuggested`](raft_core::Event::SnapshotSuggested)).
+//!    ([`Event::SnapshotSuggested`](raft_core::Event::SnapshotSuggested)): takes the state
+//!    machine's view at the applied index
+//!    ([`StateMachine::snapshot_source`](crate::state_machine::StateMachine::snapshot_source))
+//!    and hands it to a thread that streams it into storage while this one goes on; when it is
+//!    durable the thread posts to the inbox and the node thread steps
+//!    [`Input::SnapshotTaken`](raft_core::Input::SnapshotTaken). One at a time. A state machine
+//!    without a view is written on the node thread, which handles nothing else meanwhile.
 //!
 //! It repeats the round until the core has nothing more to say, then waits again.
 //!
@@ -50,12 +57,17 @@
 //!
 //! # Failures
 //!
-//! A storage error (on the node thread or the storage stage's) is fatal: the thread stops, every request waiting is completed as above, and
-//! every later call gets [`NodeStopped`] naming the cause. Nonsense
+//! A storage error (on the node thread, the storage stage's or the snapshot thread's, including
+//! a failed write to the snapshot writer) is fatal: the thread stops, every request waiting is
+//! completed as above, and every later call gets [`NodeStopped`] naming the cause. So is a
+//! panic of the state machine, on any of them. A state machine's snapshot view that fails on
+//! its own (an error of its own, not of the writer) only drops that snapshot: it is logged and
+//! tried again once another [`Config::snapshot_log_entries`] entries are applied. Nonsense
 //! from the network is rejected by the core and counted; the node carries on.
 
 mod driver;
 mod handle;
+mod snapshot_task;
 mod storage_stage;
 
 use std::time::Duration;
@@ -68,12 +80,14 @@ pub use handle::{Observed, Proposal, RaftNode};
 /// How a node runs: the core's [`Config`], the length of a tick and the default time requests
 /// wait.
 ///
-/// Snapshots are taken synchronously on the node thread: when the core suggests one, the
-/// thread streams the whole state machine into storage before it steps anything else. While it
-/// does, no ticks, messages or requests are handled, so a large state can hold up heartbeats
-/// long enough for followers to elect another leader (and callers may see timeouts). Size the
-/// election timeout (and [`Config::snapshot_log_entries`], how often snapshots come) with the
-/// time a snapshot takes.
+/// Snapshots are written off the node thread for a state machine that gives a view
+/// ([`StateMachine::snapshot_source`](crate::state_machine::StateMachine::snapshot_source), as
+/// [`KvStore`](crate::kv::KvStore) does): the node thread only takes the view. For one that
+/// does not, the node thread streams the whole state into storage before it steps anything
+/// else: no ticks, messages or requests are handled meanwhile, so a large state can hold up
+/// heartbeats long enough for followers to elect another leader (and callers may see
+/// timeouts); size the election timeout (and [`Config::snapshot_log_entries`], how often
+/// snapshots come) with the time a snapshot takes.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RuntimeConfig {

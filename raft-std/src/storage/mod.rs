@@ -31,8 +31,10 @@ pub struct Recovered {
 
 /// The durable state of one node.
 pub trait Storage: Send + 'static {
-    /// Streams a snapshot the node itself takes into storage.
-    type SnapshotWriter: io::Write + Send;
+    /// Streams a snapshot the node itself takes into storage. The runtime moves it to a thread
+    /// of its own and writes it there without holding the storage (appends and syncs go on
+    /// meanwhile), then hands it back to [`Self::finish_snapshot`].
+    type SnapshotWriter: io::Write + Send + 'static;
     /// Streams the latest snapshot out of storage.
     type SnapshotReader: io::Read + Send;
 
