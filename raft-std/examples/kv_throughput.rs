@@ -3,7 +3,8 @@
 //! fsync covered (file fsyncs counted by a wrapper around the real file system).
 //!
 //! Run: `cargo run --release -p raft-std --example kv_throughput [seconds per run] [threads...]`
-//! (default 2 s, and 1, 4, 16 and 64 threads).
+//! (default 2 s, and 1, 4, 16 and 64 threads). With `KV_STORAGE_STAGE=0` in the environment it
+//! runs without the storage stage (appends and syncs on the node thread), for before/after figures.
 
 use std::error::Error;
 use std::io;
@@ -109,9 +110,10 @@ fn run(threads: u64, seconds: f64) -> Result<Run, Box<dyn Error>> {
     let factory = FileStorageFactory::new(tmp.path(), move |id: NodeId| {
         per_node[usize::try_from(id.get() - 1).unwrap_or(0)].clone()
     });
-    let cluster = Cluster::with_storage(ClusterOptions::new(3), factory, |_| {
-        KvStore::new(KvConfig::default())
-    })?;
+    let mut options = ClusterOptions::new(3);
+    // KV_STORAGE_STAGE=0: append and sync on the node thread (the runtime before the stage).
+    options.runtime.storage_stage = std::env::var("KV_STORAGE_STAGE").map_or(true, |v| v != "0");
+    let cluster = Cluster::with_storage(options, factory, |_| KvStore::new(KvConfig::default()))?;
     let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
     // Warm up (and let the first election's writes settle) before counting.
     cluster.propose(KvRequest::new(ClientId(0), 1, KvCommand::set("warm", "up")).encode())?;
