@@ -215,7 +215,7 @@ fn a_peer_from_another_cluster_or_with_a_wrong_id_is_refused() {
     assert!(reason.contains("cluster 'another'"), "{reason}");
     let reason = decode(&exchange(
         peer,
-        &hello("local", 7, leader, "127.0.0.1:7777"),
+        &hello("local", 7, leader, "192.0.2.7:7777"),
     ));
     assert!(reason.contains("not a known member"), "{reason}");
     let reason = decode(&exchange(

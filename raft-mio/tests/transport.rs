@@ -161,7 +161,9 @@ fn bad_handshakes_are_refused_with_a_reason() {
     assert!(other_cluster.contains("cluster 'other'"), "{other_cluster}");
     let wrong_target = refusal(&raw(&b, &hello("c", 1, 3, &a_addr)));
     assert!(wrong_target.contains("expected node 3"), "{wrong_target}");
-    let unknown = refusal(&raw(&b, &hello("c", 9, 2, "127.0.0.1:1")));
+    // An unknown node is refused unless it connects from the host it names (then it is a
+    // member this node has not heard of yet: see `a_peer_not_yet_in_the_configuration_is_learned`).
+    let unknown = refusal(&raw(&b, &hello("c", 9, 2, "192.0.2.9:1")));
     assert!(unknown.contains("not a known member"), "{unknown}");
     let wrong_addr = refusal(&raw(&b, &hello("c", 1, 2, "127.0.0.1:1")));
     assert!(wrong_addr.contains("on record at"), "{wrong_addr}");
@@ -223,4 +225,16 @@ fn application_frames_reach_the_handler_with_the_sender() {
     a.net.send_app(n(2), b"hello".to_vec()).unwrap();
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), (n(1), b"hello".to_vec()));
     assert!(a.net.send_app(n(5), vec![]).is_err(), "no such peer");
+}
+
+/// A node added by a configuration change that this node has not applied yet dials in: its
+/// address is learned from its Hello (it connects from the host it names), and it is welcomed.
+#[test]
+fn a_peer_not_yet_in_the_configuration_is_learned() {
+    let (_a, b) = pair();
+    let answer = raw(&b, &hello("c", 9, 2, "127.0.0.1:1"));
+    match FrameDecoder::new(1 << 20).decode(&answer) {
+        Ok(Some((PeerFrame::Welcome { .. }, _))) => {}
+        other => panic!("expected a welcome, got {other:?}"),
+    }
 }

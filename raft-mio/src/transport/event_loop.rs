@@ -557,7 +557,31 @@ impl EventLoop {
             Some(format!("it claims this node's own id {me}"))
         } else {
             match self.peers.get(&hello.from) {
-                None => Some(format!("node {} is not a known member", hello.from)),
+                // A node this one has not heard of: a member added by a configuration change
+                // this node has not applied yet (it is behind, or restarted behind). Refusing it
+                // would keep this node from ever catching up, so its address is learned from its
+                // Hello, if the connection comes from that host. The core decides what its
+                // messages are worth.
+                None => match hello.addr.parse::<SocketAddr>() {
+                    Ok(addr)
+                        if !addr.ip().is_unspecified() && same_host(addr.ip(), remote.ip()) =>
+                    {
+                        log::info!(
+                            "node {me}: learned peer {} at {addr} from its hello (not yet in the \
+                             configuration this node applied)",
+                            hello.from
+                        );
+                        self.change_peer(hello.from, Some(addr));
+                        None
+                    }
+                    _ => Some(format!(
+                        "node {} is not a known member, and {} is not an address of the host \
+                         it connects from ({})",
+                        hello.from,
+                        hello.addr,
+                        remote.ip()
+                    )),
+                },
                 Some(p) if p.addr.to_string() != hello.addr => Some(format!(
                     "node {} is on record at {}, not {}",
                     hello.from, p.addr, hello.addr
