@@ -72,10 +72,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS")]
     pub election_max_ms: Option<u64>,
 
-    /// Take a snapshot (and compact the log) every this many entries. Default 100000 (a
-    /// snapshot blocks the node while it is written: see the README).
+    /// Take a snapshot (and compact the log) every this many entries. Default 100000 (the
+    /// snapshot is written off the node thread, from a copy-on-write view of the store).
     #[arg(long, value_name = "N")]
     pub snapshot_entries: Option<u64>,
+
+    /// Whether a follower serves linearizable reads itself (it asks the leader for a read index,
+    /// waits until it has applied that far, and answers from its own store) rather than
+    /// forwarding them to the leader: on or off. Default on.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    #[serde(default, deserialize_with = "on_off_or_bool")]
+    pub follower_reads: Option<bool>,
 
     /// The longest a client request may take before it is answered -TRYAGAIN or -UNCERTAIN,
     /// in milliseconds. Default 5000.
@@ -139,6 +146,7 @@ impl ServeArgs {
             election_min_ms: self.election_min_ms.or(file.election_min_ms),
             election_max_ms: self.election_max_ms.or(file.election_max_ms),
             snapshot_entries: self.snapshot_entries.or(file.snapshot_entries),
+            follower_reads: self.follower_reads.or(file.follower_reads),
             request_timeout_ms: self.request_timeout_ms.or(file.request_timeout_ms),
             max_clients: self.max_clients.or(file.max_clients),
             log_level: self.log_level.or(file.log_level),
@@ -184,6 +192,7 @@ impl ServeArgs {
         raft.election_ticks_min = ticks(self.election_min_ms.unwrap_or(100), "--election-min-ms")?;
         raft.election_ticks_max = ticks(self.election_max_ms.unwrap_or(200), "--election-max-ms")?;
         raft.snapshot_log_entries = self.snapshot_entries.unwrap_or(100_000).max(1);
+        raft.follower_reads = self.follower_reads.unwrap_or(true);
         raft.validate().map_err(|e| format!("timeouts: {e}"))?;
         config.runtime.tick = Duration::from_millis(tick);
         config.request_timeout = Duration::from_millis(self.request_timeout_ms.unwrap_or(5000));
@@ -214,6 +223,13 @@ mod tests {
         assert_eq!(c.data, PathBuf::from("raft-kv-2"));
         assert!(c.fsync);
         assert_eq!(c.runtime.raft.election_ticks_min, 10);
+        assert!(
+            c.runtime.raft.follower_reads,
+            "followers serve reads by default"
+        );
+        let mut off = args(2);
+        off.follower_reads = Some(false);
+        assert!(!off.server_config().unwrap().runtime.raft.follower_reads);
     }
 
     #[test]

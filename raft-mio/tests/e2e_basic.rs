@@ -1,5 +1,5 @@
 //! `raft-kv` processes on loopback, driven with the `redis` crate: writes and reads through
-//! every node (followers forward), pipelines, Redis's error replies, INFO.
+//! every node (followers serve reads, or forward them), pipelines, Redis's error replies, INFO.
 
 mod support;
 
@@ -12,10 +12,9 @@ fn error_text(e: &RedisError) -> String {
         .to_owned()
 }
 
-#[test]
-fn set_and_get_through_every_node_with_followers_forwarding() {
-    let c = Cluster::start(3, &[]);
-    let leader = c.wait_leader();
+/// Writes at every node, each read back at every node at once: every read is linearizable,
+/// whether the followers serve reads themselves or forward them to the leader.
+fn read_back_everywhere(c: &Cluster) {
     for id in 1..=3 {
         let mut con = c.con(id);
         let key = format!("key-{id}");
@@ -31,6 +30,30 @@ fn set_and_get_through_every_node_with_followers_forwarding() {
             );
         }
     }
+}
+
+#[test]
+fn followers_forwarding_reads_answer_them_linearizably() {
+    let c = Cluster::start(3, &["--follower-reads", "off"]);
+    c.wait_leader();
+    for id in 1..=3 {
+        let info = c.raft_info(id).expect("INFO raft");
+        assert_eq!(info.get("follower_reads").map(String::as_str), Some("0"));
+    }
+    read_back_everywhere(&c);
+}
+
+#[test]
+fn set_and_get_through_every_node_with_followers_serving_reads() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.wait_leader();
+    let info = c.raft_info(leader).expect("INFO raft");
+    assert_eq!(
+        info.get("follower_reads").map(String::as_str),
+        Some("1"),
+        "on by default"
+    );
+    read_back_everywhere(&c);
     let mut con = c.con(if leader == 1 { 2 } else { 1 });
     let n: i64 = con.incr("counter", 5).unwrap();
     assert_eq!(n, 5);

@@ -26,6 +26,8 @@ pub(crate) struct InfoSources {
     pub(crate) peer_addr: SocketAddr,
     pub(crate) data_dir: PathBuf,
     pub(crate) fsync: bool,
+    /// Whether this node serves reads itself when it follows (`--follower-reads`).
+    pub(crate) follower_reads: bool,
 }
 
 /// Counters of the client listener.
@@ -141,7 +143,7 @@ pub(crate) fn info(
             "# Raft\r\nrole:{}\r\nterm:{}\r\nleader_id:{}\r\nleader_addr:{leader_addr}\r\n\
              commit_index:{}\r\napplied_index:{}\r\nlast_log_index:{}\r\nsnapshot_index:{}\r\n\
              log_entries:{}\r\nvoters:{}\r\nlearners:{}\r\njoint:{}\r\n\
-             peer_connections_refused:{}\r\npeer_bad_input:{}\r\n",
+             follower_reads:{}\r\npeer_connections_refused:{}\r\npeer_bad_input:{}\r\n",
             role_name(status.role),
             status.term,
             status.leader.map_or_else(String::new, |l| l.to_string()),
@@ -153,6 +155,7 @@ pub(crate) fn info(
             ids(status.membership.voters()),
             ids(status.membership.learners()),
             u8::from(status.membership.is_joint()),
+            u8::from(src.follower_reads),
             net.refused,
             net.bad_input,
         );

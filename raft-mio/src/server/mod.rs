@@ -246,7 +246,8 @@ fn serve<F: FileSystem>(
         config.request_timeout,
         (election_max * 5).max(Duration::from_millis(500)),
         tick,
-    );
+    )
+    .with_follower_reads(config.runtime.raft.follower_reads);
     let ctx = commands::Ctx {
         fsync: config.fsync,
         max_clients: config.max_clients,
@@ -263,6 +264,7 @@ fn serve<F: FileSystem>(
         peer_addr: peer_listen,
         data_dir: config.data.clone(),
         fsync: config.fsync,
+        follower_reads: config.runtime.raft.follower_reads,
     };
     log::info!(
         "node {} of cluster '{}' serving clients on {client_addr}, peers on {peer_listen}, data \

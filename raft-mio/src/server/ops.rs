@@ -97,6 +97,12 @@ impl OpKind {
         }
     }
 
+    /// Whether it changes the cluster's state (a write, a transfer, a membership change), as
+    /// opposed to reading it.
+    const fn changes_state(&self) -> bool {
+        !matches!(self, Self::Read(_) | Self::ReadLocal(_) | Self::Status(_))
+    }
+
     /// Whether sending it again can never apply it twice.
     const fn idempotent(&self) -> bool {
         match self {
@@ -206,6 +212,13 @@ pub(crate) struct Ops {
     attempt_timeout: Duration,
     /// The last leader this node knew of (kept while it knows of none, during an election).
     last_leader: Option<NodeId>,
+    /// Reads at a follower that knows its leader are served here, at a read index the leader
+    /// confirms (`raft_core::Config::follower_reads`), rather than forwarded.
+    follower_reads: bool,
+    /// Requests other than reads in flight, per connection: a read behind one of its own
+    /// connection's writes is not served here but follows the write to the leader, so that a
+    /// pipelined `SET` then `GET` reads what it wrote.
+    changes_in_flight: HashMap<Token, usize>,
 }
 
 impl Ops {
@@ -232,7 +245,15 @@ impl Ops {
             request_timeout,
             attempt_timeout,
             last_leader: None,
+            follower_reads: false,
+            changes_in_flight: HashMap::new(),
         }
+    }
+
+    /// With `on`, a follower that knows its leader serves reads itself (see `follower_reads`).
+    pub(crate) const fn with_follower_reads(mut self, on: bool) -> Self {
+        self.follower_reads = on;
+        self
     }
 
     /// Requests in flight.
@@ -255,6 +276,9 @@ impl Ops {
         };
         let id = self.next;
         self.next += 1;
+        if kind.changes_state() {
+            *self.changes_in_flight.entry(conn).or_default() += 1;
+        }
         let status = match &kind {
             OpKind::Status(what) => Some(what.clone()),
             _ => None,
@@ -291,8 +315,29 @@ impl Ops {
             );
             return;
         }
-        let target = self.target();
+        let target = if self.serves_reads_here(id) {
+            self.me
+        } else {
+            self.target()
+        };
         self.send(id, target, out);
+    }
+
+    /// Whether op `id` is a read this node serves itself: with follower reads on, a follower
+    /// that knows its leader asks it for a read index and answers from its own state machine
+    /// once it has applied that far (a leader serves its reads itself anyway).
+    fn serves_reads_here(&self, id: u64) -> bool {
+        let Some(op) = self.ops.get(&id) else {
+            return false;
+        };
+        if !self.follower_reads
+            || !matches!(op.kind, OpKind::Read(_))
+            || self.changes_in_flight.contains_key(&op.conn)
+        {
+            return false;
+        }
+        let observed = self.node.observed();
+        observed.role == Role::Follower && observed.leader.is_some()
     }
 
     /// Where a new attempt goes: the leader this node knows of, else the router's pick.
@@ -402,7 +447,7 @@ impl Ops {
                     self.on_answer(id, attempt, from, result, out);
                 }
                 Done::Status(id, result) => {
-                    let Some(op) = self.ops.remove(&id) else {
+                    let Some(op) = self.take(id) else {
                         continue;
                     };
                     let OpKind::Status(what) = op.kind else {
@@ -447,7 +492,10 @@ impl Ops {
         let at = op.at.unwrap_or(self.me);
         match result {
             Ok(answer) => {
-                self.router.succeeded(at);
+                // A read a follower served proves nothing about who leads.
+                if !(at == self.me && matches!(op.kind, OpKind::Read(_))) {
+                    self.router.succeeded(at);
+                }
                 if let Some(error) = store_uncertainty(&answer) {
                     // The store could not tell whether this write was applied before.
                     if !op.uncertain
@@ -533,7 +581,7 @@ impl Ops {
     }
 
     fn resubmit(&mut self, id: u64, out: &mut Vec<Finished>) {
-        let Some(op) = self.ops.remove(&id) else {
+        let Some(op) = self.take(id) else {
             return;
         };
         let OpKind::Write { bytes, stamp, .. } = op.kind else {
@@ -558,6 +606,20 @@ impl Ops {
         self.submit(conn, slot, kind, out);
     }
 
+    /// Removes op `id`, for good or to be submitted again.
+    fn take(&mut self, id: u64) -> Option<Op> {
+        let op = self.ops.remove(&id)?;
+        if op.kind.changes_state()
+            && let Some(n) = self.changes_in_flight.get_mut(&op.conn)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.changes_in_flight.remove(&op.conn);
+            }
+        }
+        Some(op)
+    }
+
     fn fail(&mut self, id: u64, error: &RequestError, out: &mut Vec<Finished>) {
         let uncertain = self.ops.get(&id).is_some_and(|op| op.uncertain);
         if uncertain && error.outcome() != Outcome::Unknown {
@@ -568,7 +630,7 @@ impl Ops {
     }
 
     fn finish(&mut self, id: u64, body: FinishedBody, out: &mut Vec<Finished>) {
-        let Some(op) = self.ops.remove(&id) else {
+        let Some(op) = self.take(id) else {
             return;
         };
         let seq = match op.kind {
