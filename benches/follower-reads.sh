@@ -11,6 +11,8 @@
 # Needs Debian's redis-tools (apt-get install redis-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/wait-leader.sh
+. benches/wait-leader.sh
 
 for tool in redis-benchmark redis-cli; do
   command -v "$tool" >/dev/null || { echo "needs $tool: apt-get install redis-tools" >&2; exit 1; }
@@ -37,15 +39,7 @@ start_cluster() {
       2>"$tmp/$mode-node-$i.log" &
     pids+=($!)
   done
-  leader=""
-  for _ in $(seq 1 100); do
-    for i in 1 2 3; do
-      if redis-cli -p "1650$i" INFO raft 2>/dev/null | grep -q '^role:leader'; then leader=$i; fi
-    done
-    [ -n "$leader" ] && break
-    sleep 0.1
-  done
-  [ -n "$leader" ] || { echo "no leader" >&2; exit 1; }
+  wait_leader 1650
   # Something to read: the keys redis-benchmark draws from (-r 1000).
   redis-benchmark -p "1650$leader" -t set -n 2000 -r 1000 -d 256 -c 16 -q >/dev/null
 }

@@ -11,6 +11,8 @@
 # Needs Debian's redis-tools and redis-server (apt-get install redis-tools redis-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/wait-leader.sh
+. benches/wait-leader.sh
 
 for tool in redis-benchmark redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "needs $tool: apt-get install redis-tools redis-server" >&2; exit 1; }
@@ -35,15 +37,7 @@ for i in 1 2 3; do
     --data "$tmp/node-$i" --log-level warn 2>"$tmp/node-$i.log" &
   pids+=($!)
 done
-leader=""
-for _ in $(seq 1 100); do
-  for i in 1 2 3; do
-    if redis-cli -p "1640$i" INFO raft 2>/dev/null | grep -q '^role:leader'; then leader=$i; fi
-  done
-  [ -n "$leader" ] && break
-  sleep 0.1
-done
-[ -n "$leader" ] || { echo "no leader" >&2; exit 1; }
+wait_leader 1640
 port=$((16400 + leader))
 if [ "$target" = follower ]; then port=$((16400 + (leader % 3) + 1)); fi
 
