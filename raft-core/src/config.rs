@@ -29,9 +29,11 @@ pub struct Config {
     /// Most payload bytes in one AppendEntries message (a single larger entry is still sent
     /// alone). Default 1 MiB.
     pub max_msg_bytes: u64,
-    /// Most AppendEntries messages in flight to one follower in the replicate state. Default 256.
+    /// Most AppendEntries messages in flight to one follower in the replicate state, and most
+    /// snapshot chunks (of `snapshot_chunk_bytes`) in flight to one receiving a snapshot.
+    /// Default 256.
     pub max_inflight_msgs: u32,
-    /// Most payload bytes in flight to one follower. Default 32 MiB.
+    /// Most payload bytes (entries, or snapshot chunks) in flight to one follower. Default 32 MiB.
     pub max_inflight_bytes: u64,
     /// The largest payload a proposal may carry. Default 8 MiB.
     pub max_entry_bytes: u64,
@@ -53,7 +55,9 @@ pub struct Config {
     /// holds at most this many entries after the snapshot, plus `snapshot_trailing_entries`
     /// before it, plus those not yet applied. Default 10,000.
     pub snapshot_log_entries: u64,
-    /// The largest snapshot chunk to request from the adapter. Default 1 MiB.
+    /// The largest snapshot chunk to request from the adapter. A transfer keeps chunks in flight
+    /// (the next is requested as one leaves) within `max_inflight_msgs` and
+    /// `max_inflight_bytes`. Default 1 MiB.
     pub snapshot_chunk_bytes: u32,
     /// Run a pre-vote round before a real election, so that a node cut off from the cluster
     /// does not inflate terms and depose a healthy leader when it returns (Raft thesis §9.6).

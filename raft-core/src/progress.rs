@@ -6,15 +6,29 @@ use alloc::collections::VecDeque;
 use crate::status::{PeerStatus, ReplicationState};
 use crate::types::{Index, LogId, NodeId};
 
-/// A snapshot being sent to a follower, chunk by chunk.
+/// A snapshot being sent to a follower, chunk by chunk, several chunks in flight (bounded by
+/// the follower's flow control: `max_inflight_msgs` chunks, `max_inflight_bytes` bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SnapshotTransfer {
     /// The snapshot's last entry.
     pub(crate) id: LogId,
-    /// The follower holds the snapshot's bytes up to here.
+    /// The follower holds the snapshot's bytes up to here (durably: it said so).
     pub(crate) offset: u64,
-    /// A chunk was requested from the adapter (and not yet sent).
+    /// Chunks went out up to here: the next chunk starts at `sent`.
+    pub(crate) sent: u64,
+    /// The last chunk went out (`sent` is the snapshot's length).
+    pub(crate) sent_all: bool,
+    /// The chunk at `sent` was requested from the adapter (and not yet sent).
     pub(crate) requested: bool,
+}
+
+impl SnapshotTransfer {
+    /// Sends again from what the follower holds: what was in flight is lost, or out of order.
+    pub(crate) fn resend_from_offset(&mut self) {
+        self.sent = self.offset;
+        self.sent_all = false;
+        self.requested = false;
+    }
 }
 
 /// One AppendEntries in flight: its last index and payload bytes.
@@ -218,6 +232,8 @@ impl Progress {
         self.snapshot = Some(SnapshotTransfer {
             id,
             offset: 0,
+            sent: 0,
+            sent_all: false,
             requested: false,
         });
     }

@@ -446,8 +446,9 @@ impl Leadership {
                 ReplicationState::Probe => p.probe_sent = false,
                 ReplicationState::Replicate => {}
                 ReplicationState::Snapshot => {
-                    // A chunk or its acknowledgement was lost: ask for the chunk again.
-                    self.request_chunk(s, i, out);
+                    // A chunk or its acknowledgement was lost, or chunks arrived out of order:
+                    // send again from what the follower holds.
+                    self.resend_chunks(s, i, out);
                     self.confirm_reads(s, out);
                     return;
                 }

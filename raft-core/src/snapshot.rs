@@ -2,6 +2,14 @@
 //! the node drops the log it covers; a leader sends its snapshot, chunk by chunk, to a follower
 //! that needs entries it no longer has. The snapshot bytes stay with the adapter: the leader asks
 //! for each chunk and passes it on; the follower hands each chunk to its adapter to store.
+//!
+//! Chunks are pipelined: the leader asks for the next chunk as soon as one leaves, while the
+//! bytes sent and not yet acknowledged, the next chunk included, stay within the follower's
+//! flow control (at most `max_inflight_bytes`, and `max_inflight_msgs` chunks of
+//! `snapshot_chunk_bytes`; one chunk always goes when none is in flight, so with one message in
+//! flight it is stop-and-wait). The follower takes chunks only in order and answers
+//! with the bytes it holds; a chunk lost or overtaken leaves it waiting, which its heartbeat
+//! answers show, and the leader sends again from what it holds.
 
 use alloc::boxed::Box;
 
@@ -95,19 +103,42 @@ impl Leadership {
         self.request_chunk(s, i, out);
     }
 
-    /// Asks the adapter for the next chunk of the transfer to the follower at `i`.
+    /// Asks the adapter for the next chunk of the transfer to the follower at `i`, if none is
+    /// requested already, some is left to send, and the bytes in flight leave room for it.
     pub(crate) fn request_chunk(&mut self, s: &Shared, i: usize, out: &mut Outputs) {
         let Some(p) = self.peers.get_mut(i) else {
             return;
         };
         let Some(t) = &mut p.snapshot else { return };
+        let cfg = &s.config;
+        let chunk = u64::from(cfg.snapshot_chunk_bytes);
+        let window = cfg
+            .max_inflight_bytes
+            .min(u64::from(cfg.max_inflight_msgs).saturating_mul(chunk));
+        let in_flight = t.sent.saturating_sub(t.offset);
+        // The next chunk must fit in the window, unless nothing is in flight (a chunk larger
+        // than the window still goes, alone).
+        let fits = in_flight == 0 || in_flight.saturating_add(chunk) <= window;
+        if t.requested || t.sent_all || !fits {
+            return;
+        }
         t.requested = true;
         out.chunk_requests.push(ChunkRequest {
             to: p.id,
             snapshot: t.id,
-            offset: t.offset,
-            max_len: s.config.snapshot_chunk_bytes,
+            offset: t.sent,
+            max_len: cfg.snapshot_chunk_bytes,
         });
+    }
+
+    /// The transfer to the follower at `i` made no progress since the last heartbeat: a chunk
+    /// or its acknowledgement was lost, or chunks arrived out of order. Sends again from what
+    /// the follower holds.
+    pub(crate) fn resend_chunks(&mut self, s: &Shared, i: usize, out: &mut Outputs) {
+        if let Some(t) = self.peers.get_mut(i).and_then(|p| p.snapshot.as_mut()) {
+            t.resend_from_offset();
+        }
+        self.request_chunk(s, i, out);
     }
 
     /// The adapter read a chunk: pass it on, if the transfer still wants it.
@@ -122,8 +153,10 @@ impl Leadership {
             return;
         };
         match &mut p.snapshot {
-            Some(t) if t.requested && t.offset == chunk.offset && t.id == chunk.snapshot => {
+            Some(t) if t.requested && t.sent == chunk.offset && t.id == chunk.snapshot => {
                 t.requested = false;
+                t.sent = t.sent.saturating_add(chunk.data.len() as u64);
+                t.sent_all = chunk.done;
             }
             _ => return,
         }
@@ -134,6 +167,8 @@ impl Leadership {
             done: chunk.done,
         };
         s.send(chunk.to, body, out);
+        // Keep the pipeline full.
+        self.request_chunk(s, i, out);
     }
 
     pub(crate) fn handle_snapshot_response(
@@ -170,14 +205,20 @@ impl Leadership {
             Some(t) if p.state == ReplicationState::Snapshot && t.id == snapshot => {
                 // The follower holds `received` bytes: continue from there, or from 0 if it lost
                 // the transfer (a follower's count only grows until it starts over). Any other
-                // answer is a duplicate or a late one: the chunk at `t.offset` is already on its
-                // way, and a lost one is resent when the follower's heartbeats show no progress.
-                // Answering those too would send a chunk per duplicate, and each chunk's answer
-                // can be duplicated again: a storm.
+                // answer is a duplicate, a late one, or the refusal of a chunk that overtook
+                // another: what follows `t.offset` is already on its way, and a lost chunk is
+                // sent again when the follower's heartbeats show no progress. Answering those
+                // too would send chunks per duplicate, and each chunk's answer can be duplicated
+                // again: a storm.
                 let progress = received > t.offset;
                 let restart = received == 0 && t.offset > 0;
                 if progress || restart {
                     t.offset = received;
+                    if restart || received > t.sent {
+                        // It holds more than this transfer sent (from an earlier transfer of
+                        // the same snapshot), or nothing any more: what is in flight is of no use.
+                        t.resend_from_offset();
+                    }
                     p.acked_since_heartbeat = true;
                     self.request_chunk(s, i, out);
                 }

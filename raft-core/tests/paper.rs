@@ -3041,36 +3041,9 @@ fn an_empty_probe_is_one_outstanding_message_too() {
     assert_eq!(to_3, [(3, LogId::new(1, 2), vec![LogId::new(1, 3)], 2)]);
 }
 
-/// Node 1, restored from a snapshot at index 10 with entries 11-12 of term 1, elected leader;
-/// node 3 has answered its probe with a hint (term 1 up to index 5) below that snapshot. Returns
-/// the leader and what that answer made it do.
+/// `common::leader_sending_a_snapshot` with the default configuration.
 fn leader_hearing_a_hint_below_its_snapshot() -> (Harness, common::Out) {
-    let state = raft_core::Restored {
-        hard_state: HardState {
-            term: Term(1),
-            vote: None,
-        },
-        snapshot: raft_core::SnapshotMeta {
-            last: LogId::new(1, 10),
-            membership: common::membership(THREE),
-        },
-        entries: common::entries_from(11, &[1, 1]),
-        applied: Index(10),
-    };
-    let mut h = Harness::restored(1, state);
-    let out = h.elect();
-    h.persist();
-    let probe = out
-        .appends()
-        .into_iter()
-        .find(|a| a.0 == 3)
-        .expect("a probe to 3");
-    let conflict = AppendOutcome::Conflict {
-        rejected: probe.1.index,
-        hint: LogId::new(1, 5),
-    };
-    let out = h.recv(append_response(3, 1, h.node.term().0, conflict));
-    (h, out)
+    common::leader_sending_a_snapshot(|_| {})
 }
 
 /// Raft §7: a follower whose hint is below the leader's snapshot lacks entries the leader no

@@ -197,6 +197,39 @@ impl Out {
 // ---- the harness -----------------------------------------------------------------------------
 
 /// One node, and the writes it issued that the test has not acknowledged yet.
+/// Node 1 (its configuration tweaked by `tweak`), restored from a snapshot at index 10 with
+/// entries 11-12 of term 1, elected leader of nodes 1-3; node 3 has answered its probe with a
+/// hint (term 1 up to index 5) below that snapshot, so the leader is sending it the snapshot.
+/// Returns the leader and what that answer made it do (ask for the first chunk).
+pub(crate) fn leader_sending_a_snapshot(tweak: impl FnOnce(&mut Config)) -> (Harness, Out) {
+    let state = Restored {
+        hard_state: HardState {
+            term: Term(1),
+            vote: None,
+        },
+        snapshot: SnapshotMeta {
+            last: LogId::new(1, 10),
+            membership: membership(&[1, 2, 3]),
+        },
+        entries: entries_from(11, &[1, 1]),
+        applied: Index(10),
+    };
+    let mut h = Harness::restore(config(1, tweak), state).expect("consistent persisted state");
+    let out = h.elect();
+    h.persist();
+    let probe = out
+        .appends()
+        .into_iter()
+        .find(|a| a.0 == 3)
+        .expect("a probe to 3");
+    let conflict = AppendOutcome::Conflict {
+        rejected: probe.1.index,
+        hint: LogId::new(1, 5),
+    };
+    let out = h.recv(append_response(3, 1, h.node.term().0, conflict));
+    (h, out)
+}
+
 #[derive(Debug)]
 pub(crate) struct Harness {
     pub(crate) node: Node<SplitMix>,

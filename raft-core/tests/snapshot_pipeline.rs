@@ -1,0 +1,166 @@
+//! Raft §7, the leader's side of a snapshot transfer with chunks in a pipeline: the next chunk
+//! is asked for as soon as one leaves, within the follower's flow control (the bytes sent and
+//! not acknowledged, the next chunk included, at most `max_inflight_msgs` chunks and
+//! `max_inflight_bytes`); a transfer that stalls is sent again from what the follower holds.
+
+mod common;
+
+use common::{Harness, Out, heartbeat_response, id, leader_sending_a_snapshot, msg};
+use raft_core::{Input, LogId, MessageBody, Payload, SnapshotChunk};
+
+const SNAPSHOT: LogId = LogId::new(1, 10);
+
+/// The adapter's answer to a chunk request at `offset`: `len` bytes, the last if `done`.
+fn chunk(offset: u64, len: usize, done: bool) -> Input {
+    Input::SnapshotChunk(SnapshotChunk {
+        to: id(3),
+        snapshot: SNAPSHOT,
+        offset,
+        data: Payload::new(&vec![7; len]),
+        done,
+    })
+}
+
+/// Node 3 holds `received` bytes of the snapshot.
+fn answer(h: &mut Harness, received: u64) -> Out {
+    let body = MessageBody::SnapshotResponse {
+        snapshot: SNAPSHOT,
+        received,
+        installed: false,
+    };
+    let term = h.node.term().0;
+    h.recv(msg(3, 1, term, body))
+}
+
+/// The offsets of the chunks asked for.
+fn requested(out: &Out) -> Vec<u64> {
+    out.chunk_requests.iter().map(|c| c.offset).collect()
+}
+
+/// The offsets of the chunks sent to node 3.
+fn sent(out: &Out) -> Vec<u64> {
+    out.sent_to(3)
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::InstallSnapshot { offset, .. } => Some(offset),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A chunk leaving asks for the next one until the chunks in flight fill the window (3 chunks of
+/// 4 bytes); each acknowledgement makes room for one more.
+#[test]
+fn chunks_stay_in_flight_up_to_the_flow_control_window() {
+    let (mut h, out) = leader_sending_a_snapshot(|c| {
+        c.snapshot_chunk_bytes = 4;
+        c.max_inflight_msgs = 3;
+    });
+    assert_eq!(requested(&out), [0]);
+    let out = h.step(chunk(0, 4, false));
+    assert_eq!((sent(&out), requested(&out)), (vec![0], vec![4]));
+    let out = h.step(chunk(4, 4, false));
+    assert_eq!((sent(&out), requested(&out)), (vec![4], vec![8]));
+    let out = h.step(chunk(8, 4, false));
+    assert_eq!(
+        (sent(&out), requested(&out)),
+        (vec![8], vec![]),
+        "12 bytes in flight: the window is full"
+    );
+    assert_eq!(requested(&answer(&mut h, 4)), [12], "4 acknowledged");
+    assert_eq!(requested(&answer(&mut h, 4)), [], "a duplicate answer");
+}
+
+/// `max_inflight_bytes` bounds the window too, whatever the number of chunks: the next chunk
+/// must fit in it (9 bytes: two chunks of 4, not three).
+#[test]
+fn the_window_is_bounded_in_bytes() {
+    let (mut h, _) = leader_sending_a_snapshot(|c| {
+        c.snapshot_chunk_bytes = 4;
+        c.max_inflight_msgs = 100;
+        c.max_inflight_bytes = 9;
+    });
+    assert_eq!(requested(&h.step(chunk(0, 4, false))), [4]);
+    assert_eq!(requested(&h.step(chunk(4, 4, false))), Vec::<u64>::new());
+    assert_eq!(
+        requested(&answer(&mut h, 4)),
+        [8],
+        "4 in flight: room for one more"
+    );
+}
+
+/// A window smaller than a chunk still lets one chunk go at a time.
+#[test]
+fn a_chunk_larger_than_the_window_goes_alone() {
+    let (mut h, out) = leader_sending_a_snapshot(|c| {
+        c.snapshot_chunk_bytes = 4;
+        c.max_inflight_bytes = 2;
+    });
+    assert_eq!(requested(&out), [0]);
+    assert_eq!(requested(&h.step(chunk(0, 4, false))), Vec::<u64>::new());
+    assert_eq!(requested(&answer(&mut h, 4)), [4]);
+}
+
+/// With one message in flight, a transfer is stop-and-wait: the next chunk is asked for only
+/// once the follower holds the last one.
+#[test]
+fn with_one_message_in_flight_a_transfer_is_stop_and_wait() {
+    let (mut h, _) = leader_sending_a_snapshot(|c| {
+        c.snapshot_chunk_bytes = 4;
+        c.max_inflight_msgs = 1;
+    });
+    let out = h.step(chunk(0, 4, false));
+    assert_eq!((sent(&out), requested(&out)), (vec![0], vec![]));
+    assert_eq!(requested(&answer(&mut h, 4)), [4]);
+}
+
+/// After the last chunk nothing more is asked for, however much room is left.
+#[test]
+fn nothing_is_asked_for_after_the_last_chunk() {
+    let (mut h, _) = leader_sending_a_snapshot(|c| c.snapshot_chunk_bytes = 4);
+    assert_eq!(requested(&h.step(chunk(0, 4, false))), [4]);
+    let out = h.step(chunk(4, 2, true));
+    assert_eq!((sent(&out), requested(&out)), (vec![4], vec![]));
+    assert_eq!(requested(&answer(&mut h, 4)), Vec::<u64>::new());
+}
+
+/// A chunk lost (or overtaken) leaves the follower at the bytes it holds: its answers to later
+/// chunks make no progress. Once a heartbeat answer shows no progress since the one before, the
+/// leader sends again from what the follower holds, not from where it had got to.
+#[test]
+fn a_stalled_transfer_is_sent_again_from_what_the_follower_holds() {
+    let (mut h, _) = leader_sending_a_snapshot(|c| {
+        c.snapshot_chunk_bytes = 4;
+        c.max_inflight_msgs = 3;
+    });
+    h.step(chunk(0, 4, false));
+    h.step(chunk(4, 4, false));
+    h.step(chunk(8, 4, false));
+    // The chunk at 4 is lost: 3 holds 4 bytes, and refuses the chunk at 8.
+    assert_eq!(requested(&answer(&mut h, 4)), [12]);
+    assert_eq!(requested(&answer(&mut h, 4)), []);
+    let term = h.node.term().0;
+    // The first heartbeat answer follows progress; the second shows none since.
+    let out = h.recv(heartbeat_response(3, 1, term, 1));
+    assert_eq!(requested(&out), []);
+    let out = h.recv(heartbeat_response(3, 1, term, 2));
+    assert_eq!(requested(&out), [4], "sent again from the 4 bytes it holds");
+    // The chunk at 12 asked for before is stale now; the one at 4 goes out.
+    assert_eq!(sent(&h.step(chunk(12, 4, false))), Vec::<u64>::new());
+    assert_eq!(sent(&h.step(chunk(4, 4, false))), [4]);
+}
+
+/// A follower holding more than this transfer sent (from an earlier transfer of the same
+/// snapshot) is sent what follows, and what was in flight is not waited for.
+#[test]
+fn a_follower_ahead_of_the_transfer_is_sent_what_follows() {
+    let (mut h, _) = leader_sending_a_snapshot(|c| c.snapshot_chunk_bytes = 4);
+    h.step(chunk(0, 4, false));
+    assert_eq!(requested(&answer(&mut h, 20)), [20]);
+    assert_eq!(
+        sent(&h.step(chunk(4, 4, false))),
+        Vec::<u64>::new(),
+        "stale"
+    );
+    assert_eq!(sent(&h.step(chunk(20, 4, false))), [20]);
+}
