@@ -375,7 +375,9 @@ impl OurCluster {
         let mut applied = 0;
         for (i, m) in members.iter_mut().enumerate().filter(|(_, m)| m.up) {
             let is_leader = *leader == Some(i);
-            loop {
+            // As raft-rs's loop asks `has_ready` first, an idle node costs one check, and each
+            // lane is drained only if it holds something.
+            while !m.out.is_empty() {
                 if let Some(h) = held.as_mut().filter(|_| is_leader) {
                     h.extend(m.out.drain_writes());
                 }
@@ -383,23 +385,27 @@ impl OurCluster {
                 let out = &mut m.out;
                 let disk = &mut m.disk;
                 let hard_state = &mut m.hard_state;
-                let last_write = measure(breakdown, Site::Disk, || {
-                    let mut last = None;
-                    for w in out.drain_writes() {
-                        if let Some(hs) = w.hard_state {
-                            *hard_state = hs;
+                let last_write = if out.writes().is_empty() {
+                    None
+                } else {
+                    measure(breakdown, Site::Disk, || {
+                        let mut last = None;
+                        for w in out.drain_writes() {
+                            if let Some(hs) = w.hard_state {
+                                *hard_state = hs;
+                            }
+                            if let Some(from) = w.truncate_from {
+                                disk.truncate((from.0 as usize).saturating_sub(1));
+                            }
+                            // Snapshots are only sent to followers behind a compacted log, and
+                            // nothing is compacted here.
+                            debug_assert!(w.snapshot.is_none(), "no snapshot in these benchmarks");
+                            disk.extend(w.entries);
+                            last = Some(w.id);
                         }
-                        if let Some(from) = w.truncate_from {
-                            disk.truncate((from.0 as usize).saturating_sub(1));
-                        }
-                        // Snapshots are only sent to followers behind a compacted log, and
-                        // nothing is compacted here.
-                        debug_assert!(w.snapshot.is_none(), "no snapshot in these benchmarks");
-                        disk.extend(w.entries);
-                        last = Some(w.id);
-                    }
-                    last
-                });
+                        last
+                    })
+                };
                 if let Some(id) = last_write {
                     let node = &mut m.node;
                     let out = &mut m.out;
@@ -414,14 +420,16 @@ impl OurCluster {
 
                 // Apply committed entries (counting them on the leader).
                 let mut last_applied = None;
-                for a in m.out.drain_apply() {
-                    if let Apply::Entry(e) = &a
-                        && is_leader
-                        && e.kind == EntryKind::Normal
-                    {
-                        applied += 1;
+                if !m.out.apply().is_empty() {
+                    for a in m.out.drain_apply() {
+                        if let Apply::Entry(e) = &a
+                            && is_leader
+                            && e.kind == EntryKind::Normal
+                        {
+                            applied += 1;
+                        }
+                        last_applied = Some(a.index());
                     }
-                    last_applied = Some(a.index());
                 }
                 if let Some(index) = last_applied {
                     let node = &mut m.node;
@@ -435,21 +443,26 @@ impl OurCluster {
                     }
                 }
 
-                for r in m.out.drain_reads() {
-                    if matches!(r, ReadResult::Ready { .. }) {
-                        *reads_ready += 1;
+                if !m.out.reads().is_empty() {
+                    for r in m.out.drain_reads() {
+                        if matches!(r, ReadResult::Ready { .. }) {
+                            *reads_ready += 1;
+                        }
                     }
                 }
                 // No snapshot is ever taken here (raft-rs's `MemStorage` does not compact either),
                 // so no chunk is requested; a snapshot suggestion is ignored.
-                m.out.drain_chunk_requests().for_each(drop);
-                m.out.drain_events().for_each(drop);
-                let out = &mut m.out;
-                measure(breakdown, Site::Network, || {
-                    outbox.extend(out.drain_sends())
-                });
-                if m.out.is_empty() {
-                    break;
+                if !m.out.chunk_requests().is_empty() {
+                    m.out.drain_chunk_requests().for_each(drop);
+                }
+                if !m.out.events().is_empty() {
+                    m.out.drain_events().for_each(drop);
+                }
+                if !m.out.sends().is_empty() {
+                    let out = &mut m.out;
+                    measure(breakdown, Site::Network, || {
+                        outbox.extend(out.drain_sends())
+                    });
                 }
             }
         }
