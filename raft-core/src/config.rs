@@ -29,9 +29,9 @@ pub struct Config {
     /// Most payload bytes in one AppendEntries message (a single larger entry is still sent
     /// alone). Default 1 MiB.
     pub max_msg_bytes: u64,
-    /// Most AppendEntries messages in flight to one follower in the replicate state, and most
-    /// snapshot chunks (of `snapshot_chunk_bytes`) in flight to one receiving a snapshot.
-    /// Default 256.
+    /// Most AppendEntries messages in flight to one follower in the replicate state; to one
+    /// receiving a snapshot, at most this many times `snapshot_chunk_bytes` bytes of chunks in
+    /// flight. Default 256.
     pub max_inflight_msgs: u32,
     /// Most payload bytes (entries, or snapshot chunks) in flight to one follower. Default 32 MiB.
     pub max_inflight_bytes: u64,

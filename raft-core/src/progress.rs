@@ -225,10 +225,12 @@ impl Progress {
         }
     }
 
-    /// Starts sending the snapshot `id`.
+    /// Starts sending the snapshot `id`. A transfer just started counts as progress: a heartbeat
+    /// answer already on its way must not take it for a stalled one and resend the window.
     pub(crate) fn become_snapshot(&mut self, id: LogId) {
         self.become_probe();
         self.state = ReplicationState::Snapshot;
+        self.acked_since_heartbeat = true;
         self.snapshot = Some(SnapshotTransfer {
             id,
             offset: 0,

@@ -5,9 +5,10 @@
 //!
 //! Chunks are pipelined: the leader asks for the next chunk as soon as one leaves, while the
 //! bytes sent and not yet acknowledged, the next chunk included, stay within the follower's
-//! flow control (at most `max_inflight_bytes`, and `max_inflight_msgs` chunks of
-//! `snapshot_chunk_bytes`; one chunk always goes when none is in flight, so with one message in
-//! flight it is stop-and-wait). The follower takes chunks only in order and answers
+//! flow control, counted in bytes: at most `max_inflight_bytes`, and `max_inflight_msgs` times
+//! `snapshot_chunk_bytes` (so `max_inflight_msgs` full chunks; an adapter answering shorter
+//! chunks gets more of them in flight). One chunk always goes when none is in flight, so with
+//! one message in flight it is stop-and-wait. The follower takes chunks only in order and answers
 //! with the bytes it holds; a chunk lost or overtaken leaves it waiting, which its heartbeat
 //! answers show, and the leader sends again from what it holds.
 
@@ -160,6 +161,7 @@ impl Leadership {
             }
             _ => return,
         }
+        let progressed = !chunk.data.is_empty();
         let body = MessageBody::InstallSnapshot {
             meta: Box::new(s.snapshot.clone()),
             offset: chunk.offset,
@@ -167,8 +169,12 @@ impl Leadership {
             done: chunk.done,
         };
         s.send(chunk.to, body, out);
-        // Keep the pipeline full.
-        self.request_chunk(s, i, out);
+        // Keep the pipeline full, unless the chunk brought nothing (an adapter answering an
+        // empty chunk before the end would be asked for the same one forever; the next stalled
+        // heartbeat asks again).
+        if progressed {
+            self.request_chunk(s, i, out);
+        }
     }
 
     pub(crate) fn handle_snapshot_response(

@@ -164,3 +164,36 @@ fn a_follower_ahead_of_the_transfer_is_sent_what_follows() {
     );
     assert_eq!(sent(&h.step(chunk(20, 4, false))), [20]);
 }
+
+/// A transfer just started counts as progress: a heartbeat answer already on its way does not
+/// take it for a stalled one and send the window again from 0.
+#[test]
+fn a_heartbeat_answer_at_the_start_of_a_transfer_is_not_a_stall() {
+    let (mut h, _) = leader_sending_a_snapshot(|c| {
+        c.snapshot_chunk_bytes = 4;
+        c.max_inflight_msgs = 3;
+    });
+    h.step(chunk(0, 4, false));
+    h.step(chunk(4, 4, false));
+    let term = h.node.term().0;
+    let out = h.recv(heartbeat_response(3, 1, term, 1));
+    assert_eq!(requested(&out), []);
+    assert_eq!(
+        sent(&h.step(chunk(8, 4, false))),
+        [8],
+        "the transfer goes on"
+    );
+}
+
+/// An adapter answering an empty chunk before the end is not asked for the same chunk again at
+/// once (it would be, forever); the next stalled heartbeat asks again.
+#[test]
+fn an_empty_chunk_before_the_end_is_not_asked_for_again_at_once() {
+    let (mut h, _) = leader_sending_a_snapshot(|c| c.snapshot_chunk_bytes = 4);
+    let out = h.step(chunk(0, 0, false));
+    assert_eq!((sent(&out), requested(&out)), (vec![0], vec![]));
+    let term = h.node.term().0;
+    h.recv(heartbeat_response(3, 1, term, 1));
+    let out = h.recv(heartbeat_response(3, 1, term, 2));
+    assert_eq!(requested(&out), [0]);
+}

@@ -196,7 +196,6 @@ impl Out {
 
 // ---- the harness -----------------------------------------------------------------------------
 
-/// One node, and the writes it issued that the test has not acknowledged yet.
 /// Node 1 (its configuration tweaked by `tweak`), restored from a snapshot at index 10 with
 /// entries 11-12 of term 1, elected leader of nodes 1-3; node 3 has answered its probe with a
 /// hint (term 1 up to index 5) below that snapshot, so the leader is sending it the snapshot.
@@ -230,6 +229,7 @@ pub(crate) fn leader_sending_a_snapshot(tweak: impl FnOnce(&mut Config)) -> (Har
     (h, out)
 }
 
+/// One node, and the writes it issued that the test has not acknowledged yet.
 #[derive(Debug)]
 pub(crate) struct Harness {
     pub(crate) node: Node<SplitMix>,
