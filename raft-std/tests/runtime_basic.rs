@@ -65,6 +65,21 @@ fn a_follower_serves_reads_itself_with_follower_reads() {
         node.propose(b"y".to_vec()),
         Err(RequestError::NotLeader { leader: Some(l) }) if l == leader
     ));
+    // A leader-only read is refused at the follower, and served at the leader.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done = move |tx: std::sync::mpsc::Sender<_>| {
+        raft_std::client::Completion::new(move |r| {
+            let _ = tx.send(r);
+        })
+    };
+    node.read_at_leader_with(Query::Len, WAIT, done(tx.clone()));
+    assert!(matches!(
+        rx.recv_timeout(WAIT).unwrap(),
+        Err(RequestError::NotLeader { leader: Some(l) }) if l == leader
+    ));
+    let at_leader = cluster.node(leader).unwrap();
+    at_leader.read_at_leader_with(Query::Len, WAIT, done(tx));
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().unwrap(), Answer::Len(20));
 }
 
 #[test]

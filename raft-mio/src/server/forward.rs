@@ -188,10 +188,22 @@ fn wait_until_committed(
     drop(spawned);
 }
 
+/// Where a read may be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadAt {
+    /// Only at the leader: a read that must follow writes sent to the leader (forwarded reads,
+    /// and reads behind their connection's writes).
+    Leader,
+    /// Here, leader or follower (with follower reads on, a follower serves it at a read index
+    /// its leader confirms).
+    Here,
+}
+
 /// Runs `body` at `node` and calls `done` with the outcome.
 pub(crate) fn run(
     node: &RaftNode<ServerMachine>,
     body: ForwardBody,
+    reads: ReadAt,
     timeout: Duration,
     done: Completion<Answer>,
 ) {
@@ -201,11 +213,13 @@ pub(crate) fn run(
             timeout,
             Completion::new(move |r| done.complete(r.map(Answer::Kv))),
         ),
-        ForwardBody::Read(query) => node.read_with(
-            query,
-            timeout,
-            Completion::new(move |r| done.complete(r.map(Answer::Kv))),
-        ),
+        ForwardBody::Read(query) => {
+            let done = Completion::new(move |r: Result<_, _>| done.complete(r.map(Answer::Kv)));
+            match reads {
+                ReadAt::Leader => node.read_at_leader_with(query, timeout, done),
+                ReadAt::Here => node.read_with(query, timeout, done),
+            }
+        }
         ForwardBody::Transfer(to) => node.transfer_leader_with(
             to,
             Completion::new(move |r| done.complete(r.map(|()| Answer::Done))),
@@ -270,9 +284,12 @@ pub(crate) fn serve(
     let net = Arc::clone(net);
     // A forwarding node never waits longer than its own request timeout.
     let timeout = Duration::from_millis(timeout_ms.min(60_000));
+    // A node forwards a read to the leader either because it serves none itself, or because
+    // the read must follow a write it forwarded: only the leader may answer it.
     run(
         node,
         body,
+        ReadAt::Leader,
         timeout,
         Completion::new(move |result| {
             let result = result.map_err(|e| WireError::from(&e));

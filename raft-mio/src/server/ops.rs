@@ -21,7 +21,7 @@ use raft_std::client::{
 use raft_std::kv::{KvCommand, KvError, KvQuery, KvRequest, KvResponse};
 use raft_std::runtime::RaftNode;
 
-use super::forward::{self, Answer, ForwardBody, ForwardFrame};
+use super::forward::{self, Answer, ForwardBody, ForwardFrame, ReadAt};
 use super::machine::ServerMachine;
 use crate::resp::Reply;
 use crate::transport::PeerNet;
@@ -362,6 +362,7 @@ impl Ops {
         op.tries += 1;
         op.at = Some(to);
         let attempt = op.attempt;
+        let op_conn = op.conn;
         // An attempt that may be sent again gets a share of the time; one that may not (a
         // membership change, a transfer) gets all of it.
         let remaining = op.deadline.saturating_duration_since(now);
@@ -395,9 +396,17 @@ impl Ops {
                 }
             }
             let done = Arc::clone(&self.done);
+            // A read behind its connection's writes must be served by the leader (this node,
+            // if it still leads), never as a follower read here.
+            let reads = if self.follower_reads && !self.changes_in_flight.contains_key(&op_conn) {
+                ReadAt::Here
+            } else {
+                ReadAt::Leader
+            };
             forward::run(
                 &self.node,
                 body,
+                reads,
                 timeout,
                 Completion::new(move |r| done.push(Done::Answer(id, attempt, None, r))),
             );

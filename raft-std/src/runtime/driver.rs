@@ -70,6 +70,8 @@ struct PendingRead<M: StateMachine> {
     /// served no earlier, so it sees every write this node accepted before it.
     after: Index,
     deadline: Instant,
+    /// Refused unless this node leads when its round starts.
+    leader_only: bool,
     done: Completion<M::QueryResponse>,
 }
 
@@ -292,8 +294,9 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                 Request::Read {
                     query,
                     deadline,
+                    leader_only,
                     done,
-                } => self.read(query, deadline, done),
+                } => self.read(query, deadline, leader_only, done),
                 Request::ReadLocal { query, done } => done.complete(Ok(self.sm.query(&query))),
                 Request::Status(done) => done.complete(Ok(self.node.status())),
                 Request::Stats(done) => done.complete(Ok(*self.node.stats())),
@@ -350,7 +353,13 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
     }
 
     /// Queues a read for the next ReadIndex round (see `read_batch`).
-    fn read(&mut self, query: M::Query, deadline: Instant, done: Completion<M::QueryResponse>) {
+    fn read(
+        &mut self,
+        query: M::Query,
+        deadline: Instant,
+        leader_only: bool,
+        done: Completion<M::QueryResponse>,
+    ) {
         self.next_read += 1;
         let id = self.next_read;
         self.note_deadline(deadline);
@@ -360,6 +369,7 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
                 query,
                 after: Index::ZERO,
                 deadline,
+                leader_only,
                 done,
             },
         );
@@ -371,7 +381,24 @@ impl<M: StateMachine, St: Storage, T: Transport> Driver<M, St, T> {
         if self.read_batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.read_batch);
+        let mut batch = std::mem::take(&mut self.read_batch);
+        if self.node.role() != Role::Leader {
+            // Leader-only reads are refused here, whatever the core would do with them.
+            let leader = self.node.leader();
+            let reads = &mut self.reads;
+            batch.retain(|id| {
+                if !reads.get(id).is_some_and(|r| r.leader_only) {
+                    return true;
+                }
+                if let Some(r) = reads.remove(id) {
+                    r.done.complete(Err(RequestError::NotLeader { leader }));
+                }
+                false
+            });
+            if batch.is_empty() {
+                return Ok(());
+            }
+        }
         self.next_read_round += 1;
         let round = self.next_read_round;
         match self.answer(Input::Read(ReadId(round)))? {

@@ -31,6 +31,8 @@ pub(super) enum Request<M: StateMachine> {
     Read {
         query: M::Query,
         deadline: Instant,
+        /// Refused unless this node leads, even with follower reads on.
+        leader_only: bool,
         done: Completion<M::QueryResponse>,
     },
     ReadLocal {
@@ -454,6 +456,9 @@ impl<M: StateMachine> RaftNode<M> {
     /// A linearizable read: confirms leadership (ReadIndex), waits until the state machine has
     /// applied the read point, then answers `query` from it; `done` gets the answer, or an error
     /// (this node does not lead, leadership changed, `timeout` passed). Returns at once.
+    ///
+    /// With follower reads on (`raft_core::Config::follower_reads`), a follower that knows its
+    /// leader serves it too, at a read index the leader confirms.
     pub fn read_with(
         &self,
         query: M::Query,
@@ -463,6 +468,25 @@ impl<M: StateMachine> RaftNode<M> {
         self.send(Request::Read {
             query,
             deadline: Instant::now() + timeout,
+            leader_only: false,
+            done,
+        });
+    }
+
+    /// [`RaftNode::read_with`], served only while this node leads: a follower refuses it with
+    /// [`RequestError::NotLeader`] even with follower reads on. For a read that must be ordered
+    /// after writes sent to the leader (a server forwarding a client's `SET` then `GET`): the
+    /// leader serves a read no earlier than its own last proposal.
+    pub fn read_at_leader_with(
+        &self,
+        query: M::Query,
+        timeout: Duration,
+        done: Completion<M::QueryResponse>,
+    ) {
+        self.send(Request::Read {
+            query,
+            deadline: Instant::now() + timeout,
+            leader_only: true,
             done,
         });
     }
@@ -491,6 +515,7 @@ impl<M: StateMachine> RaftNode<M> {
             |done| Request::Read {
                 query,
                 deadline: Instant::now() + timeout,
+                leader_only: false,
                 done,
             },
             timeout,
