@@ -575,12 +575,15 @@ impl Ops {
             return;
         };
         self.router.set_leader(Some(new));
-        let moved: Vec<u64> = self
+        let mut moved: Vec<u64> = self
             .ops
             .iter()
             .filter(|(_, op)| op.at == Some(old) && old != self.me && op.kind.idempotent())
             .map(|(&id, _)| id)
             .collect();
+        // In the order they were submitted (ids grow), so that a connection's read reaches the
+        // new leader after the writes it was queued behind.
+        moved.sort_unstable();
         for id in moved {
             if let Some(op) = self.ops.get_mut(&id) {
                 op.uncertain |= !matches!(op.kind, OpKind::Read(_));
