@@ -29,9 +29,7 @@ pub struct Config {
     /// Most payload bytes in one AppendEntries message (a single larger entry is still sent
     /// alone). Default 1 MiB.
     pub max_msg_bytes: u64,
-    /// Most AppendEntries messages in flight to one follower in the replicate state; to one
-    /// receiving a snapshot, at most this many times `snapshot_chunk_bytes` bytes of chunks in
-    /// flight. Default 256.
+    /// Most AppendEntries messages in flight to one follower in the replicate state. Default 256.
     pub max_inflight_msgs: u32,
     /// Most payload bytes (entries, or snapshot chunks) in flight to one follower. Default 32 MiB.
     pub max_inflight_bytes: u64,
@@ -56,8 +54,7 @@ pub struct Config {
     /// before it, plus those not yet applied. Default 10,000.
     pub snapshot_log_entries: u64,
     /// The largest snapshot chunk to request from the adapter. A transfer keeps chunks in flight
-    /// (the next is requested as one leaves) within `max_inflight_msgs` and
-    /// `max_inflight_bytes`. Default 1 MiB.
+    /// (the next is requested as one leaves) within `max_inflight_bytes`. Default 1 MiB.
     pub snapshot_chunk_bytes: u32,
     /// Run a pre-vote round before a real election, so that a node cut off from the cluster
     /// does not inflate terms and depose a healthy leader when it returns (Raft thesis §9.6).

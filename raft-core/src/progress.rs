@@ -6,8 +6,8 @@ use alloc::collections::VecDeque;
 use crate::status::{PeerStatus, ReplicationState};
 use crate::types::{Index, LogId, NodeId};
 
-/// A snapshot being sent to a follower, chunk by chunk, several chunks in flight (bounded by
-/// the follower's flow control: `max_inflight_msgs` chunks, `max_inflight_bytes` bytes).
+/// A snapshot being sent to a follower, chunk by chunk, several chunks in flight (at most
+/// `max_inflight_bytes` of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SnapshotTransfer {
     /// The snapshot's last entry.

@@ -4,11 +4,10 @@
 //! for each chunk and passes it on; the follower hands each chunk to its adapter to store.
 //!
 //! Chunks are pipelined: the leader asks for the next chunk as soon as one leaves, while the
-//! bytes sent and not yet acknowledged, the next chunk included, stay within the follower's
-//! flow control, counted in bytes: at most `max_inflight_bytes`, and `max_inflight_msgs` times
-//! `snapshot_chunk_bytes` (so `max_inflight_msgs` full chunks; an adapter answering shorter
-//! chunks gets more of them in flight). One chunk always goes when none is in flight, so with
-//! one message in flight it is stop-and-wait. The follower takes chunks only in order and answers
+//! bytes sent and not yet acknowledged, the next chunk included, stay within
+//! `max_inflight_bytes` (with the defaults, 32 chunks of 1 MiB). One chunk always goes when
+//! none is in flight, so with `max_inflight_bytes` at most `snapshot_chunk_bytes` a transfer is
+//! stop-and-wait. The follower takes chunks only in order and answers
 //! with the bytes it holds; a chunk lost or overtaken leaves it waiting, which its heartbeat
 //! answers show, and the leader sends again from what it holds.
 
@@ -113,9 +112,9 @@ impl Leadership {
         let Some(t) = &mut p.snapshot else { return };
         let cfg = &s.config;
         let chunk = u64::from(cfg.snapshot_chunk_bytes);
-        let window = cfg
-            .max_inflight_bytes
-            .min(u64::from(cfg.max_inflight_msgs).saturating_mul(chunk));
+        // Bounded in bytes, not in messages: chunks are the adapter's size, and a transfer of
+        // small chunks limited to `max_inflight_msgs` of them would crawl.
+        let window = cfg.max_inflight_bytes;
         let in_flight = t.sent.saturating_sub(t.offset);
         // The next chunk must fit in the window, unless nothing is in flight (a chunk larger
         // than the window still goes, alone).

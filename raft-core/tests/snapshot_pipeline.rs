@@ -1,7 +1,7 @@
 //! Raft §7, the leader's side of a snapshot transfer with chunks in a pipeline: the next chunk
-//! is asked for as soon as one leaves, within the follower's flow control (the bytes sent and
-//! not acknowledged, the next chunk included, at most `max_inflight_msgs` chunks and
-//! `max_inflight_bytes`); a transfer that stalls is sent again from what the follower holds.
+//! is asked for as soon as one leaves, while the bytes sent and not acknowledged, the next chunk
+//! included, fit `max_inflight_bytes`; a transfer that stalls is sent again from what the
+//! follower holds.
 
 mod common;
 
@@ -48,13 +48,13 @@ fn sent(out: &Out) -> Vec<u64> {
         .collect()
 }
 
-/// A chunk leaving asks for the next one until the chunks in flight fill the window (3 chunks of
-/// 4 bytes); each acknowledgement makes room for one more.
+/// A chunk leaving asks for the next one until the chunks in flight fill the window (12 bytes:
+/// 3 chunks of 4); each acknowledgement makes room for one more.
 #[test]
 fn chunks_stay_in_flight_up_to_the_flow_control_window() {
     let (mut h, out) = leader_sending_a_snapshot(|c| {
         c.snapshot_chunk_bytes = 4;
-        c.max_inflight_msgs = 3;
+        c.max_inflight_bytes = 12;
     });
     assert_eq!(requested(&out), [0]);
     let out = h.step(chunk(0, 4, false));
@@ -71,13 +71,13 @@ fn chunks_stay_in_flight_up_to_the_flow_control_window() {
     assert_eq!(requested(&answer(&mut h, 4)), [], "a duplicate answer");
 }
 
-/// `max_inflight_bytes` bounds the window too, whatever the number of chunks: the next chunk
-/// must fit in it (9 bytes: two chunks of 4, not three).
+/// The window is in bytes, not in messages: the next chunk must fit in it (9 bytes: two
+/// chunks of 4, not three), and `max_inflight_msgs`, the appends' bound, does not limit it.
 #[test]
 fn the_window_is_bounded_in_bytes() {
     let (mut h, _) = leader_sending_a_snapshot(|c| {
         c.snapshot_chunk_bytes = 4;
-        c.max_inflight_msgs = 100;
+        c.max_inflight_msgs = 1;
         c.max_inflight_bytes = 9;
     });
     assert_eq!(requested(&h.step(chunk(0, 4, false))), [4]);
@@ -101,13 +101,13 @@ fn a_chunk_larger_than_the_window_goes_alone() {
     assert_eq!(requested(&answer(&mut h, 4)), [4]);
 }
 
-/// With one message in flight, a transfer is stop-and-wait: the next chunk is asked for only
+/// With a window of one chunk, a transfer is stop-and-wait: the next chunk is asked for only
 /// once the follower holds the last one.
 #[test]
-fn with_one_message_in_flight_a_transfer_is_stop_and_wait() {
+fn with_a_window_of_one_chunk_a_transfer_is_stop_and_wait() {
     let (mut h, _) = leader_sending_a_snapshot(|c| {
         c.snapshot_chunk_bytes = 4;
-        c.max_inflight_msgs = 1;
+        c.max_inflight_bytes = 4;
     });
     let out = h.step(chunk(0, 4, false));
     assert_eq!((sent(&out), requested(&out)), (vec![0], vec![]));
@@ -131,7 +131,7 @@ fn nothing_is_asked_for_after_the_last_chunk() {
 fn a_stalled_transfer_is_sent_again_from_what_the_follower_holds() {
     let (mut h, _) = leader_sending_a_snapshot(|c| {
         c.snapshot_chunk_bytes = 4;
-        c.max_inflight_msgs = 3;
+        c.max_inflight_bytes = 12;
     });
     h.step(chunk(0, 4, false));
     h.step(chunk(4, 4, false));
@@ -171,7 +171,7 @@ fn a_follower_ahead_of_the_transfer_is_sent_what_follows() {
 fn a_heartbeat_answer_at_the_start_of_a_transfer_is_not_a_stall() {
     let (mut h, _) = leader_sending_a_snapshot(|c| {
         c.snapshot_chunk_bytes = 4;
-        c.max_inflight_msgs = 3;
+        c.max_inflight_bytes = 12;
     });
     h.step(chunk(0, 4, false));
     h.step(chunk(4, 4, false));
