@@ -121,7 +121,7 @@ impl RequestError {
 }
 
 /// Whether a refusal goes away by itself: a transfer ends, a membership change finishes, waiting
-/// reads are served, a learner being promoted catches up.
+/// reads are served, a learner being promoted catches up, a leader's read lease runs out.
 const fn refusal_is_temporary(refusal: &Refusal) -> bool {
     matches!(
         refusal,
@@ -129,6 +129,7 @@ const fn refusal_is_temporary(refusal: &Refusal) -> bool {
             | Refusal::ChangePending
             | Refusal::TooManyReads
             | Refusal::NotCaughtUp
+            | Refusal::InLease
     )
 }
 

@@ -250,6 +250,7 @@ mod tests {
             RequestError::Refused(Refusal::TransferInProgress),
             RequestError::Refused(Refusal::ChangePending),
             RequestError::Refused(Refusal::TooManyReads),
+            RequestError::Refused(Refusal::InLease),
         ] {
             assert_eq!(
                 r.failed(n(2), &e, false, 1),
