@@ -251,6 +251,9 @@ impl<R: Rng> Node<R> {
         crate::invariants::check_node(&self.s, &self.role)
     }
 
+    // Inlined into every step (a call per step cost more than its body: callgrind batch 1
+    // 7,456 -> 7,436 instructions/entry, sync 10,255 -> 10,223).
+    #[inline(always)]
     fn finish_step(
         &mut self,
         result: Result<(), StepError>,
