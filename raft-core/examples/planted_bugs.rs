@@ -96,49 +96,57 @@ mod runner {
     fn catching_tests(bug: Bug) -> &'static [(&'static str, &'static str)] {
         match bug {
             Bug::DoubleVote => &[
-                ("paper", "one_vote_per_term_first_come_first_served"),
+                (
+                    "paper_elections",
+                    "one_vote_per_term_first_come_first_served",
+                ),
                 ("restore", "restored_node_keeps_term_and_vote"),
             ],
             Bug::VoteSkipsLogCheck => &[
-                ("paper", "vote_refused_to_candidate_with_older_last_term"),
                 (
-                    "paper",
+                    "paper_replication",
+                    "vote_refused_to_candidate_with_older_last_term",
+                ),
+                (
+                    "paper_replication",
                     "vote_refused_to_candidate_with_shorter_log_at_equal_last_term",
                 ),
             ],
             Bug::CommitPreviousTerm => &[(
-                "paper",
+                "paper_replication",
                 "leader_commits_only_current_term_entries_by_counting",
             )],
             Bug::AckBeforeDurable => &[(
-                "paper",
+                "paper_replication",
                 "append_ack_withheld_until_follower_write_is_acknowledged",
             )],
             Bug::GrantBeforeDurable => &[(
-                "paper",
+                "paper_elections",
                 "vote_not_granted_before_hard_state_write_is_acknowledged",
             )],
             Bug::ReadWithoutHeartbeat => &[(
-                "paper",
+                "paper_reads",
                 "read_on_leader_is_ready_only_after_quorum_answers_heartbeat_sent_after_read",
             )],
             Bug::LeaderSelfCountEarly => &[(
-                "paper",
+                "paper_replication",
                 "leader_counts_itself_toward_commit_only_after_its_own_write_is_acknowledged",
             )],
             Bug::FollowerCommitUnclamped => &[(
-                "paper",
+                "paper_replication",
                 "follower_sets_commit_to_min_of_leader_commit_and_last_new_entry",
             )],
-            Bug::CandidateSelfVoteEarly => {
-                &[("paper", "candidate_counts_its_own_vote_only_once_durable")]
-            }
-            Bug::SnapshotKeepsConflictingSuffix => {
-                &[("paper", "snapshot_discards_a_log_that_conflicts_with_it")]
-            }
+            Bug::CandidateSelfVoteEarly => &[(
+                "paper_elections",
+                "candidate_counts_its_own_vote_only_once_durable",
+            )],
+            Bug::SnapshotKeepsConflictingSuffix => &[(
+                "paper_compaction",
+                "snapshot_discards_a_log_that_conflicts_with_it",
+            )],
             Bug::SnapshotAppliedBeforeDurable => &[
                 (
-                    "paper",
+                    "paper_compaction",
                     "snapshot_from_the_leader_is_applied_only_once_durable",
                 ),
                 ("snapshots", "follower_crash_in_the_middle_of_a_transfer"),
@@ -146,17 +154,17 @@ mod runner {
             Bug::NoJointPhase => &[
                 ("membership", "add_a_voter"),
                 (
-                    "paper",
+                    "paper_transfer_membership",
                     "change_whose_new_majority_has_not_caught_up_is_refused",
                 ),
             ],
             Bug::ReadJoinsSentRound => &[
                 (
-                    "paper",
+                    "paper_reads",
                     "reads_stepped_between_two_drains_share_one_heartbeat_round",
                 ),
                 (
-                    "paper",
+                    "paper_reads",
                     "read_on_leader_is_ready_only_after_quorum_answers_heartbeat_sent_after_read",
                 ),
             ],

@@ -15,6 +15,8 @@ use raft_core::{
 #[cfg(raft_planted)]
 pub(crate) mod planted;
 
+pub(crate) mod paper;
+
 /// The workspace's seeded RNG; any `rand_core::Rng` would do.
 pub(crate) use raft_core::SplitMix64 as SplitMix;
 

@@ -1,7 +1,8 @@
 //! With the planted bugs compiled in (`RUSTFLAGS="--cfg raft_planted"`, raft-core/PLANTED-BUGS.md):
 //! the bug named by `RAFT_PLANTED_BUG` is put in force for the whole test process, so that
-//! `RAFT_PLANTED_BUG=<name> cargo test -p raft-core --features sim --test paper` shows which tests
-//! catch it. Every way the tests build a node calls [`from_env`] first.
+//! `RAFT_PLANTED_BUG=<name> cargo test -p raft-core --features sim --test paper_elections` (or
+//! another `paper_*` file) shows which tests catch it. Every way the tests build a node calls
+//! [`from_env`] first.
 
 use std::sync::Once;
 
