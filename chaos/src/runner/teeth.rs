@@ -49,7 +49,10 @@ pub fn build(bug: &Bug, target: &Path) -> io::Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace())
         .args(["build", "--release", "-p", "raft-mio", "--bin", "raft-kv"])
-        .args(["--features", &format!("raft-mio/{}", bug.feature)])
+        // The feature's plain name: `raft-mio/<feature>` names a feature of a dependency
+        // called raft-mio, which cargo silently ignores here (every "broken" build was the
+        // normal one).
+        .args(["--features", bug.feature])
         .env("CARGO_TARGET_DIR", target)
         .status()?;
     if !status.success() {
