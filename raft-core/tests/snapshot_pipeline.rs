@@ -197,3 +197,13 @@ fn an_empty_chunk_before_the_end_is_not_asked_for_again_at_once() {
     let out = h.recv(heartbeat_response(3, 1, term, 2));
     assert_eq!(requested(&out), [0]);
 }
+
+/// An acknowledgement of everything sent, while the next chunk is already asked for, asks for
+/// nothing more: the adapter reads each chunk once.
+#[test]
+fn an_acknowledgement_of_everything_sent_asks_nothing_twice() {
+    let (mut h, _) = leader_sending_a_snapshot(|c| c.snapshot_chunk_bytes = 4);
+    assert_eq!(requested(&h.step(chunk(0, 4, false))), [4]);
+    assert_eq!(requested(&answer(&mut h, 4)), Vec::<u64>::new());
+    assert_eq!(sent(&h.step(chunk(4, 4, false))), [4]);
+}
