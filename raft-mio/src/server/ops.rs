@@ -330,14 +330,17 @@ impl Ops {
         let Some(op) = self.ops.get(&id) else {
             return false;
         };
-        if !self.follower_reads
-            || !matches!(op.kind, OpKind::Read(_))
-            || self.changes_in_flight.contains_key(&op.conn)
-        {
+        if !matches!(op.kind, OpKind::Read(_)) || !self.follower_reads_for(op.conn) {
             return false;
         }
         let observed = self.node.observed();
         observed.role == Role::Follower && observed.leader.is_some()
+    }
+
+    /// Whether a read of `conn` may be a follower read: follower reads are on, and none of the
+    /// connection's writes is in flight (a read behind one must follow it to the leader).
+    fn follower_reads_for(&self, conn: Token) -> bool {
+        self.follower_reads && !self.changes_in_flight.contains_key(&conn)
     }
 
     /// Where a new attempt goes: the leader this node knows of, else the router's pick.
@@ -398,7 +401,7 @@ impl Ops {
             let done = Arc::clone(&self.done);
             // A read behind its connection's writes must be served by the leader (this node,
             // if it still leads), never as a follower read here.
-            let reads = if self.follower_reads && !self.changes_in_flight.contains_key(&op_conn) {
+            let reads = if self.follower_reads_for(op_conn) {
                 ReadAt::Here
             } else {
                 ReadAt::Leader

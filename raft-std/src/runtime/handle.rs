@@ -465,12 +465,7 @@ impl<M: StateMachine> RaftNode<M> {
         timeout: Duration,
         done: Completion<M::QueryResponse>,
     ) {
-        self.send(Request::Read {
-            query,
-            deadline: Instant::now() + timeout,
-            leader_only: false,
-            done,
-        });
+        self.send_read(query, timeout, false, done);
     }
 
     /// [`RaftNode::read_with`], served only while this node leads: a follower refuses it with
@@ -483,10 +478,20 @@ impl<M: StateMachine> RaftNode<M> {
         timeout: Duration,
         done: Completion<M::QueryResponse>,
     ) {
+        self.send_read(query, timeout, true, done);
+    }
+
+    fn send_read(
+        &self,
+        query: M::Query,
+        timeout: Duration,
+        leader_only: bool,
+        done: Completion<M::QueryResponse>,
+    ) {
         self.send(Request::Read {
             query,
             deadline: Instant::now() + timeout,
-            leader_only: true,
+            leader_only,
             done,
         });
     }
