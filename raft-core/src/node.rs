@@ -111,14 +111,15 @@ impl<R: Rng> Node<R> {
     /// - [`StepError::Misuse`]: the adapter broke the contract (a bug to fix).
     /// - [`StepError::Refused`]: the request cannot be served here or now.
     pub fn step(&mut self, input: Input, out: &mut Outputs) -> Result<(), StepError> {
-        if let Input::Applied(index) = input {
-            // The cheapest and most frequent input: it changes neither role, term, leader nor
-            // what is committed, so the end of a step has only the snapshot suggestion to do.
-            let result = self.set_applied(index);
-            self.s.maybe_suggest_snapshot(out);
-            return result;
-        }
         let result = match input {
+            Input::Applied(index) => {
+                // The cheapest and most frequent input: it changes neither role, term, leader
+                // nor what is committed, so the end of a step has only the snapshot suggestion
+                // to do.
+                let result = self.set_applied(index);
+                self.s.maybe_suggest_snapshot(out);
+                return result;
+            }
             Input::Tick => {
                 self.tick(out);
                 Ok(())
@@ -154,7 +155,6 @@ impl<R: Rng> Node<R> {
             }
             Input::Campaign => self.campaign(false, out),
             Input::Persisted(id) => self.persisted(id, out),
-            Input::Applied(index) => self.set_applied(index),
             Input::Unreachable(id) => {
                 if let RoleState::Leader(l) = &mut self.role {
                     l.unreachable(id);
