@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::restore::SnapshotMeta;
 use crate::types::{Entries, Index, LogId, NodeId, Payload, Term};
 
+mod shared_decode;
+
 /// A message between two nodes.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

@@ -1,11 +1,11 @@
 //! The values Raft talks about: node identities, terms, indexes, log entries and their payloads.
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::num::NonZeroU64;
 
 use serde::{Deserialize, Serialize};
+use triomphe::ThinArc;
 
 /// The identity of a node, unique within a cluster for all time.
 ///
@@ -151,14 +151,40 @@ impl fmt::Display for LogId {
 ///
 /// Cloning a payload copies a pointer, not the bytes: one entry fans out to every follower, the
 /// write-ahead log and the state machine without being copied.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Payload(Arc<[u8]>);
+///
+/// A payload is a range of a shared, immutable buffer. [`Payload::new`] makes a buffer of its
+/// own; [`Payload::slice`] and [`Message::deserialize_shared`](crate::Message::deserialize_shared) make payloads that are
+/// ranges of one received buffer, so a transport decodes a message of 64 entries without 64
+/// copies. A range keeps its whole buffer alive: the entries of one message are adjacent in the
+/// log and are dropped together, so this costs little beyond the message itself.
+#[derive(Clone)]
+pub struct Payload {
+    /// One word: the buffer's length is stored with its bytes, so a payload is as small as a
+    /// plain `Arc<[u8]>`, and an entry no larger for being able to share a buffer.
+    buffer: ThinArc<(), u8>,
+    /// Where the payload's bytes start in `buffer`.
+    start: u32,
+    /// How many there are; [`TO_END`] for all the rest of `buffer`, so that a payload of a whole
+    /// buffer holds any length. Kept here because the hot path asks for the length of every
+    /// entry (the byte limits), and the buffer's own length is a load from the heap.
+    len: u32,
+}
+
+/// [`Payload::len`]'s mark for "to the end of the buffer".
+const TO_END: u32 = u32::MAX;
 
 impl Payload {
     /// Copies `bytes` into a new payload (one allocation).
     #[must_use]
     pub fn new(bytes: &[u8]) -> Self {
-        Self(Arc::from(bytes))
+        Self {
+            buffer: ThinArc::from_header_and_slice((), bytes),
+            start: 0,
+            len: u32::try_from(bytes.len())
+                .ok()
+                .filter(|&len| len != TO_END)
+                .unwrap_or(TO_END),
+        }
     }
 
     /// An empty payload.
@@ -169,39 +195,101 @@ impl Payload {
 
     /// The bytes.
     #[must_use]
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        let buffer = &self.buffer.slice;
+        let start = self.start as usize;
+        let end = if self.len == TO_END {
+            buffer.len()
+        } else {
+            start + self.len as usize
+        };
+        buffer.get(start..end).unwrap_or_default()
     }
 
     /// The number of bytes.
     #[must_use]
+    #[inline]
     pub fn len(&self) -> usize {
-        self.0.len()
+        if self.len == TO_END {
+            self.as_bytes().len()
+        } else {
+            self.len as usize
+        }
     }
 
     /// Whether the payload holds no bytes.
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
+    }
+
+    /// The payload of `part`, which must lie within this payload's bytes, sharing this payload's
+    /// buffer (no copy, no allocation). `None` if `part` is not a subslice of
+    /// [`as_bytes`](Self::as_bytes).
+    ///
+    /// ```
+    /// use raft_core::Payload;
+    ///
+    /// let frame = Payload::new(b"header:command");
+    /// let command = frame.slice(&frame.as_bytes()[7..]).unwrap();
+    /// assert_eq!(command.as_bytes(), b"command");
+    /// assert!(frame.slice(b"elsewhere").is_none());
+    /// ```
+    #[must_use]
+    pub fn slice(&self, part: &[u8]) -> Option<Self> {
+        let whole = self.as_bytes();
+        let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+        self.slice_at(offset, part.len())
+    }
+
+    /// The payload of this payload's bytes `offset..offset + len`, sharing its buffer; `None`
+    /// if they do not lie within it.
+    pub(crate) fn slice_at(&self, offset: usize, len: usize) -> Option<Self> {
+        if offset.checked_add(len)? > self.len() {
+            return None;
+        }
+        let start = u32::try_from(self.start as usize + offset).ok()?;
+        let len = u32::try_from(len).ok().filter(|&len| len != TO_END)?;
+        Some(Self {
+            buffer: self.buffer.clone(),
+            start,
+            len,
+        })
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Payload {}
+
+impl core::hash::Hash for Payload {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
     }
 }
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Payload({} bytes)", self.0.len())
+        write!(f, "Payload({} bytes)", self.len())
     }
 }
 
 impl core::ops::Deref for Payload {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
 impl AsRef<[u8]> for Payload {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
@@ -212,14 +300,9 @@ impl From<&[u8]> for Payload {
 }
 
 impl From<Vec<u8>> for Payload {
+    /// Copies the bytes (one allocation), as `Arc<[u8]>::from` does.
     fn from(bytes: Vec<u8>) -> Self {
-        Self(Arc::from(bytes))
-    }
-}
-
-impl From<Arc<[u8]>> for Payload {
-    fn from(bytes: Arc<[u8]>) -> Self {
-        Self(bytes)
+        Self::new(&bytes)
     }
 }
 
@@ -232,7 +315,7 @@ impl<'a> arbitrary::Arbitrary<'a> for Payload {
 
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
+        s.serialize_bytes(self.as_bytes())
     }
 }
 
