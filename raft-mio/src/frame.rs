@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub const VERSION: u8 = 1;
 
 /// The bytes before a frame's body: the length and the version.
-const HEADER: usize = 5;
+pub(crate) const HEADER: usize = 5;
 
 /// What travels between two nodes' peer ports.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -159,10 +159,7 @@ impl FrameDecoder {
         let Some(body) = buf.get(HEADER..4 + len) else {
             return Ok(None);
         };
-        match postcard::take_from_bytes::<PeerFrame>(body) {
-            Ok((frame, [])) => Ok(Some((frame, 4 + len))),
-            Ok(_) | Err(_) => Err(FrameError::Malformed),
-        }
+        decode_body(body).map(|frame| Some((frame, 4 + len)))
     }
 
     /// Decodes every frame in `bytes` until it runs out or fails: what the fuzz target calls.
@@ -177,6 +174,37 @@ impl FrameDecoder {
             bytes = bytes.get(used..).unwrap_or_default();
         }
         Ok(frames)
+    }
+}
+
+/// The first byte of a [`PeerFrame::Raft`] body: postcard's variant index, a one-byte varint.
+const RAFT_TAG: u8 = 3;
+
+/// The frame in `body`, all of it.
+///
+/// A Raft message decodes with [`Message::deserialize_with_one_copy`]: its payloads are ranges
+/// of one copy of the body, so a 64-entry AppendEntries costs three allocations, not 65, and a
+/// message without payloads none. Every other frame, and any body that does not start with the
+/// one-byte tag, takes the derived decode, which gives the same frame (the tests and the fuzz
+/// target `peer_frame` check that the two agree).
+fn decode_body(body: &[u8]) -> Result<PeerFrame, FrameError> {
+    if let Some((&RAFT_TAG, message)) = body.split_first() {
+        let mut de = postcard::Deserializer::from_bytes(message);
+        return match Message::deserialize_with_one_copy(&mut de, message)
+            .map(|m| (m, de.finalize()))
+        {
+            Ok((message, Ok([]))) => Ok(PeerFrame::Raft(message)),
+            Ok(_) | Err(_) => Err(FrameError::Malformed),
+        };
+    }
+    decode_body_derived(body)
+}
+
+/// The frame in `body`, all of it, by the derived decode (a copy per payload).
+pub(crate) fn decode_body_derived(body: &[u8]) -> Result<PeerFrame, FrameError> {
+    match postcard::take_from_bytes::<PeerFrame>(body) {
+        Ok((frame, [])) => Ok(frame),
+        Ok(_) | Err(_) => Err(FrameError::Malformed),
     }
 }
 
@@ -258,6 +286,100 @@ mod tests {
         }
     }
 
+    /// 20,000 pseudo-random byte strings shorter than `max_len`, from `seed`.
+    fn random_byte_strings(seed: u64, max_len: u64) -> impl Iterator<Item = Vec<u8>> {
+        let mut state = seed;
+        (0..20_000).map(move |_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % max_len) as usize;
+            (0..len).map(|i| (state >> (i % 8 * 8)) as u8).collect()
+        })
+    }
+
+    /// The one-byte tag the Raft fast path looks for is what `encode` writes for a Raft frame,
+    /// and only for one.
+    #[test]
+    fn the_raft_tag_is_the_raft_variant() {
+        for f in frames() {
+            let mut buf = Vec::new();
+            encode(&f, &mut buf);
+            assert_eq!(
+                buf[HEADER] == RAFT_TAG,
+                matches!(f, PeerFrame::Raft(_)),
+                "{f:?}"
+            );
+        }
+    }
+
+    /// A 64-entry AppendEntries decodes to the message sent, and its payloads are ranges of one
+    /// buffer: each at its wire offset from the first.
+    #[test]
+    fn a_raft_frame_decodes_with_payloads_in_one_buffer() {
+        let entries: raft_core::Entries = (1..=64)
+            .map(|i| raft_core::Entry {
+                id: raft_core::LogId::new(3, i),
+                kind: raft_core::EntryKind::Normal,
+                data: raft_core::Payload::new(format!("set key{i:02} value").as_bytes()),
+            })
+            .collect();
+        let sent = PeerFrame::Raft(Message {
+            from: n(1),
+            to: n(2),
+            term: Term(3),
+            body: MessageBody::AppendEntries {
+                prev: raft_core::LogId::ZERO,
+                entries,
+                commit: raft_core::Index(0),
+            },
+        });
+        let mut buf = Vec::new();
+        encode(&sent, &mut buf);
+        let (got, used) = FrameDecoder::new(1 << 20).decode(&buf).unwrap().unwrap();
+        assert_eq!((&got, used), (&sent, buf.len()));
+        let PeerFrame::Raft(Message {
+            body: MessageBody::AppendEntries { entries, .. },
+            ..
+        }) = got
+        else {
+            unreachable!("decoded as sent")
+        };
+        let base = entries[0].data.as_ptr() as usize;
+        for e in &entries {
+            let wire = buf
+                .windows(e.data.len())
+                .position(|w| w == e.data.as_bytes())
+                .unwrap();
+            let first = buf
+                .windows(entries[0].data.len())
+                .position(|w| w == entries[0].data.as_bytes())
+                .unwrap();
+            assert_eq!(e.data.as_ptr() as usize - base, wire - first);
+        }
+    }
+
+    /// The Raft fast path and the derived decode agree on every body that starts with the tag:
+    /// each Raft frame cut anywhere, and random bytes after the tag.
+    #[test]
+    fn the_raft_fast_path_agrees_with_the_derived_decode() {
+        let mut bodies = Vec::new();
+        for f in frames() {
+            let mut buf = Vec::new();
+            encode(&f, &mut buf);
+            let body = buf[HEADER..].to_vec();
+            for cut in 0..=body.len() {
+                bodies.push(body[..cut].to_vec());
+            }
+        }
+        for bytes in random_byte_strings(0x2545_f491_4f6c_dd1d, 48) {
+            bodies.push([&[RAFT_TAG], &bytes[..]].concat());
+        }
+        for body in bodies {
+            assert_eq!(decode_body(&body), decode_body_derived(&body), "{body:?}");
+        }
+    }
+
     #[test]
     fn an_oversized_frame_is_refused_from_its_header() {
         let decoder = FrameDecoder::new(100);
@@ -286,13 +408,7 @@ mod tests {
         buf[0] += 1;
         buf.push(0);
         assert_eq!(decoder.decode(&buf), Err(FrameError::Malformed));
-        let mut state = 0x1234_5678_u64;
-        for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 40) as usize;
-            let bytes: Vec<u8> = (0..len).map(|i| (state >> (i % 8 * 8)) as u8).collect();
+        for bytes in random_byte_strings(0x1234_5678, 40) {
             let _ = decoder.decode_all(&bytes);
         }
     }

@@ -20,8 +20,8 @@ use crate::frame::{self, FrameDecoder};
 use crate::resp::{self, Limits, Parsed};
 use crate::server::commands;
 
-/// Decodes peer frames from arbitrary bytes; every frame decoded must encode and decode back
-/// to itself.
+/// Decodes peer frames from arbitrary bytes; every frame decoded must be what the derived decode
+/// gives for its body, and must encode and decode back to itself.
 ///
 /// # Errors
 ///
@@ -34,6 +34,10 @@ pub fn peer_frame(data: &[u8]) -> Result<(), String> {
             Ok(Some((f, used))) => {
                 if used == 0 || used > rest.len() {
                     return Err(format!("decode used {used} of {} bytes", rest.len()));
+                }
+                let body = rest.get(frame::HEADER..used).unwrap_or_default();
+                if frame::decode_body_derived(body).as_ref() != Ok(&f) {
+                    return Err(format!("{f:?} is not what the derived decode gives"));
                 }
                 let mut again = Vec::new();
                 frame::encode(&f, &mut again);
