@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -12,8 +12,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use raft_core::{Message, NodeId, SplitMix64};
 use raft_std::transport::InboxSender;
 
+use super::connection::{Bad, Close, Conn, Peer, Phase, Side};
 use super::{NetCounters, PeerInfo, PeerNetConfig, Shared};
 use crate::frame::{self, FrameDecoder, Hello, PeerFrame};
+
+mod handshake;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -21,104 +24,6 @@ const WAKER: Token = Token(1);
 const READ_CHUNK: usize = 64 << 10;
 /// The longest the loop sleeps, so that handshake deadlines and dials are looked at.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
-
-/// Which end of a connection this node is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
-    /// This node dialed `peer`: it sends on this connection.
-    Outbound { peer: NodeId },
-    /// A peer dialed this node: it only reads. `peer` once the handshake named it.
-    Inbound { peer: Option<NodeId> },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Outbound, waiting for the TCP connect to finish.
-    Connecting,
-    /// Outbound: Hello sent, waiting for Welcome. Inbound: waiting for Hello.
-    Handshake,
-    /// Frames flow.
-    Ready,
-}
-
-struct Conn {
-    stream: TcpStream,
-    remote: SocketAddr,
-    side: Side,
-    phase: Phase,
-    /// Bytes read and not yet decoded (from `rpos`).
-    rbuf: Vec<u8>,
-    rpos: usize,
-    /// Bytes to write (from `wpos`).
-    wbuf: Vec<u8>,
-    wpos: usize,
-    /// Whether WRITABLE interest is registered.
-    want_write: bool,
-    /// The handshake must be done by then.
-    deadline: Option<Instant>,
-}
-
-impl Conn {
-    fn queued(&self) -> usize {
-        self.wbuf.len() - self.wpos
-    }
-}
-
-/// The outbound side of one peer.
-struct Peer {
-    addr: SocketAddr,
-    conn: Option<Token>,
-    ready: bool,
-    /// Dial failures in a row (sets the backoff).
-    failures: u32,
-    /// Not dialed again before this.
-    retry_at: Instant,
-    /// Whether the loss of the connection has been logged (once per loss).
-    down_logged: bool,
-    /// Whether the connection was ever up.
-    was_up: bool,
-    info: PeerInfo,
-}
-
-/// Why a connection is closed, for the log line.
-struct Close {
-    level: log::Level,
-    why: String,
-    /// It broke the protocol (counted in `bad_input`) or was refused (`refused`).
-    bad: Option<Bad>,
-}
-
-#[derive(Clone, Copy)]
-enum Bad {
-    Input,
-    Refused,
-}
-
-impl Close {
-    fn lost(why: impl Into<String>) -> Self {
-        Self {
-            level: log::Level::Debug,
-            why: why.into(),
-            bad: None,
-        }
-    }
-
-    fn bad(why: impl Into<String>) -> Self {
-        Self {
-            level: log::Level::Warn,
-            why: why.into(),
-            bad: Some(Bad::Input),
-        }
-    }
-
-    fn refused(why: impl Into<String>) -> Self {
-        Self {
-            level: log::Level::Warn,
-            why: why.into(),
-            bad: Some(Bad::Refused),
-        }
-    }
-}
 
 pub(super) struct EventLoop {
     poll: Poll,
@@ -543,141 +448,6 @@ impl EventLoop {
         }
     }
 
-    /// Checks a dialer's Hello; answers Welcome, or Refused and closes.
-    fn on_hello(&mut self, token: Token, remote: SocketAddr, hello: &Hello) -> Result<(), Close> {
-        let me = self.config.id;
-        let refusal = if hello.cluster != self.config.cluster {
-            Some(format!(
-                "it is of cluster '{}', this node of '{}'",
-                hello.cluster, self.config.cluster
-            ))
-        } else if hello.to != me {
-            Some(format!("it expected node {}, this is node {me}", hello.to))
-        } else if hello.from == me {
-            Some(format!("it claims this node's own id {me}"))
-        } else {
-            match self.peers.get(&hello.from) {
-                // A node this one has not heard of: a member added by a configuration change
-                // this node has not applied yet (it is behind, or restarted behind). Refusing it
-                // would keep this node from ever catching up, so its address is learned from its
-                // Hello, if the connection comes from that host. The core decides what its
-                // messages are worth.
-                None => match hello.addr.parse::<SocketAddr>() {
-                    Ok(addr)
-                        if !addr.ip().is_unspecified() && same_host(addr.ip(), remote.ip()) =>
-                    {
-                        log::info!(
-                            "node {me}: learned peer {} at {addr} from its hello (not yet in the \
-                             configuration this node applied)",
-                            hello.from
-                        );
-                        self.change_peer(hello.from, Some(addr));
-                        None
-                    }
-                    _ => Some(format!(
-                        "node {} is not a known member, and {} is not an address of the host \
-                         it connects from ({})",
-                        hello.from,
-                        hello.addr,
-                        remote.ip()
-                    )),
-                },
-                Some(p) if p.addr.to_string() != hello.addr => Some(format!(
-                    "node {} is on record at {}, not {}",
-                    hello.from, p.addr, hello.addr
-                )),
-                Some(p) if !same_host(p.addr.ip(), remote.ip()) => Some(format!(
-                    "node {} is on record at {}, and this connection comes from {}",
-                    hello.from,
-                    p.addr.ip(),
-                    remote.ip()
-                )),
-                Some(_) => None,
-            }
-        };
-        if let Some(reason) = refusal {
-            if let Some(conn) = self.conns.get_mut(&token) {
-                frame::encode(
-                    &PeerFrame::Refused {
-                        reason: reason.clone(),
-                    },
-                    &mut conn.wbuf,
-                );
-                // Best effort: the connection is closed right after.
-                let _ = conn
-                    .stream
-                    .write(conn.wbuf.get(conn.wpos..).unwrap_or_default());
-            }
-            return Err(Close::refused(format!(
-                "refused a peer connection from {remote} claiming node {}: {reason}",
-                hello.from
-            )));
-        }
-        // A peer that reconnects (it restarted) replaces its older connection.
-        let older: Vec<Token> = self
-            .conns
-            .iter()
-            .filter(|(t, c)| {
-                **t != token
-                    && c.side
-                        == (Side::Inbound {
-                            peer: Some(hello.from),
-                        })
-            })
-            .map(|(&t, _)| t)
-            .collect();
-        for t in older {
-            self.close(
-                t,
-                &Close::lost("replaced by a newer connection from the peer"),
-            );
-        }
-        if let Some(conn) = self.conns.get_mut(&token) {
-            conn.side = Side::Inbound {
-                peer: Some(hello.from),
-            };
-            conn.phase = Phase::Ready;
-            conn.deadline = None;
-            frame::encode(
-                &PeerFrame::Welcome {
-                    cluster: self.config.cluster.clone(),
-                    id: me,
-                },
-                &mut conn.wbuf,
-            );
-        }
-        log::debug!("node {me}: accepted peer {} from {remote}", hello.from);
-        Ok(())
-    }
-
-    fn on_ready(&mut self, token: Token, peer: NodeId) {
-        if let Some(conn) = self.conns.get_mut(&token) {
-            conn.phase = Phase::Ready;
-            conn.deadline = None;
-        }
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.ready = true;
-            p.failures = 0;
-            if p.was_up {
-                log::info!(
-                    "node {}: peer {peer} ({}) reconnected",
-                    self.config.id,
-                    p.addr
-                );
-            } else {
-                log::info!(
-                    "node {}: connected to peer {peer} ({})",
-                    self.config.id,
-                    p.addr
-                );
-            }
-            p.down_logged = false;
-            p.was_up = true;
-            p.info.connected = true;
-            self.dirty = true;
-        }
-    }
-
     /// A Raft message from the peer `from` names as itself.
     fn on_message(&mut self, from: NodeId, msg: Message) -> Result<(), Close> {
         if msg.from != from || msg.to != self.config.id {
@@ -727,24 +497,6 @@ impl EventLoop {
                     close.why
                 );
             }
-        }
-    }
-
-    fn expire_handshakes(&mut self) {
-        let now = Instant::now();
-        let late: Vec<(Token, Side)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
-            .map(|(&t, c)| (t, c.side))
-            .collect();
-        for (token, side) in late {
-            let close = match side {
-                // The network, most likely (a partition dropped the SYN): dial again.
-                Side::Outbound { .. } => Close::lost("no answer within the connect timeout"),
-                Side::Inbound { .. } => Close::bad("no handshake within the timeout"),
-            };
-            self.close(token, &close);
         }
     }
 
@@ -857,52 +609,6 @@ impl EventLoop {
             .collect();
         *shared.info.lock().unwrap_or_else(PoisonError::into_inner) = (peers, self.counters);
     }
-}
-
-impl Conn {
-    fn new(stream: TcpStream, remote: SocketAddr, side: Side, deadline: Option<Instant>) -> Self {
-        Self {
-            stream,
-            remote,
-            side,
-            phase: Phase::Handshake,
-            rbuf: Vec::new(),
-            rpos: 0,
-            wbuf: Vec::new(),
-            wpos: 0,
-            want_write: false,
-            deadline,
-        }
-    }
-}
-
-impl Peer {
-    fn new(id: NodeId, addr: SocketAddr, now: Instant) -> Self {
-        Self {
-            addr,
-            conn: None,
-            ready: false,
-            failures: 0,
-            retry_at: now,
-            down_logged: false,
-            was_up: false,
-            info: PeerInfo {
-                id,
-                addr,
-                connected: false,
-                frames_out: 0,
-                frames_in: 0,
-                disconnects: 0,
-                dropped: 0,
-            },
-        }
-    }
-}
-
-/// Whether a connection from `from` may come from the host on record at `recorded`: the same
-/// IP, or any when the record names no particular host (0.0.0.0 or ::).
-fn same_host(recorded: IpAddr, from: IpAddr) -> bool {
-    recorded.is_unspecified() || recorded == from || (recorded.is_loopback() && from.is_loopback())
 }
 
 fn frame_name(frame: &PeerFrame) -> &'static str {

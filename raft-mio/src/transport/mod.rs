@@ -19,6 +19,7 @@
 //!   sender's id), or nothing within the handshake timeout is closed and logged once; every
 //!   other connection carries on.
 
+mod connection;
 mod event_loop;
 
 use std::collections::{BTreeMap, HashSet};
