@@ -8,7 +8,9 @@ use crate::message::{AppendOutcome, MessageBody};
 use crate::output::{Outputs, SnapshotPart};
 use crate::restore::SnapshotMeta;
 use crate::shared::{Incoming, Shared};
-use crate::types::{Entries, EntryKind, Index, LogId, NodeId, Payload};
+use crate::types::{
+    Entries, EntryKind, Index, LogId, NodeId, Payload, detach_from_wasteful_buffer,
+};
 
 impl Shared {
     /// The AppendEntries receiver rules (Raft Figure 2). The message is validated and from the
@@ -66,6 +68,9 @@ impl Shared {
             let mut new = entries;
             if k > 0 {
                 new.drain(..k);
+                // The entries kept may be a few of a large received buffer (a resend that
+                // overlaps what this log holds): they are not to keep all of it alive.
+                detach_from_wasteful_buffer(&mut new);
             }
             for e in &new {
                 self.log.push(e.clone());

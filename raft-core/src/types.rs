@@ -155,8 +155,11 @@ impl fmt::Display for LogId {
 /// A payload is a range of a shared, immutable buffer. [`Payload::new`] makes a buffer of its
 /// own; [`Payload::slice`] and [`Message::deserialize_shared`](crate::Message::deserialize_shared) make payloads that are
 /// ranges of one received buffer, so a transport decodes a message of 64 entries without 64
-/// copies. A range keeps its whole buffer alive: the entries of one message are adjacent in the
-/// log and are dropped together, so this costs little beyond the message itself.
+/// copies. A range keeps its whole buffer alive. The entries of one message are adjacent in the
+/// log and are dropped together, so this usually costs little beyond the message itself; where
+/// a follower keeps only a few entries of a message (the rest it already held, as after a resend
+/// that overlaps), it copies them out of the message's buffer once it holds more than twice
+/// their bytes, so that a resend cannot pin a large buffer for a few small entries.
 #[derive(Clone)]
 pub struct Payload {
     /// One word: the buffer's length is stored with its bytes, so a payload is as small as a
@@ -227,7 +230,8 @@ impl Payload {
 
     /// The payload of `part`, which must lie within this payload's bytes, sharing this payload's
     /// buffer (no copy, no allocation). `None` if `part` is not a subslice of
-    /// [`as_bytes`](Self::as_bytes).
+    /// [`as_bytes`](Self::as_bytes), and for a subslice this type cannot express: one that starts
+    /// 4 GiB or more into the buffer, or is `u32::MAX` bytes long.
     ///
     /// ```
     /// use raft_core::Payload;
@@ -259,6 +263,41 @@ impl Payload {
         })
     }
 }
+
+/// Gives `entries` a buffer of their own when the one their payloads share holds more than
+/// twice their bytes (and more than [`DETACH_SLACK`] beyond them): one copy, so that a few
+/// entries kept from a large message do not keep the whole message alive. Entries whose payloads
+/// are in different buffers are left as they are (each was made on its own).
+pub(crate) fn detach_from_wasteful_buffer(entries: &mut [Entry]) {
+    let Some(first) = entries.first() else {
+        return;
+    };
+    let buffer = first.data.buffer.ptr();
+    let buffer_len = first.data.buffer.slice.len();
+    if entries.iter().any(|e| e.data.buffer.ptr() != buffer) {
+        return;
+    }
+    let kept: usize = entries.iter().map(|e| e.data.len()).sum();
+    if buffer_len <= kept.saturating_mul(2).saturating_add(DETACH_SLACK) {
+        return;
+    }
+    let mut bytes = Vec::with_capacity(kept);
+    for e in entries.iter() {
+        bytes.extend_from_slice(e.data.as_bytes());
+    }
+    let copy = Payload::new(&bytes);
+    let mut at = 0;
+    for e in entries.iter_mut() {
+        let len = e.data.len();
+        if let Some(part) = copy.slice_at(at, len) {
+            e.data = part;
+        }
+        at += len;
+    }
+}
+
+/// What a shared buffer may hold beyond the entries kept from it before they are copied out.
+const DETACH_SLACK: usize = 4096;
 
 impl PartialEq for Payload {
     fn eq(&self, other: &Self) -> bool {
@@ -429,6 +468,71 @@ mod tests {
     use alloc::format;
     use alloc::string::ToString;
     use serde::de::IntoDeserializer;
+
+    /// Entries of `bytes` at `ranges`, their payloads ranges of one buffer holding `bytes`.
+    fn entries_in(bytes: &[u8], ranges: &[(usize, usize)]) -> (Payload, Vec<Entry>) {
+        let buffer = Payload::new(bytes);
+        let entries = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, &(at, len))| Entry {
+                id: LogId::new(1, i as u64 + 1),
+                kind: EntryKind::Normal,
+                data: buffer.slice_at(at, len).unwrap(),
+            })
+            .collect();
+        (buffer, entries)
+    }
+
+    fn in_buffer(buffer: &Payload, p: &Payload) -> bool {
+        let b = buffer.as_bytes().as_ptr_range();
+        b.contains(&p.as_bytes().as_ptr())
+    }
+
+    /// A few entries kept from a large buffer are copied out into one buffer of their own, bytes
+    /// unchanged; entries that use most of their buffer, or a buffer only a little larger, or
+    /// buffers of their own, are left where they are.
+    #[test]
+    fn entries_leave_a_buffer_they_mostly_do_not_use() {
+        let bytes: Vec<u8> = (0..20_000_u32).map(|i| i as u8).collect();
+        let (buffer, mut few) = entries_in(&bytes, &[(10_000, 16), (10_016, 16)]);
+        let before: Vec<Vec<u8>> = few.iter().map(|e| e.data.to_vec()).collect();
+        detach_from_wasteful_buffer(&mut few);
+        let after: Vec<Vec<u8>> = few.iter().map(|e| e.data.to_vec()).collect();
+        assert_eq!(after, before);
+        assert!(few.iter().all(|e| !in_buffer(&buffer, &e.data)));
+        assert_eq!(
+            few[0].data.buffer.ptr(),
+            few[1].data.buffer.ptr(),
+            "one copy for both"
+        );
+        assert_eq!(few[0].data.buffer.slice.len(), 32);
+
+        let (buffer, mut most) = entries_in(&bytes, &[(0, 12_000)]);
+        detach_from_wasteful_buffer(&mut most);
+        assert!(
+            in_buffer(&buffer, &most[0].data),
+            "uses more than half: kept"
+        );
+
+        let (buffer, mut small) = entries_in(&bytes[..4_000], &[(100, 16)]);
+        detach_from_wasteful_buffer(&mut small);
+        assert!(in_buffer(&buffer, &small[0].data), "within the slack: kept");
+
+        let (buffer, mut shared) = entries_in(&bytes, &[(0, 16)]);
+        shared.push(Entry {
+            id: LogId::new(1, 2),
+            kind: EntryKind::Normal,
+            data: Payload::new(b"its own"),
+        });
+        detach_from_wasteful_buffer(&mut shared);
+        assert!(
+            in_buffer(&buffer, &shared[0].data),
+            "mixed buffers: left alone"
+        );
+
+        detach_from_wasteful_buffer(&mut []);
+    }
 
     /// A node id prints as its number, and debugs as `n<number>` (as in traces and assertion
     /// messages), so it cannot be mistaken for a term or an index.

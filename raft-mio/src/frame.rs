@@ -289,13 +289,59 @@ mod tests {
     /// 20,000 pseudo-random byte strings shorter than `max_len`, from `seed`.
     fn random_byte_strings(seed: u64, max_len: u64) -> impl Iterator<Item = Vec<u8>> {
         let mut state = seed;
-        (0..20_000).map(move |_| {
+        let mut next = move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let len = (state % max_len) as usize;
-            (0..len).map(|i| (state >> (i % 8 * 8)) as u8).collect()
+            state
+        };
+        (0..20_000).map(move |_| {
+            let len = (next() % max_len) as usize;
+            (0..len).map(|_| next() as u8).collect()
         })
+    }
+
+    /// Raft frames of the kinds that carry payloads: an AppendEntries of 64 entries (one of
+    /// them empty), one of a single entry, and a snapshot chunk.
+    fn raft_frames_with_payloads() -> Vec<PeerFrame> {
+        let entries = |count: u64| -> raft_core::Entries {
+            (1..=count)
+                .map(|i| raft_core::Entry {
+                    id: raft_core::LogId::new(3, i),
+                    kind: raft_core::EntryKind::Normal,
+                    data: raft_core::Payload::new(if i == 5 { &[][..] } else { b"set k v" }),
+                })
+                .collect()
+        };
+        let raft = |body| {
+            PeerFrame::Raft(Message {
+                from: n(1),
+                to: n(2),
+                term: Term(3),
+                body,
+            })
+        };
+        vec![
+            raft(MessageBody::AppendEntries {
+                prev: raft_core::LogId::ZERO,
+                entries: entries(64),
+                commit: raft_core::Index(2),
+            }),
+            raft(MessageBody::AppendEntries {
+                prev: raft_core::LogId::new(3, 7),
+                entries: entries(1),
+                commit: raft_core::Index(7),
+            }),
+            raft(MessageBody::InstallSnapshot {
+                meta: Box::new(raft_core::SnapshotMeta {
+                    last: raft_core::LogId::new(3, 9),
+                    membership: raft_core::Membership::new(&[n(1), n(2), n(3)]).unwrap(),
+                }),
+                offset: 4096,
+                data: raft_core::Payload::new(&[0xab; 300]),
+                done: true,
+            }),
+        ]
     }
 
     /// The one-byte tag the Raft fast path looks for is what `encode` writes for a Raft frame,
@@ -360,17 +406,20 @@ mod tests {
     }
 
     /// The Raft fast path and the derived decode agree on every body that starts with the tag:
-    /// each Raft frame cut anywhere, and random bytes after the tag.
+    /// each frame, payloads or none, cut anywhere or with a byte too many, and random bytes
+    /// after the tag.
     #[test]
     fn the_raft_fast_path_agrees_with_the_derived_decode() {
         let mut bodies = Vec::new();
-        for f in frames() {
+        for f in frames().into_iter().chain(raft_frames_with_payloads()) {
             let mut buf = Vec::new();
             encode(&f, &mut buf);
             let body = buf[HEADER..].to_vec();
+            assert_eq!(decode_body(&body), Ok(f));
             for cut in 0..=body.len() {
                 bodies.push(body[..cut].to_vec());
             }
+            bodies.push([&body[..], &[0]].concat());
         }
         for bytes in random_byte_strings(0x2545_f491_4f6c_dd1d, 48) {
             bodies.push([&[RAFT_TAG], &bytes[..]].concat());

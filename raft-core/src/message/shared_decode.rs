@@ -5,8 +5,9 @@
 //! borrowed mirrors of the message types (payloads as `&[u8]` into the input), then makes each
 //! payload a [`Payload::slice`] of the buffer the caller holds those bytes in. The wire format is
 //! the same: the mirrors serialize byte for byte as the real types do, which the tests check for
-//! every kind of message, and the conversions between mirror and message are exhaustive matches,
-//! so a new kind of message does not compile until it has a mirror.
+//! every kind of message, and the conversions between mirror and message are exhaustive matches:
+//! the one from message to mirror is built with the tests only, so a new kind of message fails
+//! to compile in `cargo test` (and CI) until it has a mirror.
 
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
@@ -574,6 +575,61 @@ mod tests {
         }
     }
 
+    /// A follower keeps the payloads of new entries in the frame they came in; of a resend that
+    /// overlaps its log, it keeps only the new entry, and copies it out of the frame rather than
+    /// keep the frame alive for it.
+    #[test]
+    fn a_follower_keeps_few_entries_of_a_large_frame_in_a_buffer_of_their_own() {
+        use crate::{Config, Input, Node, Outputs, Restored, rng::SplitMix64};
+        let membership = Membership::new(&[n(1), n(2), n(3)]).unwrap();
+        let mut follower = Node::restore(
+            Config::new(n(2)),
+            SplitMix64::new(2),
+            Restored::initial(membership),
+        )
+        .unwrap();
+        let mut out = Outputs::new();
+        let append = |last: u64| Message {
+            from: n(1),
+            to: n(2),
+            term: Term(1),
+            body: MessageBody::AppendEntries {
+                prev: LogId::ZERO,
+                entries: (1..=last)
+                    .map(|i| Entry {
+                        id: LogId::new(1, i),
+                        kind: EntryKind::Normal,
+                        data: Payload::new(&[i as u8; 256]),
+                    })
+                    .collect(),
+                commit: Index(0),
+            },
+        };
+        let mut deliver = |m: &Message| {
+            let frame = Payload::new(&postcard::to_allocvec(m).unwrap());
+            let mut de = postcard::Deserializer::from_bytes(frame.as_bytes());
+            let m = Message::deserialize_shared(&mut de, &frame).unwrap();
+            follower.step(Input::Message(m), &mut out).unwrap();
+            let written: Vec<Entry> = out.drain_writes().flat_map(|w| w.entries).collect();
+            let within = frame.as_bytes().as_ptr_range();
+            let in_frame: Vec<bool> = written
+                .iter()
+                .map(|e| within.contains(&e.data.as_ptr()))
+                .collect();
+            (written, in_frame)
+        };
+        let (written, in_frame) = deliver(&append(64));
+        assert_eq!(written.len(), 64);
+        assert!(in_frame.iter().all(|&f| f), "all new: no copy");
+        let (written, in_frame) = deliver(&append(65));
+        assert_eq!(
+            written.iter().map(|e| e.id.index.0).collect::<Vec<_>>(),
+            [65]
+        );
+        assert_eq!(written[0].data.as_bytes(), [65; 256]);
+        assert_eq!(in_frame, [false], "one entry of a 16 KiB frame: copied out");
+    }
+
     /// A one-copy decode gives the message back, and the payloads are ranges of a single copy
     /// of the input: each sits at its own offset from the first, as in the input, and none in
     /// the input itself (which the caller goes on to reuse).
@@ -608,9 +664,9 @@ mod tests {
                 }
             }
             for cut in 0..bytes.len() {
-                let plain = postcard::from_bytes::<Message>(&bytes[..cut]).is_ok();
+                let plain = postcard::from_bytes::<Message>(&bytes[..cut]).ok();
                 let mut de = postcard::Deserializer::from_bytes(&bytes[..cut]);
-                let one_copy = Message::deserialize_with_one_copy(&mut de, &bytes[..cut]).is_ok();
+                let one_copy = Message::deserialize_with_one_copy(&mut de, &bytes[..cut]).ok();
                 assert_eq!(one_copy, plain, "{m:?} cut at {cut}");
             }
         }
@@ -626,9 +682,9 @@ mod tests {
             let mut de = postcard::Deserializer::from_bytes(&bytes);
             assert_eq!(Message::deserialize_shared(&mut de, &elsewhere).unwrap(), m);
             for cut in 0..bytes.len() {
-                let plain = postcard::from_bytes::<Message>(&bytes[..cut]).is_ok();
+                let plain = postcard::from_bytes::<Message>(&bytes[..cut]).ok();
                 let mut de = postcard::Deserializer::from_bytes(&bytes[..cut]);
-                let shared = Message::deserialize_shared(&mut de, &elsewhere).is_ok();
+                let shared = Message::deserialize_shared(&mut de, &elsewhere).ok();
                 assert_eq!(shared, plain, "{m:?} cut at {cut}");
             }
         }
@@ -657,11 +713,20 @@ mod tests {
             let frame = Payload::new(&bytes);
             let mut de = postcard::Deserializer::from_bytes(frame.as_bytes());
             assert_eq!(Message::deserialize_shared(&mut de, &frame).unwrap(), m);
+            let mut de = postcard::Deserializer::from_bytes(&bytes);
+            assert_eq!(
+                Message::deserialize_with_one_copy(&mut de, &bytes).unwrap(),
+                m
+            );
             // The raw bytes as a frame: both decoders accept them or both refuse.
             let frame = Payload::new(&raw);
             let mut de = postcard::Deserializer::from_bytes(frame.as_bytes());
             let shared = Message::deserialize_shared(&mut de, &frame).ok();
-            assert_eq!(shared, postcard::from_bytes::<Message>(&raw).ok());
+            let derived = postcard::from_bytes::<Message>(&raw).ok();
+            assert_eq!(shared, derived);
+            let mut de = postcard::Deserializer::from_bytes(&raw);
+            let one_copy = Message::deserialize_with_one_copy(&mut de, &raw).ok();
+            assert_eq!(one_copy, derived);
         }
     }
 }
