@@ -216,6 +216,7 @@ enum BodyRef<'a> {
 }
 
 impl MessageRef<'_> {
+    #[inline]
     fn into_message(self, source: &mut Source<'_>) -> Message {
         let body = match self.body {
             BodyRef::VoteRequest {
@@ -236,14 +237,19 @@ impl MessageRef<'_> {
                 commit,
             } => MessageBody::AppendEntries {
                 prev,
-                entries: entries
-                    .into_iter()
-                    .map(|e| Entry {
-                        id: e.id,
-                        kind: e.kind,
-                        data: source.payload_from(e.data),
-                    })
-                    .collect::<Entries>(),
+                entries: {
+                    // Pushed one by one into a list of the final size: `collect` costs about
+                    // 150 instructions more for the one entry of an unbatched append.
+                    let mut list = Entries::with_capacity(entries.len());
+                    for e in entries {
+                        list.push(Entry {
+                            id: e.id,
+                            kind: e.kind,
+                            data: source.payload_from(e.data),
+                        });
+                    }
+                    list
+                },
                 commit,
             },
             BodyRef::AppendResponse { outcome } => MessageBody::AppendResponse { outcome },
