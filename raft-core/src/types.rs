@@ -567,6 +567,47 @@ mod tests {
         assert!(Payload::from(alloc::vec![0_u8]).as_bytes() == [0]);
     }
 
+    /// Payloads are equal, and hash alike, by their bytes alone: wherever their buffers are and
+    /// whatever else those hold. A slice of a slice is the bytes it names.
+    #[test]
+    fn payloads_compare_and_hash_by_their_bytes() {
+        /// A hasher that keeps what it is fed.
+        #[derive(Default)]
+        struct Fed(Vec<u8>);
+        impl core::hash::Hasher for Fed {
+            fn finish(&self) -> u64 {
+                0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.extend_from_slice(bytes);
+            }
+        }
+        let fed = |p: &Payload| {
+            let mut h = Fed::default();
+            core::hash::Hash::hash(p, &mut h);
+            h.0
+        };
+        let own = Payload::new(b"abc");
+        let frame = Payload::new(b"xxabcxx");
+        let part = frame.slice(&frame[2..5]).unwrap();
+        assert_eq!(own, part);
+        assert_eq!(fed(&own), fed(&part));
+        let other = frame.slice(&frame[1..4]).unwrap();
+        assert_ne!(own, other);
+        assert_ne!(fed(&own), fed(&other));
+        assert_ne!(own, Payload::new(b"abcd"));
+
+        let digits = Payload::new(b"0123456789");
+        let middle = digits.slice(&digits[2..8]).unwrap();
+        let inner = middle.slice(&middle[1..3]).unwrap();
+        assert_eq!(inner.as_bytes(), b"34");
+        assert_eq!(inner.len(), 2);
+        assert!(
+            middle.slice(&digits[8..9]).is_none(),
+            "outside the slice, inside the buffer"
+        );
+    }
+
     /// A payload's `Debug` shows its size, never its bytes: commands may be large or
     /// confidential, and a node's state is debugged into logs.
     #[test]
