@@ -636,6 +636,44 @@ mod tests {
         assert_eq!(in_frame, [false], "one entry of a 16 KiB frame: copied out");
     }
 
+    /// The payload visitor takes every form of bytes a serde format may hand it: lent bytes are
+    /// borrowed, the rest (bytes, a byte buffer, a sequence of u8) owned; anything else is an
+    /// error that says a byte string was expected. Postcard only lends, so these paths are the
+    /// other formats'.
+    #[test]
+    fn payload_bytes_decode_from_every_form_serde_has() {
+        use alloc::string::ToString;
+        use serde::de::IntoDeserializer;
+        use serde::de::value::{BorrowedBytesDeserializer, BytesDeserializer, Error};
+
+        /// A deserializer that hands over an owned byte buffer.
+        struct ByteBuf(Vec<u8>);
+        impl<'de> Deserializer<'de> for ByteBuf {
+            type Error = Error;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+                v.visit_byte_buf(self.0)
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map struct
+                enum identifier ignored_any
+            }
+        }
+
+        let lent = borrowed_bytes::deserialize(BorrowedBytesDeserializer::<Error>::new(b"ab"));
+        assert!(matches!(lent, Ok(Cow::Borrowed(b"ab"))));
+        let copied = borrowed_bytes::deserialize(BytesDeserializer::<Error>::new(b"cd"));
+        assert!(matches!(copied, Ok(Cow::Owned(ref v)) if v == b"cd"));
+        let owned = borrowed_bytes::deserialize(ByteBuf(vec![5, 6]));
+        assert!(matches!(owned, Ok(Cow::Owned(ref v)) if v == &[5, 6]));
+        let seq: serde::de::value::SeqDeserializer<_, Error> = vec![7_u8, 8].into_deserializer();
+        let from_seq = borrowed_bytes::deserialize(seq);
+        assert!(matches!(from_seq, Ok(Cow::Owned(ref v)) if v == &[7, 8]));
+        let number: serde::de::value::U32Deserializer<Error> = 5_u32.into_deserializer();
+        let err = borrowed_bytes::deserialize(number).unwrap_err();
+        assert!(err.to_string().contains("expected a byte string"), "{err}");
+    }
+
     /// A one-copy decode gives the message back, and the payloads are ranges of a single copy
     /// of the input: each sits at its own offset from the first, as in the input, and none in
     /// the input itself (which the caller goes on to reuse).
