@@ -183,10 +183,8 @@ impl Payload {
         Self {
             buffer: ThinArc::from_header_and_slice((), bytes),
             start: 0,
-            len: u32::try_from(bytes.len())
-                .ok()
-                .filter(|&len| len != TO_END)
-                .unwrap_or(TO_END),
+            // A length of u32::MAX or more is TO_END: the rest of the buffer, which is all of it.
+            len: u32::try_from(bytes.len()).unwrap_or(TO_END),
         }
     }
 
@@ -243,9 +241,7 @@ impl Payload {
     /// ```
     #[must_use]
     pub fn slice(&self, part: &[u8]) -> Option<Self> {
-        let whole = self.as_bytes();
-        let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-        self.slice_at(offset, part.len())
+        self.slice_at(offset_in(self.as_bytes(), part)?, part.len())
     }
 
     /// The payload of this payload's bytes `offset..offset + len`, sharing its buffer; `None`
@@ -262,6 +258,13 @@ impl Payload {
             len,
         })
     }
+}
+
+/// Where `part` starts in `whole`, if it lies within it (by address: `part` must be a subslice of
+/// `whole`, not bytes equal to some of it).
+pub(crate) fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (offset.checked_add(part.len())? <= whole.len()).then_some(offset)
 }
 
 /// Gives `entries` a buffer of their own when the one their payloads share holds more than

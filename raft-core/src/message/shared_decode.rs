@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 
 use super::{AppendOutcome, Message, MessageBody};
 use crate::restore::SnapshotMeta;
-use crate::types::{Entries, Entry, EntryKind, Index, LogId, NodeId, Payload, Term};
+use crate::types::{Entries, Entry, EntryKind, Index, LogId, NodeId, Payload, Term, offset_in};
 
 impl Message {
     /// Decodes a message from `deserializer`, whose input is the bytes of `buffer` (or a part of
@@ -133,12 +133,6 @@ impl Source<'_> {
             Cow::Owned(v) => Payload::from(v),
         }
     }
-}
-
-/// Where `part` starts in `whole`, if it lies within it.
-fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
-    let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    (offset.checked_add(part.len())? <= whole.len()).then_some(offset)
 }
 
 /// A payload as decoded: borrowed from the input if the format lends it, else owned.
