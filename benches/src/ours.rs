@@ -356,6 +356,11 @@ impl OurCluster {
                         traffic.heartbeats += 1;
                         Site::StepOther
                     }
+                    MessageBody::Commit { .. } => {
+                        traffic.other += 1;
+                        traffic.commit_notices += 1;
+                        Site::StepOther
+                    }
                     _ => {
                         traffic.other += 1;
                         Site::StepOther

@@ -32,6 +32,7 @@ pub struct Traffic {
     /// Append messages.
     pub appends: u64,
     /// Append messages without entries (commit-only, or a probe), counted in `appends` too.
+    /// Ours sends most commit-only messages as commit notices instead (`commit_notices`).
     pub empty_appends: u64,
     /// Entries those carried.
     pub appended_entries: u64,
@@ -41,6 +42,9 @@ pub struct Traffic {
     pub other: u64,
     /// Heartbeats (`MsgHeartbeat`), counted in `other` too.
     pub heartbeats: u64,
+    /// Commit notices (ours only: the commit index alone, needing no answer), counted in
+    /// `other` too.
+    pub commit_notices: u64,
 }
 
 impl Traffic {
@@ -60,6 +64,7 @@ impl Traffic {
             append_responses: self.append_responses - earlier.append_responses,
             other: self.other - earlier.other,
             heartbeats: self.heartbeats - earlier.heartbeats,
+            commit_notices: self.commit_notices - earlier.commit_notices,
         }
     }
 }

@@ -134,6 +134,14 @@ impl Shared {
         self.respond(from, self.term, body, out);
     }
 
+    /// The leader's commit index, capped by the leader at this node's acknowledged match index
+    /// (`validate` rejected one past the log). No answer: the leader knows this node holds it.
+    pub(crate) fn handle_commit(&mut self, commit: Index) {
+        if commit > self.commit {
+            self.commit = commit;
+        }
+    }
+
     /// One chunk of the leader's snapshot. The message is validated and from the leader of this
     /// node's term.
     pub(crate) fn handle_install_snapshot(

@@ -116,6 +116,16 @@ pub enum MessageBody {
         /// many reads, or leadership lost), and the follower aborts the read.
         index: Option<Index>,
     },
+    /// The leader's commit index, for a follower known to hold every entry up to it (its
+    /// acknowledged match index is at or past it): unlike an empty `AppendEntries`, it needs
+    /// no answer. A leader sends one when its commit index advances and no append is going to
+    /// that follower to carry it, so that a lone proposal costs two messages per follower, not
+    /// four. (Added after the other kinds, so their encodings are unchanged; a node of an
+    /// earlier version cannot decode it.)
+    Commit {
+        /// The leader's commit index, never past the follower's acknowledged match index.
+        commit: Index,
+    },
 }
 
 /// What a follower did with an `AppendEntries`.
@@ -217,6 +227,7 @@ mod tests {
                 read_round: 1,
             },
             MessageBody::TimeoutNow,
+            MessageBody::Commit { commit: Index(5) },
             MessageBody::InstallSnapshot {
                 meta: Box::new(meta),
                 offset: 0,

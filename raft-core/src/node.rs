@@ -667,6 +667,7 @@ impl<R: Rng> Node<R> {
                 } => {}
                 MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
+                | MessageBody::Commit { .. }
                 | MessageBody::InstallSnapshot { .. } => {
                     self.become_follower(term, Some(from), out);
                 }
@@ -680,6 +681,7 @@ impl<R: Rng> Node<R> {
                 // from this node may be ignored by its lease).
                 MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
+                | MessageBody::Commit { .. }
                 | MessageBody::InstallSnapshot { .. } => {
                     let body = MessageBody::AppendResponse {
                         outcome: AppendOutcome::Outdated,
@@ -731,6 +733,11 @@ impl<R: Rng> Node<R> {
             MessageBody::Heartbeat { commit, read_round } => {
                 self.follow(from, out)?;
                 self.s.handle_heartbeat(from, commit, read_round, out);
+                Ok(())
+            }
+            MessageBody::Commit { commit } => {
+                self.follow(from, out)?;
+                self.s.handle_commit(commit);
                 Ok(())
             }
             MessageBody::HeartbeatResponse {

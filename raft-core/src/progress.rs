@@ -58,7 +58,8 @@ pub(crate) struct Progress {
     /// A commit-only message went to it since the last append with entries or the last tick:
     /// further commit advances wait for one of those.
     pub(crate) commit_only_sent: bool,
-    /// A commit advance is waiting for the next tick to be sent.
+    /// A commit advance is waiting to be sent: at the acknowledgement of what is in flight to
+    /// it, or at the next tick.
     pub(crate) commit_deferred: bool,
     /// Replicate state: entries were resent after a refusal, up to here (everything sent
     /// before); a refusal of a message sent before the resend needs nothing more.
@@ -168,6 +169,15 @@ impl Progress {
             self.become_replicate();
         }
         true
+    }
+
+    /// Replicate state, every entry sent and some still unacknowledged: the acknowledgement on
+    /// its way is the moment to tell it of a commit advance (then in a commit notice, which
+    /// needs no answer), rather than now in an empty AppendEntries that would need one.
+    pub(crate) fn awaiting_acknowledgement(&self, last_index: Index) -> bool {
+        self.state == ReplicationState::Replicate
+            && self.next > last_index
+            && self.match_index < self.next.prev()
     }
 
     /// The follower refused the request whose `prev` was `rejected`, hinting that its log

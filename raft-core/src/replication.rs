@@ -8,6 +8,7 @@ use crate::error::{Refusal, Reject, StepError};
 use crate::leader::{Halt, Leadership, StepDown};
 use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::output::Outputs;
+use crate::progress::Progress;
 use crate::shared::Shared;
 use crate::status::ReplicationState;
 use crate::types::{Entries, Entry, EntryKind, Index, LogId, NodeId, Payload, Term};
@@ -96,18 +97,24 @@ impl Leadership {
     }
 
     /// The commit index advanced: tell every follower. New entries going out carry it, and so
-    /// does an AppendEntries to it still in the sends lane; otherwise one commit-only message
-    /// goes out, and later advances wait for the next append with entries or the next tick (a
-    /// leader whose own writes complete one by one would otherwise send one per write).
+    /// does an AppendEntries to it still in the sends lane. A follower with every entry sent and
+    /// some unacknowledged hears of it with its acknowledgement (`awaiting_acknowledgement`).
+    /// Otherwise one commit-only message goes out, and later advances wait for the next append
+    /// with entries or the next tick (a leader whose own writes complete one by one would
+    /// otherwise send one per write).
     pub(crate) fn broadcast_commit(&mut self, s: &Shared, out: &mut Outputs) {
         for i in 0..self.peers.len() {
             let Some(p) = self.peers.get_mut(i) else {
                 continue;
             };
-            if p.commit_only_sent {
+            if p.awaiting_acknowledgement(s.log.last_index()) {
+                if !queued_append_carries_commit(&mut out.sends, p, s.term, s.commit) {
+                    p.commit_deferred = true;
+                }
+            } else if p.commit_only_sent {
                 if !self.send_append(s, i, false, out) {
                     if let Some(p) = self.peers.get_mut(i) {
-                        if !queued_append_carries_commit(&mut out.sends, p.id, s.term, s.commit) {
+                        if !queued_append_carries_commit(&mut out.sends, p, s.term, s.commit) {
                             p.commit_deferred = true;
                         }
                     }
@@ -120,7 +127,7 @@ impl Leadership {
                         // Paused (a probe or a full pipeline): the advance waits for the
                         // answer that unpauses it, or the next tick.
                         p.commit_only_sent = false;
-                        if !queued_append_carries_commit(&mut out.sends, p.id, s.term, s.commit) {
+                        if !queued_append_carries_commit(&mut out.sends, p, s.term, s.commit) {
                             p.commit_deferred = true;
                         }
                     }
@@ -215,10 +222,17 @@ impl Leadership {
                 }
             }
         }
+        if nothing_new && p.state == ReplicationState::Replicate && p.match_index == prev_index {
+            // It has acknowledged everything: only the commit index is news, and it needs no
+            // answer (`commit` is at most the last index, which is its match index).
+            s.send(to, MessageBody::Commit { commit: s.commit }, out);
+            return true;
+        }
         let mut entries = Entries::new();
         let mut bytes = 0;
         if nothing_new {
-            // An empty append: a probe or the commit index.
+            // An empty append: a probe, or the commit index for a follower with entries in
+            // flight (its answer says whether they arrived).
         } else if p.next == s.log.last_index() {
             // One entry: the lone proposal's path, without measuring a batch (a message carries
             // at least one entry, whatever its size).
@@ -356,9 +370,15 @@ impl Leadership {
                     self.advance_transfer(s, out);
                 }
                 // Acknowledgements free in-flight room: keep the pipeline full, or at least tell
-                // the follower of a commit advance it missed while paused.
+                // the follower of a commit advance it missed while paused or held back for this
+                // acknowledgement (unless more of what is in flight is still to be acknowledged).
                 while self.send_append(s, i, false, out) {}
-                if self.peers.get(i).is_some_and(|p| p.commit_deferred) {
+                let last = s.log.last_index();
+                if self
+                    .peers
+                    .get(i)
+                    .is_some_and(|p| p.commit_deferred && !p.awaiting_acknowledgement(last))
+                {
                     self.send_deferred_commit(s, i, out);
                 }
             }
@@ -483,18 +503,20 @@ fn queued_append(
     }
 }
 
-/// Sets the commit index of an AppendEntries to `to` in `term` still in the sends lane, if there
-/// is one (a follower caps it at what the message brings, so any commit index is safe to carry).
+/// Sets the commit index of the message to `p`'s follower in `term` still in the sends lane, if
+/// it is an AppendEntries (a follower caps the index at what the message brings, so any commit
+/// index is safe to carry) or a commit notice (capped at the follower's match index). Returns
+/// whether that message now carries `commit`.
 fn queued_append_carries_commit(
     sends: &mut [Message],
-    to: NodeId,
+    p: &Progress,
     term: Term,
     commit: Index,
 ) -> bool {
     let Some(m) = sends
         .iter_mut()
         .rev()
-        .find(|m| m.to == to && m.term == term)
+        .find(|m| m.to == p.id && m.term == term)
     else {
         return false;
     };
@@ -502,6 +524,10 @@ fn queued_append_carries_commit(
         MessageBody::AppendEntries { commit: c, .. } => {
             *c = (*c).max(commit);
             true
+        }
+        MessageBody::Commit { commit: c } => {
+            *c = (*c).max(commit.min(p.match_index));
+            *c >= commit
         }
         _ => false,
     }

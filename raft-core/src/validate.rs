@@ -24,6 +24,7 @@ pub(crate) fn validate(s: &Shared, m: &Message) -> Result<(), Reject> {
         m.body,
         MessageBody::AppendEntries { .. }
             | MessageBody::Heartbeat { .. }
+            | MessageBody::Commit { .. }
             | MessageBody::InstallSnapshot { .. }
             | MessageBody::VoteRequest { .. }
             | MessageBody::TimeoutNow
@@ -73,7 +74,7 @@ pub(crate) fn validate(s: &Shared, m: &Message) -> Result<(), Reject> {
                 .map(drop)
                 .ok_or(Reject::Overflow)
         }
-        MessageBody::Heartbeat { commit, .. }
+        MessageBody::Heartbeat { commit, .. } | MessageBody::Commit { commit }
             if m.term >= s.term && *commit > s.log.last_index() =>
         {
             Err(Reject::CommitPastLog {

@@ -353,9 +353,9 @@ fn seed_5_nodes() {
 fn seed_targeted_faults() {
     seed_run(
         "seed_targeted_faults",
-        "simulator seed 6 of the 5-node set (every targeted fault), fault phase cut to 150 ticks",
+        "simulator seed 6 of the 5-node set (every targeted fault), fault phase cut to 120 ticks",
         SimOptions::random(6, 5).without_lease_reads(),
-        150,
+        120,
     );
 }
 

@@ -141,8 +141,12 @@ fn follower_rejects_append_from_older_term_and_stale_leader_steps_down() {
     assert_eq!(old_leader.node.role(), Role::Follower);
     assert_eq!(old_leader.node.term(), Term(3));
 
-    // A stale heartbeat is answered the same way.
+    // A stale heartbeat is answered the same way, and so is a stale commit notice (which a
+    // current one is not).
     let out = newer.recv(heartbeat(1, 2, 1, 0, 0));
+    assert_eq!(out.append_responses(), [(1, 3, AppendOutcome::Outdated)]);
+    let notice = MessageBody::Commit { commit: Index(0) };
+    let out = newer.recv(common::msg(1, 2, 1, notice));
     assert_eq!(out.append_responses(), [(1, 3, AppendOutcome::Outdated)]);
 }
 

@@ -356,7 +356,8 @@ fn an_empty_probe_is_one_outstanding_message_too() {
 
 /// A commit advance that finds a follower paused (its probe unanswered) is not lost: the answer
 /// that unpauses it brings it the commit index at once, in a message of its own if no entry is
-/// left to send, rather than at the next heartbeat.
+/// left to send (a commit notice, since it now holds everything), rather than at the next
+/// heartbeat.
 #[test]
 fn a_follower_paused_when_the_commit_advanced_hears_of_it_when_unpaused() {
     let mut h = Harness::new(1, THREE);
@@ -366,49 +367,76 @@ fn a_follower_paused_when_the_commit_advanced_hears_of_it_when_unpaused() {
     h.recv(accepted(2, 1, 1, 1));
     assert_eq!(h.node.commit_index(), Index(1));
     let out = h.recv(accepted(3, 1, 1, 1));
-    let to_3: Vec<(LogId, Vec<LogId>, u64)> = out
-        .appends()
-        .into_iter()
-        .filter(|a| a.0 == 3)
-        .map(|a| (a.1, a.2, a.3))
-        .collect();
-    assert_eq!(to_3, [(LogId::new(1, 1), vec![], 1)]);
+    assert_eq!(out.sent_to(3).len(), 1, "{:?}", out.sends);
+    assert_eq!(out.commit_notices(), [(3, 1)]);
 }
 
-/// `broadcast_commit`: a second commit advance between two drains goes out in the AppendEntries
-/// to the follower still waiting in the sends lane (it carries the newest commit index), not in
-/// another message.
+/// `broadcast_commit`: a second commit advance between two drains goes out in the message to the
+/// follower still waiting in the sends lane (a commit notice: it carries the newest commit index),
+/// not in another message. Here the leader's own writes complete one by one, after follower 2
+/// acknowledged everything (follower 3, its entries in flight, hears with its acknowledgement).
 #[test]
-fn a_second_commit_advance_rides_on_the_queued_append() {
+fn a_second_commit_advance_rides_on_the_queued_commit_notice() {
     let mut h = replicating_leader(|_| {});
-    h.step(Input::Propose(Payload::new(b"a")));
-    h.step(Input::Propose(Payload::new(b"b")));
-    h.persist();
+    let writes = propose_one_write_each(&mut h, 2);
+    h.recv(accepted(2, 1, 1, 3));
+    assert_eq!(
+        h.node.commit_index(),
+        Index(1),
+        "the leader's writes are pending"
+    );
     let mut out = Outputs::new();
-    for index in [2, 3] {
-        h.node
-            .step(Input::Message(accepted(3, 1, 1, index)), &mut out)
-            .expect("valid");
+    for (w, index) in writes.into_iter().zip([2, 3]) {
+        h.node.step(Input::Persisted(w), &mut out).expect("valid");
         assert_eq!(h.node.commit_index(), Index(index));
     }
-    let to_2: Vec<_> = out
+    let bodies: Vec<_> = out
         .sends()
         .iter()
-        .filter(|m| m.to == id(2))
-        .map(|m| m.body.clone())
+        .map(|m| (m.to.get(), m.body.clone()))
         .collect();
-    assert_eq!(
-        to_2,
-        [MessageBody::AppendEntries {
-            prev: LogId::new(1, 3),
-            entries: Default::default(),
-            commit: Index(3),
-        }]
-    );
+    assert_eq!(bodies, [(2, MessageBody::Commit { commit: Index(3) })]);
     // Nothing was left for the next tick.
     let _ = out.drain_sends();
     let out = h.tick(1);
     assert_eq!(out.sent_to(2), Vec::<&raft_core::Message>::new());
+}
+
+/// One write per proposal, each drained from the lane before the next: their ids.
+fn propose_one_write_each(h: &mut Harness, n: usize) -> Vec<raft_core::WriteId> {
+    let writes: Vec<_> = (0..n)
+        .flat_map(|_| h.step(Input::Propose(Payload::new(b"x"))).writes)
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(writes.len(), n);
+    writes
+}
+
+/// A commit advance finds follower 2 with entries in flight and nothing new to send: rather than
+/// an empty AppendEntries now (which would need an answer of its own), it is told with the
+/// acknowledgement of those entries, in a commit notice. If that acknowledgement never comes,
+/// the next tick sends the advance in an empty AppendEntries, whose answer says what arrived.
+#[test]
+fn a_commit_advance_waits_for_the_acknowledgement_in_flight() {
+    for acknowledged in [true, false] {
+        let mut h = replicating_leader(|_| {});
+        h.step(Input::Propose(Payload::new(b"a")));
+        h.persist();
+        let out = h.recv(accepted(3, 1, 1, 2));
+        assert_eq!(h.node.commit_index(), Index(2));
+        assert_eq!(out.commit_notices(), [(3, 2)]);
+        assert_eq!(out.sent_to(2).len(), 0, "{:?}", out.sends);
+        if acknowledged {
+            let out = h.recv(accepted(2, 1, 1, 2));
+            assert_eq!(out.commit_notices(), [(2, 2)]);
+            assert_eq!(out.sends.len(), 1, "{:?}", out.sends);
+            let out = h.tick(1);
+            assert_eq!(out.sent_to(2), Vec::<&raft_core::Message>::new());
+        } else {
+            let out = h.tick(1);
+            assert_eq!(out.appends(), [(2, LogId::new(1, 2), vec![], 2)]);
+        }
+    }
 }
 
 /// `send_append` merges only into a queued AppendEntries that ends just before the entries to
@@ -444,35 +472,34 @@ fn entries_join_only_a_queued_append_ending_just_before_them() {
     assert_eq!(appends_to_2(&sends), [vec![2, 3], vec![2, 3], vec![3]]);
 }
 
-/// As above, in a cluster of five: each follower's waiting AppendEntries carries the newest
-/// commit index, whatever was queued for the others after it.
+/// As above, in a cluster of five (followers 2 and 3 acknowledge everything, 4 and 5 nothing):
+/// each follower's waiting commit notice carries the newest commit index, whatever was queued for
+/// the others after it.
 #[test]
-fn a_second_commit_advance_rides_on_each_followers_queued_append() {
+fn a_second_commit_advance_rides_on_each_followers_queued_notice() {
     let mut h = Harness::new(1, FIVE);
     h.elect();
     h.persist();
     for p in 2..=5 {
         h.recv(accepted(p, 1, 1, 1));
     }
-    h.step(Input::Propose(Payload::new(b"a")));
-    h.step(Input::Propose(Payload::new(b"b")));
-    h.persist();
+    let writes = propose_one_write_each(&mut h, 2);
+    for p in [2, 3] {
+        h.recv(accepted(p, 1, 1, 3));
+    }
     let mut out = Outputs::new();
-    for index in [2, 3] {
-        for p in [3, 4] {
-            h.node
-                .step(Input::Message(accepted(p, 1, 1, index)), &mut out)
-                .expect("valid");
-        }
+    for (w, index) in writes.into_iter().zip([2, 3]) {
+        h.node.step(Input::Persisted(w), &mut out).expect("valid");
         assert_eq!(h.node.commit_index(), Index(index));
     }
     let commits: Vec<(u64, u64)> = out
         .sends()
         .iter()
         .filter_map(|m| match &m.body {
-            MessageBody::AppendEntries { commit, .. } => Some((m.to.get(), commit.0)),
+            MessageBody::Commit { commit } => Some((m.to.get(), commit.0)),
             _ => None,
         })
         .collect();
-    assert_eq!(commits, [(2, 3), (3, 3), (4, 3), (5, 3)]);
+    assert_eq!(commits, [(2, 3), (3, 3)]);
+    assert_eq!(out.sends().len(), 2);
 }

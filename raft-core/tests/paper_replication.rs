@@ -531,19 +531,7 @@ fn replaced_entries_are_never_applied_even_if_their_write_is_acknowledged_late()
 #[test]
 fn heartbeat_with_commit_past_log_is_rejected_and_node_keeps_serving() {
     let mut h = Harness::restored(2, restored(THREE, 1, None, &[1, 1], 0));
-    let before = h.node.status();
-    for term in [1, 4] {
-        let (result, out) = h.try_recv(heartbeat(1, 2, term, 5, 0));
-        assert_eq!(
-            result,
-            Err(StepError::Rejected(Reject::CommitPastLog {
-                commit: Index(5),
-                last: Index(2)
-            }))
-        );
-        assert!(out.is_empty(), "{out:?}");
-        assert_eq!(h.node.status(), before);
-    }
+    rejects_commit_5_past_log_of_2(&mut h, |term| heartbeat(1, 2, term, 5, 0));
     assert_eq!(h.node.stats().rejected, 2);
     assert!(matches!(
         h.node.stats().last_rejected,
@@ -555,4 +543,68 @@ fn heartbeat_with_commit_past_log_is_rejected_and_node_keeps_serving() {
     assert_eq!(h.node.commit_index(), Index(2));
     assert_eq!(out.applied(), [LogId::new(1, 1), LogId::new(1, 2)]);
     assert_eq!(out.sends.len(), 1, "the heartbeat is answered");
+}
+
+/// `h`, holding two entries, rejects the message `commit_5(term)` (committing index 5) in its
+/// own term and in a newer one, with a typed error and no change at all.
+fn rejects_commit_5_past_log_of_2(h: &mut Harness, commit_5: impl Fn(u64) -> raft_core::Message) {
+    let before = h.node.status();
+    for term in [1, 4] {
+        let (result, out) = h.try_recv(commit_5(term));
+        assert_eq!(
+            result,
+            Err(StepError::Rejected(Reject::CommitPastLog {
+                commit: Index(5),
+                last: Index(2)
+            }))
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(h.node.status(), before);
+    }
+}
+
+/// A commit notice (the leader's commit index, capped at the follower's acknowledged match index)
+/// is checked as a heartbeat's commit is: past the end of the log it is rejected with a typed
+/// error and changes nothing. Within the log it is adopted without an answer. From a newer term
+/// it makes the node follow its sender in that term; it also resets the election timer, as any
+/// message from the leader does.
+#[test]
+fn commit_notice_is_checked_against_the_log_and_needs_no_answer() {
+    let notice = |term: u64, commit: u64| {
+        let body = MessageBody::Commit {
+            commit: Index(commit),
+        };
+        msg(1, 2, term, body)
+    };
+    // An election timeout of exactly `election_ticks_min` ticks.
+    let config = config(2, |c| c.election_ticks_max = c.election_ticks_min + 1);
+    let ticks = config.election_ticks_min;
+    let state = restored(THREE, 1, None, &[1, 1], 0);
+    let mut h = Harness::restore(config, state).expect("consistent state");
+    rejects_commit_5_past_log_of_2(&mut h, |term| notice(term, 5));
+
+    let out = h.recv(notice(1, 1));
+    assert_eq!(h.node.leader(), Some(id(1)));
+    assert_eq!(h.node.commit_index(), Index(1));
+    assert_eq!(out.applied(), [LogId::new(1, 1)]);
+    assert!(out.sends.is_empty(), "no answer: {:?}", out.sends);
+    // A lower commit index than the node's own changes nothing.
+    let out = h.recv(notice(1, 0));
+    assert_eq!(h.node.commit_index(), Index(1));
+    assert!(out.is_empty(), "{out:?}");
+
+    // Just short of an election timeout, a notice keeps the node from campaigning.
+    for _ in 0..ticks - 1 {
+        h.step(Input::Tick);
+    }
+    h.recv(notice(1, 2));
+    for _ in 0..ticks - 1 {
+        let out = h.step(Input::Tick);
+        assert!(out.sends.is_empty(), "campaigned: {:?}", out.sends);
+    }
+
+    let out = h.recv(notice(3, 2));
+    assert_eq!((h.node.term(), h.node.leader()), (Term(3), Some(id(1))));
+    assert_eq!(h.node.commit_index(), Index(2));
+    assert!(out.sends.is_empty(), "{:?}", out.sends);
 }

@@ -127,6 +127,9 @@ fn every_message() -> Vec<Message> {
             request: 2,
             index: None,
         },
+        MessageBody::Commit {
+            commit: Index(u64::MAX),
+        },
     ];
     let mut messages: Vec<Message> = bodies.into_iter().map(message).collect();
     messages.push(Message {
@@ -162,11 +165,12 @@ fn every_message_body_round_trips() {
             MessageBody::SnapshotResponse { .. } => "SnapshotResponse",
             MessageBody::ReadIndexRequest { .. } => "ReadIndexRequest",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
+            MessageBody::Commit { .. } => "Commit",
             other => panic!("a message kind this test does not know: {other:?}"),
         });
         round_trip(m);
     }
-    assert_eq!(kinds.len(), 11);
+    assert_eq!(kinds.len(), 12);
 }
 
 #[test]
@@ -241,6 +245,10 @@ fn invalid_encodings_are_errors() {
     let bytes = postcard::to_allocvec(&m).expect("encodes");
     // from (1), to (2), term (7), then the variant tag.
     assert_eq!(bytes, [1, 2, 7, 6]);
+    // The commit notice came last, so every earlier kind keeps its tag.
+    let notice = message(MessageBody::Commit { commit: Index(5) });
+    let notice = postcard::to_allocvec(&notice).expect("encodes");
+    assert_eq!(notice, [1, 2, 7, 11, 5]);
 
     let mut unknown_kind = bytes.clone();
     unknown_kind[3] = 200;

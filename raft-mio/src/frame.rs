@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! len      u32 little-endian: the bytes that follow (version + body), at most the maximum
-//! version  u8  1
+//! version  u8  2 (1: before raft-core's commit notice, `MessageBody::Commit`)
 //! body     postcard-encoded PeerFrame, exactly len - 1 bytes
 //! ```
 //!
@@ -15,8 +15,10 @@ use std::fmt;
 use raft_core::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
-/// The frame format version this build speaks.
-pub const VERSION: u8 = 1;
+/// The frame format version this build speaks. Version 2 added a message kind (raft-core's
+/// commit notice) that a version-1 node could not decode: a peer of the other version is
+/// refused by its first frame, with [`FrameError::Version`], rather than failing on some bodies.
+pub const VERSION: u8 = 2;
 
 /// The bytes before a frame's body: the length and the version.
 pub(crate) const HEADER: usize = 5;

@@ -140,7 +140,7 @@ fn traffic(w: &Workload, entries: u64) {
     let r = theirs.traffic();
     let e = entries as f64;
     eprintln!(
-        "  traffic {}: appends/entry ours {:.3} raft-rs {:.3}; entries/append ours {:.1} raft-rs {:.1}; responses/entry ours {:.3} raft-rs {:.3}",
+        "  traffic {}: appends/entry ours {:.3} raft-rs {:.3}; entries/append ours {:.1} raft-rs {:.1}; responses/entry ours {:.3} raft-rs {:.3}; commit notices/entry ours {:.3}",
         w.label(),
         (t.appends - t0.appends) as f64 / e,
         (r.appends - r0.appends) as f64 / e,
@@ -148,6 +148,7 @@ fn traffic(w: &Workload, entries: u64) {
         (r.appended_entries - r0.appended_entries) as f64 / (r.appends - r0.appends).max(1) as f64,
         (t.append_responses - t0.append_responses) as f64 / e,
         (r.append_responses - r0.append_responses) as f64 / e,
+        (t.commit_notices - t0.commit_notices) as f64 / e,
     );
 }
 

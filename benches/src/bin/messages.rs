@@ -198,13 +198,13 @@ fn row(side: Side, counts: &[Count]) -> String {
         full.median,
         full.mean,
         full.max,
-        mean(&|c| c.quiet.empty_appends),
+        mean(&|c| c.quiet.empty_appends + c.quiet.commit_notices),
         mean(&|c| c.quiet.append_responses),
         mean(&|c| c.quiet.heartbeats),
-        mean(&|c| c.quiet.other - c.quiet.heartbeats),
+        mean(&|c| c.quiet.other - c.quiet.heartbeats - c.quiet.commit_notices),
         per_run(&|c| c.behind),
         per_run(&|c| c.tick.total()),
-        per_run(&|c| c.tick.empty_appends),
+        per_run(&|c| c.tick.empty_appends + c.tick.commit_notices),
         per_run(&|c| c.tick.heartbeats),
         per_run(&|c| c.behind_after_tick),
     )
@@ -218,7 +218,8 @@ const HEADER: [&str; 3] = [
 
 /// How the sides are driven, and what differs between them.
 const NOTES: &str = "\
-notes: both sides: 3 voters, heartbeat every 2 ticks, election timeout drawn from [10, 20) ticks, pre-vote and
+notes: empt: commit-only messages (appends without entries, and ours's commit notices, which need no answer).
+  both sides: 3 voters, heartbeat every 2 ticks, election timeout drawn from [10, 20) ticks, pre-vote and
   CheckQuorum on, 256 appends in flight and 1 MiB per append; raft-rs with batch_append. raft-rs skip is raft-rs
   with skip_bcast_commit (ours has no such switch); raft-rs nobat is raft-rs with batch_append off (in 2 its
   12 proposals leave as 12 appends per follower, not 1). Messages are counted as sent (to a stopped node too).

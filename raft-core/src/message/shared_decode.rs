@@ -207,6 +207,9 @@ enum BodyRef<'a> {
         request: u64,
         index: Option<Index>,
     },
+    Commit {
+        commit: Index,
+    },
 }
 
 impl MessageRef<'_> {
@@ -282,6 +285,7 @@ impl MessageRef<'_> {
             BodyRef::ReadIndexResponse { request, index } => {
                 MessageBody::ReadIndexResponse { request, index }
             }
+            BodyRef::Commit { commit } => MessageBody::Commit { commit },
         };
         Message {
             from: self.from,
@@ -360,6 +364,7 @@ fn mirror_of(message: &Message) -> MessageRef<'_> {
         &MessageBody::ReadIndexResponse { request, index } => {
             BodyRef::ReadIndexResponse { request, index }
         }
+        &MessageBody::Commit { commit } => BodyRef::Commit { commit },
     };
     MessageRef {
         from: message.from,
@@ -520,6 +525,7 @@ mod tests {
                 request: 4,
                 index: None,
             },
+            MessageBody::Commit { commit: Index(6) },
         ];
         bodies
             .into_iter()

@@ -132,6 +132,7 @@ pub(super) fn message(m: &Message) -> String {
             format!("HeartbeatResp read_round={read_round}{pending}")
         }
         MessageBody::TimeoutNow => String::from("TimeoutNow"),
+        MessageBody::Commit { commit } => format!("Commit commit={commit}"),
         MessageBody::ReadIndexRequest { request } => format!("ReadIndex #{request}"),
         MessageBody::ReadIndexResponse { request, index } => match index {
             Some(index) => format!("ReadIndexResp #{request} index={index}"),

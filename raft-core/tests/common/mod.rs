@@ -151,6 +151,17 @@ impl Out {
             .collect()
     }
 
+    /// The commit notices sent (commit indexes that need no answer): (to, commit).
+    pub(crate) fn commit_notices(&self) -> Vec<(u64, u64)> {
+        self.sends
+            .iter()
+            .filter_map(|m| match m.body {
+                MessageBody::Commit { commit } => Some((m.to.get(), commit.0)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The AppendEntries sent: (to, prev, ids of the entries, commit).
     pub(crate) fn appends(&self) -> Vec<(u64, LogId, Vec<LogId>, u64)> {
         self.sends
