@@ -405,7 +405,9 @@ impl OurCluster {
                             // Snapshots are only sent to followers behind a compacted log, and
                             // nothing is compacted here.
                             debug_assert!(w.snapshot.is_none(), "no snapshot in these benchmarks");
-                            disk.extend(w.entries);
+                            for e in w.entries {
+                                disk.push(e);
+                            }
                             last = Some(w.id);
                         }
                         last
@@ -465,9 +467,7 @@ impl OurCluster {
                 }
                 if !m.out.sends().is_empty() {
                     let out = &mut m.out;
-                    measure(breakdown, Site::Network, || {
-                        outbox.extend(out.drain_sends())
-                    });
+                    measure(breakdown, Site::Network, || out.append_sends_to(outbox));
                 }
             }
         }

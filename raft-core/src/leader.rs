@@ -170,6 +170,16 @@ impl Leadership {
 
     /// The leader's own disk caught up: it may now count itself towards more entries.
     pub(crate) fn persisted(&mut self, s: &mut Shared, out: &mut Outputs) -> Result<(), StepDown> {
+        // Its own index completes a quorum past the commit index only together with a peer's
+        // past it, unless it is a quorum by itself: otherwise the count is skipped (one entry
+        // at a time, the leader's write completes before any follower's acknowledgement, every
+        // time; callgrind batch 1: about 200 instructions per entry).
+        let alone = |voters: &[NodeId]| voters == [s.id];
+        let quorum_alone = alone(s.membership.voters())
+            && (!s.membership.is_joint() || alone(s.membership.outgoing_voters()));
+        if !quorum_alone && self.peers.iter().all(|p| p.match_index <= s.commit) {
+            return Ok(());
+        }
         if self.maybe_commit(s, out)? {
             self.broadcast_commit(s, out);
         }

@@ -408,15 +408,26 @@ pub(crate) enum VoteResult {
 }
 
 fn majority_index(voters: &[NodeId], index_of: &mut impl FnMut(NodeId) -> Index) -> Index {
-    let mut indexes = heapless::Vec::<Index, MAX_MEMBERS>::new();
-    for &id in voters {
-        // Cannot overflow: `voters` holds at most MAX_MEMBERS ids.
-        let _ = indexes.push(index_of(id));
+    let mut all = [Index::ZERO; MAX_MEMBERS];
+    let mut n = 0;
+    // `voters` holds at most MAX_MEMBERS ids.
+    for (slot, &id) in all.iter_mut().zip(voters) {
+        *slot = index_of(id);
+        n += 1;
     }
-    if indexes.is_empty() {
+    let Some(indexes) = all.get_mut(..n) else {
         return Index::ZERO;
+    };
+    // Insertion sort, highest first: at most MAX_MEMBERS indexes, and for three voters at most
+    // three comparisons, where a general sort's set-up cost more than the sorting (callgrind,
+    // batch 1: about 100 instructions per entry).
+    for i in 1..indexes.len() {
+        let mut j = i;
+        while j > 0 && indexes.get(j - 1) < indexes.get(j) {
+            indexes.swap(j - 1, j);
+            j -= 1;
+        }
     }
-    indexes.sort_unstable_by(|a, b| b.cmp(a));
     // The quorum-th highest index: a majority has at least it.
     indexes
         .get(indexes.len() / 2)

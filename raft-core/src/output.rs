@@ -55,6 +55,13 @@ impl Outputs {
         self.sends.drain(..)
     }
 
+    /// Moves the messages to send to the end of `to`, in order, leaving the lane empty (it keeps
+    /// its capacity): `to.extend(outputs.drain_sends())` in one copy, for an adapter that queues
+    /// messages in a list of its own.
+    pub fn append_sends_to(&mut self, to: &mut Vec<Message>) {
+        to.append(&mut self.sends);
+    }
+
     /// Takes the writes to make durable, oldest first.
     pub fn drain_writes(&mut self) -> Drain<'_, Write> {
         self.writes.drain(..)
@@ -295,6 +302,25 @@ mod tests {
             last: LogId::new(1, index),
             membership: Membership::new(&[NodeId::MIN]).unwrap(),
         }
+    }
+
+    /// `append_sends_to` moves the lane's messages after what the list holds, in order, and
+    /// leaves the lane empty.
+    #[test]
+    fn append_sends_to_moves_the_messages_in_order() {
+        let message = |term| Message {
+            from: NodeId::MIN,
+            to: NodeId::MIN,
+            term: Term(term),
+            body: MessageBody::TimeoutNow,
+        };
+        let mut o = Outputs::new();
+        o.sends.extend([message(2), message(3)]);
+        let mut list = alloc::vec![message(1)];
+        o.append_sends_to(&mut list);
+        let terms: Vec<u64> = list.iter().map(|m| m.term.0).collect();
+        assert_eq!(terms, [1, 2, 3]);
+        assert!(o.sends().is_empty());
     }
 
     /// Outputs with one item in lane `lane` (0 sends, 1 writes, 2 apply, 3 reads, 4 chunk

@@ -111,10 +111,20 @@ impl Shared {
     // ---- the apply lane ----------------------------------------------------------------------
 
     /// Hands out, in order, what is both committed and durable here: a snapshot installed from
-    /// the leader, then entries. (Inlined: it runs at the end of every step, usually to find
-    /// nothing to do.)
-    #[inline]
+    /// the leader, then entries. It runs at the end of every step, usually to find nothing to
+    /// do: that check is inlined, the work is not (a call that found nothing cost about 34
+    /// instructions of register saving; callgrind batch 1: about 130 per entry).
+    #[inline(always)]
     pub(crate) fn emit_committed(&mut self, out: &mut Outputs) {
+        if self.emitted < self.log.base().index
+            || self.emitted < self.commit.min(self.log.persisted())
+        {
+            self.emit_committed_now(out);
+        }
+    }
+
+    #[inline(never)]
+    fn emit_committed_now(&mut self, out: &mut Outputs) {
         if self.emitted < self.log.base().index {
             // The log now starts after a snapshot the state machine has not loaded.
             let durable = self.durability.is_acked(self.install_write);

@@ -608,3 +608,23 @@ fn commit_notice_is_checked_against_the_log_and_needs_no_answer() {
     assert_eq!(h.node.commit_index(), Index(2));
     assert!(out.sends.is_empty(), "{:?}", out.sends);
 }
+
+/// A leader that is a quorum by itself (the only voter, with a learner that never answers)
+/// commits each entry as its own write becomes durable: the count on `Persisted` is skipped only
+/// when a peer's acknowledgement is also needed and none is past the commit index.
+#[test]
+fn a_lone_voter_with_a_learner_commits_on_its_own_write() {
+    let members = raft_core::Membership::with_learners(&[id(1)], &[id(2)]).expect("valid");
+    let state = raft_core::Restored::initial(members);
+    let mut h = Harness::restore(config(1, |_| {}), state).expect("valid initial state");
+    h.elect();
+    h.persist();
+    assert_eq!(h.node.commit_index(), Index(1), "the no-op");
+    for index in 2..=3 {
+        h.step(Input::Propose(Payload::new(b"x")));
+        assert_eq!(h.node.commit_index(), Index(index - 1), "not durable yet");
+        let out = h.persist();
+        assert_eq!(h.node.commit_index(), Index(index));
+        assert_eq!(out.applied(), [LogId::new(1, index)]);
+    }
+}
