@@ -172,6 +172,10 @@ mod runner {
                 "lease_reads",
                 "a_new_leader_serves_no_lease_read_before_committing_an_entry_of_its_term",
             )],
+            Bug::CommitNoticePastMatch => &[(
+                "paper_pipelining",
+                "a_commit_advance_waits_for_the_acknowledgement_in_flight",
+            )],
         }
     }
 

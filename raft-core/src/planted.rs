@@ -41,11 +41,14 @@ pub enum Bug {
     ReadJoinsSentRound,
     /// A new leader serves lease reads before it has committed an entry of its term.
     LeaseBeforeTermCommit,
+    /// A leader's commit notice carries its commit index to a follower that has not
+    /// acknowledged everything up to it.
+    CommitNoticePastMatch,
 }
 
 impl Bug {
     /// Every planted bug, in the order of the tables.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::DoubleVote,
         Self::VoteSkipsLogCheck,
         Self::CommitPreviousTerm,
@@ -60,6 +63,7 @@ impl Bug {
         Self::NoJointPhase,
         Self::ReadJoinsSentRound,
         Self::LeaseBeforeTermCommit,
+        Self::CommitNoticePastMatch,
     ];
 
     /// Its stable kebab-case name (`RAFT_PLANTED_BUG=<name>`, the runner's arguments).
@@ -80,6 +84,7 @@ impl Bug {
             Self::NoJointPhase => "no-joint-phase",
             Self::ReadJoinsSentRound => "read-joins-sent-round",
             Self::LeaseBeforeTermCommit => "lease-before-term-commit",
+            Self::CommitNoticePastMatch => "commit-notice-past-match",
         }
     }
 
@@ -140,6 +145,10 @@ impl Bug {
             Self::LeaseBeforeTermCommit => {
                 "no lease read before the leader commits an entry of its term (thesis §6.4 \
                  step 1, §6.4.1; leader.rs read)"
+            }
+            Self::CommitNoticePastMatch => {
+                "a commit notice names only entries the follower has acknowledged, which match \
+                 the leader's (the Log Matching Property; replication.rs broadcast_commit)"
             }
         }
     }

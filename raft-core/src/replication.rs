@@ -108,6 +108,15 @@ impl Leadership {
                 continue;
             };
             if p.awaiting_acknowledgement(s.log.last_index()) {
+                // Planted bug: the follower is told the commit index now, in a notice, although
+                // its log may not yet match the leader's up to it (what is in flight has not
+                // been acknowledged; a stale suffix of an earlier term may sit there).
+                #[cfg(raft_planted)]
+                if crate::planted::active(crate::planted::Bug::CommitNoticePastMatch) {
+                    let to = p.id;
+                    s.send(to, MessageBody::Commit { commit: s.commit }, out);
+                    continue;
+                }
                 if !queued_append_carries_commit(&mut out.sends, p, s.term, s.commit) {
                     p.commit_deferred = true;
                 }
