@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 use crate::membership::MembershipError;
-use crate::types::{Index, NodeId};
+use crate::types::{Index, LogId, NodeId};
 
 /// Why [`Node::step`](crate::Node::step) did not do what the input asked.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -52,6 +52,12 @@ pub enum Reject {
         commit: Index,
         /// This node's last index.
         last: Index,
+    },
+    /// A commit notice naming an entry this node's log does not hold (a different term at that
+    /// index): a correct leader names only entries the follower has acknowledged.
+    CommitNotInLog {
+        /// The entry the notice named as committed.
+        commit: LogId,
     },
     /// A follower acknowledged entries this leader never had.
     AckPastLog {
@@ -153,6 +159,10 @@ impl fmt::Display for Reject {
             Self::CommitPastLog { commit, last } => write!(
                 f,
                 "commit index {commit} is past the end of this node's log ({last})"
+            ),
+            Self::CommitNotInLog { commit } => write!(
+                f,
+                "a commit notice names entry {commit}, which this node's log does not hold"
             ),
             Self::AckPastLog { index } => {
                 write!(f, "a follower acknowledged index {index}, which this leader never had")

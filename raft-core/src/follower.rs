@@ -7,7 +7,10 @@ use alloc::boxed::Box;
 use crate::message::{AppendOutcome, MessageBody};
 use crate::output::{Outputs, SnapshotPart};
 use crate::restore::SnapshotMeta;
-use crate::shared::{Incoming, Shared};
+use crate::shared::{EarlyChunk, Incoming, Shared};
+
+/// At most this many early chunks are kept (see `Shared::early_chunks`).
+const EARLY_CHUNKS_MAX: usize = 64;
 use crate::types::{
     Entries, EntryKind, Index, LogId, NodeId, Payload, detach_from_wasteful_buffer,
 };
@@ -134,11 +137,12 @@ impl Shared {
         self.respond(from, self.term, body, out);
     }
 
-    /// The leader's commit index, capped by the leader at this node's acknowledged match index
-    /// (`validate` rejected one past the log). No answer: the leader knows this node holds it.
-    pub(crate) fn handle_commit(&mut self, commit: Index) {
-        if commit > self.commit {
-            self.commit = commit;
+    /// The leader's commit index, capped by the leader at this node's acknowledged match index.
+    /// `validate` rejected a notice past the log or naming an entry this log does not hold, so
+    /// the log matches the leader's up to it. No answer: the leader knows this node holds it.
+    pub(crate) fn handle_commit(&mut self, commit: LogId) {
+        if commit.index > self.commit {
+            self.commit = commit.index;
         }
     }
 
@@ -157,6 +161,7 @@ impl Shared {
         if id.index <= self.commit {
             // Everything it covers is committed here already.
             self.incoming = None;
+            self.early_chunks.clear();
             let body = MessageBody::SnapshotResponse {
                 snapshot: id,
                 received: 0,
@@ -170,7 +175,12 @@ impl Shared {
             _ => 0,
         };
         if offset != expected {
-            // A lost, duplicated or stale chunk: say where to continue.
+            // A chunk ahead of the next one expected (the network reordered them) is kept for
+            // when the ones before it arrive, within bounds; a lost, duplicated or stale chunk
+            // is dropped. Either way: say where to continue.
+            if offset > expected {
+                self.keep_early_chunk(from, id, offset, data, done);
+            }
             let body = MessageBody::SnapshotResponse {
                 snapshot: id,
                 received: expected,
@@ -179,9 +189,57 @@ impl Shared {
             self.respond(from, self.term, body, out);
             return;
         }
-        let received = offset.saturating_add(data.len() as u64);
+        // This chunk, then any that arrived early and now follow on.
+        let (mut offset, mut data, mut done) = (offset, data, done);
+        let received = loop {
+            let received = offset.saturating_add(data.len() as u64);
+            self.store_chunk(from, &meta, offset, data, done, received, out);
+            if done {
+                break received;
+            }
+            let next = self
+                .early_chunks
+                .iter()
+                .position(|c| c.from == from && c.id == id && c.offset == received);
+            match next {
+                Some(k) => {
+                    let c = self.early_chunks.swap_remove(k);
+                    (offset, data, done) = (c.offset, c.data, c.done);
+                }
+                None => break received,
+            }
+        };
+        if done {
+            self.early_chunks.clear();
+        } else {
+            // Early chunks now behind what is received are of no use.
+            self.early_chunks
+                .retain(|c| c.from == from && c.id == id && c.offset > received);
+        }
+        let body = MessageBody::SnapshotResponse {
+            snapshot: id,
+            received,
+            installed: done,
+        };
+        self.respond(from, self.term, body, out);
+    }
+
+    /// Hands one chunk, the next one expected, to the adapter as a write, and installs the
+    /// snapshot if it is the last.
+    #[allow(clippy::too_many_arguments)]
+    fn store_chunk(
+        &mut self,
+        from: NodeId,
+        meta: &SnapshotMeta,
+        offset: u64,
+        data: Payload,
+        done: bool,
+        received: u64,
+        out: &mut Outputs,
+    ) {
+        let id = meta.last;
         let part = SnapshotPart {
-            meta: (*meta).clone(),
+            meta: meta.clone(),
             offset,
             data,
             done,
@@ -197,7 +255,7 @@ impl Shared {
             self.durability
                 .write_snapshot(out, self.log.last_index(), part, truncate);
             self.install_write = self.durability.latest();
-            self.snapshot = *meta;
+            self.snapshot = meta.clone();
             self.refresh_membership();
             self.commit = self.commit.max(id.index);
             self.incoming = None;
@@ -209,11 +267,32 @@ impl Shared {
                 .write_snapshot(out, self.log.last_index(), part, None);
             self.incoming = Some(Incoming { from, id, received });
         }
-        let body = MessageBody::SnapshotResponse {
-            snapshot: id,
-            received,
-            installed: done,
-        };
-        self.respond(from, self.term, body, out);
+    }
+
+    /// Keeps a chunk that arrived ahead of the ones before it, unless one at that offset is
+    /// kept already or the bounds are reached (`EARLY_CHUNKS_MAX` chunks,
+    /// `Config::max_inflight_bytes` bytes: what a leader has in flight at most). Chunks of
+    /// another transfer are dropped first: only one is received at a time.
+    fn keep_early_chunk(
+        &mut self,
+        from: NodeId,
+        id: LogId,
+        offset: u64,
+        data: Payload,
+        done: bool,
+    ) {
+        self.early_chunks.retain(|c| c.from == from && c.id == id);
+        let bytes: u64 = self.early_chunks.iter().map(|c| c.data.len() as u64).sum();
+        let fits = self.early_chunks.len() < EARLY_CHUNKS_MAX
+            && bytes.saturating_add(data.len() as u64) <= self.config.max_inflight_bytes;
+        if fits && !self.early_chunks.iter().any(|c| c.offset == offset) {
+            self.early_chunks.push(EarlyChunk {
+                from,
+                id,
+                offset,
+                data,
+                done,
+            });
+        }
     }
 }

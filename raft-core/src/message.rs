@@ -120,11 +120,14 @@ pub enum MessageBody {
     /// acknowledged match index is at or past it): unlike an empty `AppendEntries`, it needs
     /// no answer. A leader sends one when its commit index advances and no append is going to
     /// that follower to carry it, so that a lone proposal costs two messages per follower, not
-    /// four. (Added after the other kinds, so their encodings are unchanged; a node of an
-    /// earlier version cannot decode it.)
+    /// four. It names the entry, not only its index: the follower adopts it only if its log
+    /// holds that entry, and so (Log Matching) everything before it as the leader has it.
+    /// (Added after the other kinds, so their encodings are unchanged; a node of an earlier
+    /// version cannot decode it.)
     Commit {
-        /// The leader's commit index, never past the follower's acknowledged match index.
-        commit: Index,
+        /// The entry at the leader's commit index, never past the follower's acknowledged match
+        /// index.
+        commit: LogId,
     },
 }
 
@@ -227,7 +230,9 @@ mod tests {
                 read_round: 1,
             },
             MessageBody::TimeoutNow,
-            MessageBody::Commit { commit: Index(5) },
+            MessageBody::Commit {
+                commit: LogId::new(2, 5),
+            },
             MessageBody::InstallSnapshot {
                 meta: Box::new(meta),
                 offset: 0,

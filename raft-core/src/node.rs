@@ -75,6 +75,7 @@ impl<R: Rng> Node<R> {
             voted_before_config: false,
             snapshot: state.snapshot,
             incoming: None,
+            early_chunks: alloc::vec::Vec::new(),
             install_write: 0,
             snapshot_suggested: false,
             commit: state.applied,

@@ -113,17 +113,22 @@ impl Leadership {
                 // been acknowledged; a stale suffix of an earlier term may sit there).
                 #[cfg(raft_planted)]
                 if crate::planted::active(crate::planted::Bug::CommitNoticePastMatch) {
-                    let to = p.id;
-                    s.send(to, MessageBody::Commit { commit: s.commit }, out);
-                    continue;
+                    if let Some(term) = s.log.term_at(s.commit) {
+                        let commit = LogId {
+                            term,
+                            index: s.commit,
+                        };
+                        s.send(p.id, MessageBody::Commit { commit }, out);
+                        continue;
+                    }
                 }
-                if !queued_append_carries_commit(&mut out.sends, p, s.term, s.commit) {
+                if !queued_append_carries_commit(&mut out.sends, p, s, s.commit) {
                     p.commit_deferred = true;
                 }
             } else if p.commit_only_sent {
                 if !self.send_append(s, i, false, out) {
                     if let Some(p) = self.peers.get_mut(i) {
-                        if !queued_append_carries_commit(&mut out.sends, p, s.term, s.commit) {
+                        if !queued_append_carries_commit(&mut out.sends, p, s, s.commit) {
                             p.commit_deferred = true;
                         }
                     }
@@ -136,7 +141,7 @@ impl Leadership {
                         // Paused (a probe or a full pipeline): the advance waits for the
                         // answer that unpauses it, or the next tick.
                         p.commit_only_sent = false;
-                        if !queued_append_carries_commit(&mut out.sends, p, s.term, s.commit) {
+                        if !queued_append_carries_commit(&mut out.sends, p, s, s.commit) {
                             p.commit_deferred = true;
                         }
                     }
@@ -210,6 +215,7 @@ impl Leadership {
                 if nothing_new {
                     // A message is waiting: it carries the commit index.
                     *commit = s.commit;
+                    p.commit_deferred = false;
                     return true;
                 }
                 let room = cfg.max_msg_entries.saturating_sub(entries.len() as u32);
@@ -227,15 +233,23 @@ impl Leadership {
                 if send_if_empty {
                     // Nothing new fits, but a message is waiting: it carries the commit index.
                     *commit = s.commit;
+                    p.commit_deferred = false;
                     return true;
                 }
             }
         }
         if nothing_new && p.state == ReplicationState::Replicate && p.match_index == prev_index {
-            // It has acknowledged everything: only the commit index is news, and it needs no
-            // answer (`commit` is at most the last index, which is its match index).
-            s.send(to, MessageBody::Commit { commit: s.commit }, out);
-            return true;
+            if let Some(term) = s.log.term_at(s.commit) {
+                // It has acknowledged everything: only the commit index is news, and it needs
+                // no answer (`commit` is at most the last index, which is its match index).
+                let commit = LogId {
+                    term,
+                    index: s.commit,
+                };
+                s.send(to, MessageBody::Commit { commit }, out);
+                p.commit_deferred = false;
+                return true;
+            }
         }
         let mut entries = Entries::new();
         let mut bytes = 0;
@@ -512,32 +526,39 @@ fn queued_append(
     }
 }
 
-/// Sets the commit index of the message to `p`'s follower in `term` still in the sends lane, if
-/// it is an AppendEntries (a follower caps the index at what the message brings, so any commit
+/// Sets the commit index of the message to `p`'s follower in this term still in the sends lane,
+/// if it is an AppendEntries (a follower caps the index at what the message brings, so any commit
 /// index is safe to carry) or a commit notice (capped at the follower's match index). Returns
 /// whether that message now carries `commit`.
 fn queued_append_carries_commit(
     sends: &mut [Message],
-    p: &Progress,
-    term: Term,
+    p: &mut Progress,
+    s: &Shared,
     commit: Index,
 ) -> bool {
     let Some(m) = sends
         .iter_mut()
         .rev()
-        .find(|m| m.to == p.id && m.term == term)
+        .find(|m| m.to == p.id && m.term == s.term)
     else {
         return false;
     };
-    match &mut m.body {
+    let carried = match &mut m.body {
         MessageBody::AppendEntries { commit: c, .. } => {
             *c = (*c).max(commit);
             true
         }
         MessageBody::Commit { commit: c } => {
-            *c = (*c).max(commit.min(p.match_index));
-            *c >= commit
+            let index = commit.min(p.match_index);
+            if let Some(term) = s.log.term_at(index).filter(|_| index > c.index) {
+                *c = LogId { term, index };
+            }
+            c.index >= commit
         }
         _ => false,
+    };
+    if carried {
+        p.commit_deferred = false;
     }
+    carried
 }

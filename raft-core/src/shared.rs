@@ -4,6 +4,7 @@
 //! argument.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 
 use crate::config::Config;
 use crate::durability::Durability;
@@ -14,7 +15,7 @@ use crate::message::{Message, MessageBody};
 use crate::output::{Apply, Event, Outputs};
 use crate::restore::SnapshotMeta;
 use crate::status::Stats;
-use crate::types::{EntryKind, HardState, Index, LogId, NodeId, Term};
+use crate::types::{EntryKind, HardState, Index, LogId, NodeId, Payload, Term};
 
 /// A snapshot this follower is receiving from its leader.
 ///
@@ -27,6 +28,17 @@ pub(crate) struct Incoming {
     pub(crate) id: LogId,
     /// Bytes received and handed to the adapter so far.
     pub(crate) received: u64,
+}
+
+/// A chunk of the snapshot being received that arrived before the chunks ahead of it (the
+/// network reordered them): kept until those arrive, so that it need not be sent again.
+#[derive(Debug, Clone)]
+pub(crate) struct EarlyChunk {
+    pub(crate) from: NodeId,
+    pub(crate) id: LogId,
+    pub(crate) offset: u64,
+    pub(crate) data: Payload,
+    pub(crate) done: bool,
 }
 
 /// What every role of a node holds. Fields are named as in Raft's Figure 2 where it names them.
@@ -51,6 +63,9 @@ pub(crate) struct Shared {
     pub(crate) snapshot: SnapshotMeta,
     /// A snapshot being received from the leader.
     pub(crate) incoming: Option<Incoming>,
+    /// Chunks of it that arrived early, in no order (at most `EARLY_CHUNKS_MAX` of them, and
+    /// `Config::max_inflight_bytes` bytes).
+    pub(crate) early_chunks: Vec<EarlyChunk>,
     /// The write that installs the latest snapshot received; it is applied once durable.
     pub(crate) install_write: u64,
     pub(crate) snapshot_suggested: bool,

@@ -74,13 +74,27 @@ pub(crate) fn validate(s: &Shared, m: &Message) -> Result<(), Reject> {
                 .map(drop)
                 .ok_or(Reject::Overflow)
         }
-        MessageBody::Heartbeat { commit, .. } | MessageBody::Commit { commit }
+        MessageBody::Heartbeat { commit, .. }
             if m.term >= s.term && *commit > s.log.last_index() =>
         {
             Err(Reject::CommitPastLog {
                 commit: *commit,
                 last: s.log.last_index(),
             })
+        }
+        // Checked only where it would raise the commit index: below it the log may be compacted
+        // (and the notice says nothing new).
+        MessageBody::Commit { commit } if m.term >= s.term && commit.index > s.commit => {
+            if commit.index > s.log.last_index() {
+                Err(Reject::CommitPastLog {
+                    commit: commit.index,
+                    last: s.log.last_index(),
+                })
+            } else if !s.log.matches(*commit) {
+                Err(Reject::CommitNotInLog { commit: *commit })
+            } else {
+                Ok(())
+            }
         }
         _ => Ok(()),
     }

@@ -57,9 +57,8 @@ fn a_leader_whose_writes_complete_one_by_one_sends_one_commit_message_per_tick_n
         .sent_to(2)
         .iter()
         .filter_map(|m| match &m.body {
-            MessageBody::AppendEntries { commit, .. } | MessageBody::Commit { commit } => {
-                Some(commit.0)
-            }
+            MessageBody::AppendEntries { commit, .. } => Some(commit.0),
+            MessageBody::Commit { commit } => Some(commit.index.0),
             _ => None,
         })
         .collect();

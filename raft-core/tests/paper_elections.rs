@@ -145,7 +145,9 @@ fn follower_rejects_append_from_older_term_and_stale_leader_steps_down() {
     // current one is not).
     let out = newer.recv(heartbeat(1, 2, 1, 0, 0));
     assert_eq!(out.append_responses(), [(1, 3, AppendOutcome::Outdated)]);
-    let notice = MessageBody::Commit { commit: Index(0) };
+    let notice = MessageBody::Commit {
+        commit: LogId::ZERO,
+    };
     let out = newer.recv(common::msg(1, 2, 1, notice));
     assert_eq!(out.append_responses(), [(1, 3, AppendOutcome::Outdated)]);
 }

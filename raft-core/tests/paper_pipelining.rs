@@ -395,7 +395,15 @@ fn a_second_commit_advance_rides_on_the_queued_commit_notice() {
         .iter()
         .map(|m| (m.to.get(), m.body.clone()))
         .collect();
-    assert_eq!(bodies, [(2, MessageBody::Commit { commit: Index(3) })]);
+    assert_eq!(
+        bodies,
+        [(
+            2,
+            MessageBody::Commit {
+                commit: LogId::new(1, 3),
+            }
+        )]
+    );
     // Nothing was left for the next tick.
     let _ = out.drain_sends();
     let out = h.tick(1);
@@ -496,10 +504,78 @@ fn a_second_commit_advance_rides_on_each_followers_queued_notice() {
         .sends()
         .iter()
         .filter_map(|m| match &m.body {
-            MessageBody::Commit { commit } => Some((m.to.get(), commit.0)),
+            MessageBody::Commit { commit } => Some((m.to.get(), commit.index.0)),
             _ => None,
         })
         .collect();
     assert_eq!(commits, [(2, 3), (3, 3)]);
     assert_eq!(out.sends().len(), 2);
+    // 4 and 5 hear of it with their acknowledgements.
+    for p in [4, 5] {
+        let out = h.recv(accepted(p, 1, 1, 3));
+        assert_eq!(out.commit_notices(), [(p, 3)], "{:?}", out.sends);
+    }
+}
+
+/// A follower whose advance was held for its acknowledgement, and which then gets the commit
+/// index another way (here a commit notice, when that acknowledgement itself advances the commit
+/// index), is not told a second time.
+#[test]
+fn a_commit_advance_held_for_an_acknowledgement_goes_out_once() {
+    let mut h = replicating_leader(|_| {});
+    for _ in 0..2 {
+        h.step(Input::Propose(Payload::new(b"x")));
+        h.persist();
+    }
+    let out = h.recv(accepted(2, 1, 1, 2));
+    assert_eq!(h.node.commit_index(), Index(2));
+    assert_eq!(
+        out.sent_to(2).len(),
+        0,
+        "entry 3 is still in flight: {:?}",
+        out.sends
+    );
+    let out = h.recv(accepted(2, 1, 1, 3));
+    assert_eq!(h.node.commit_index(), Index(3));
+    let to_2: Vec<_> = out.sent_to(2).into_iter().map(|m| m.body.clone()).collect();
+    assert_eq!(
+        to_2,
+        [MessageBody::Commit {
+            commit: LogId::new(1, 3)
+        }]
+    );
+}
+
+/// A commit advance for a follower with an AppendEntries to it still in the sends lane goes out
+/// in that message, whichever way the follower stands: here both followers have the new entry
+/// queued, one of them also an earlier one unacknowledged.
+#[test]
+fn a_commit_advance_rides_on_a_queued_append_with_entries() {
+    let mut h = replicating_leader(|_| {});
+    h.step(Input::Propose(Payload::new(b"a")));
+    h.persist();
+    let mut out = Outputs::new();
+    h.node
+        .propose(Payload::new(b"b"), &mut out)
+        .expect("leader");
+    h.node
+        .step(Input::Message(accepted(3, 1, 1, 2)), &mut out)
+        .expect("valid");
+    assert_eq!(h.node.commit_index(), Index(2));
+    let sends: Vec<_> = out
+        .sends()
+        .iter()
+        .map(|m| match &m.body {
+            MessageBody::AppendEntries {
+                prev,
+                entries,
+                commit,
+            } => (m.to.get(), *prev, entries.len(), commit.0),
+            other => panic!("only the two appends: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        sends,
+        [(2, LogId::new(1, 2), 1, 2), (3, LogId::new(1, 2), 1, 2)]
+    );
 }

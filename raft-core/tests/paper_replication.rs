@@ -570,9 +570,10 @@ fn rejects_commit_5_past_log_of_2(h: &mut Harness, commit_5: impl Fn(u64) -> raf
 /// message from the leader does.
 #[test]
 fn commit_notice_is_checked_against_the_log_and_needs_no_answer() {
+    // The node's log holds two entries of term 1.
     let notice = |term: u64, commit: u64| {
         let body = MessageBody::Commit {
-            commit: Index(commit),
+            commit: LogId::new(u64::from(commit > 0), commit),
         };
         msg(1, 2, term, body)
     };
@@ -593,19 +594,38 @@ fn commit_notice_is_checked_against_the_log_and_needs_no_answer() {
     assert_eq!(h.node.commit_index(), Index(1));
     assert!(out.is_empty(), "{out:?}");
 
-    // Just short of an election timeout, a notice keeps the node from campaigning.
+    // Just short of an election timeout, a notice (even one with nothing new) keeps the node
+    // from campaigning.
     for _ in 0..ticks - 1 {
         h.step(Input::Tick);
     }
-    h.recv(notice(1, 2));
+    h.recv(notice(1, 1));
     for _ in 0..ticks - 1 {
         let out = h.step(Input::Tick);
         assert!(out.sends.is_empty(), "campaigned: {:?}", out.sends);
     }
 
+    // A notice naming an entry the log does not hold (another term at that index) is rejected:
+    // no correct leader names one, and adopting it would commit entries that may differ.
+    let before = h.node.status();
+    let mismatch = MessageBody::Commit {
+        commit: LogId::new(2, 2),
+    };
+    let (result, out) = h.try_recv(msg(1, 2, 1, mismatch));
+    assert_eq!(
+        result,
+        Err(StepError::Rejected(Reject::CommitNotInLog {
+            commit: LogId::new(2, 2)
+        }))
+    );
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(h.node.status(), before);
+
+    // From a newer term: the node follows the sender in it, and commits.
     let out = h.recv(notice(3, 2));
     assert_eq!((h.node.term(), h.node.leader()), (Term(3), Some(id(1))));
     assert_eq!(h.node.commit_index(), Index(2));
+    assert_eq!(out.applied(), [LogId::new(1, 2)]);
     assert!(out.sends.is_empty(), "{:?}", out.sends);
 }
 

@@ -1,7 +1,8 @@
-//! Raft §7, the leader's side of a snapshot transfer with chunks in a pipeline: the next chunk
+//! Raft §7, a snapshot transfer with chunks in a pipeline. The leader's side: the next chunk
 //! is asked for as soon as one leaves, while the bytes sent and not acknowledged, the next chunk
 //! included, fit `max_inflight_bytes`; a transfer that stalls is sent again from what the
-//! follower holds.
+//! follower holds. The follower's side: chunks that overtake others on the way are kept until
+//! those arrive.
 
 mod common;
 
@@ -206,4 +207,114 @@ fn an_acknowledgement_of_everything_sent_asks_nothing_twice() {
     assert_eq!(requested(&h.step(chunk(0, 4, false))), [4]);
     assert_eq!(requested(&answer(&mut h, 4)), Vec::<u64>::new());
     assert_eq!(sent(&h.step(chunk(4, 4, false))), [4]);
+}
+
+// ---- the follower's side ---------------------------------------------------------------------
+
+/// Chunk `offset..offset + len` of a 10-entry snapshot from leader 1 in `term` (1), to node 2.
+fn chunk_to_2(offset: u64, len: usize, done: bool) -> raft_core::Message {
+    chunk_of(SNAPSHOT, offset, len, done)
+}
+
+fn chunk_of(snapshot: LogId, offset: u64, len: usize, done: bool) -> raft_core::Message {
+    let body = MessageBody::InstallSnapshot {
+        meta: Box::new(raft_core::SnapshotMeta {
+            last: snapshot,
+            membership: common::membership(common::paper::THREE),
+        }),
+        offset,
+        data: Payload::new(&vec![offset as u8; len]),
+        done,
+    };
+    msg(1, 2, 1, body)
+}
+
+/// The chunks written, as (offset, len, done).
+fn chunk_writes(out: &Out) -> Vec<(u64, usize, bool)> {
+    out.writes
+        .iter()
+        .filter_map(|w| w.snapshot.as_ref())
+        .map(|p| (p.offset, p.data.len(), p.done))
+        .collect()
+}
+
+/// The `received` of each snapshot answer, in order.
+fn answers(out: &Out) -> Vec<(u64, bool)> {
+    out.sends
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::SnapshotResponse {
+                received,
+                installed,
+                ..
+            } => Some((received, installed)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Chunks that arrive before the one the follower expects are kept, and written in order once
+/// it arrives, the last one installing the snapshot: the leader need not send them again (before,
+/// each was dropped, and with a network that reorders a transfer went at a chunk per round trip).
+#[test]
+fn a_follower_keeps_chunks_that_arrive_early_and_writes_them_in_order() {
+    let mut h = common::paper::follower_of_1(1, &[1, 1]);
+    h.persist();
+    for (offset, done) in [(4, true), (2, false)] {
+        let out = h.recv(chunk_to_2(offset, 2, done));
+        assert_eq!(chunk_writes(&out), [], "nothing before offset 0");
+        assert_eq!(answers(&out), [(0, false)], "it still needs offset 0");
+    }
+    let out = h.recv(chunk_to_2(0, 2, false));
+    assert_eq!(
+        chunk_writes(&out),
+        [(0, 2, false), (2, 2, false), (4, 2, true)]
+    );
+    assert_eq!(answers(&h.persist()), [(6, true)]);
+    assert_eq!(h.node.commit_index().0, 10, "installed");
+    assert_eq!(h.node.snapshot().last, SNAPSHOT);
+}
+
+/// What a follower keeps is bounded: at most 64 chunks, and `max_inflight_bytes`. Chunks of
+/// another snapshot are not mixed in: a chunk of a new one drops those kept of the old.
+#[test]
+fn early_chunks_are_bounded_and_of_one_transfer() {
+    let mut h = common::paper::follower_of_1(1, &[1, 1]);
+    h.persist();
+    // 70 one-byte chunks from offset 1: only the first 64 are kept.
+    for offset in 1..=70 {
+        h.recv(chunk_to_2(offset, 1, false));
+    }
+    let out = h.recv(chunk_to_2(0, 1, false));
+    assert_eq!(chunk_writes(&out).len(), 65, "chunk 0 and the 64 kept");
+    assert_eq!(
+        answers(&h.persist()),
+        [(65, false)],
+        "one answer, once durable"
+    );
+
+    // Bytes: with a window of 4 bytes, a 3-byte chunk is kept and a 2-byte one after it is not.
+    let mut h = Harness::with_config(2, common::paper::THREE, |c| {
+        c.max_inflight_bytes = 4;
+    });
+    h.recv(common::heartbeat(1, 2, 1, 0, 0));
+    h.persist();
+    h.recv(chunk_to_2(1, 3, false));
+    h.recv(chunk_to_2(4, 2, true));
+    let out = h.recv(chunk_to_2(0, 1, false));
+    assert_eq!(chunk_writes(&out), [(0, 1, false), (1, 3, false)]);
+    assert_eq!(answers(&h.persist()), [(4, false)]);
+
+    // A chunk of a newer snapshot drops what was kept of the older one.
+    let mut h = common::paper::follower_of_1(1, &[1, 1]);
+    h.persist();
+    h.recv(chunk_to_2(2, 2, false));
+    let newer = LogId::new(1, 12);
+    h.recv(chunk_of(newer, 3, 1, true));
+    let out = h.recv(chunk_to_2(0, 2, false));
+    assert_eq!(
+        chunk_writes(&out),
+        [(0, 2, false)],
+        "the older transfer's chunk 2 is gone"
+    );
 }

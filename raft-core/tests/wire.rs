@@ -128,7 +128,7 @@ fn every_message() -> Vec<Message> {
             index: None,
         },
         MessageBody::Commit {
-            commit: Index(u64::MAX),
+            commit: LogId::new(6, u64::MAX),
         },
     ];
     let mut messages: Vec<Message> = bodies.into_iter().map(message).collect();
@@ -246,9 +246,11 @@ fn invalid_encodings_are_errors() {
     // from (1), to (2), term (7), then the variant tag.
     assert_eq!(bytes, [1, 2, 7, 6]);
     // The commit notice came last, so every earlier kind keeps its tag.
-    let notice = message(MessageBody::Commit { commit: Index(5) });
+    let notice = message(MessageBody::Commit {
+        commit: LogId::new(4, 5),
+    });
     let notice = postcard::to_allocvec(&notice).expect("encodes");
-    assert_eq!(notice, [1, 2, 7, 11, 5]);
+    assert_eq!(notice, [1, 2, 7, 11, 4, 5]);
 
     let mut unknown_kind = bytes.clone();
     unknown_kind[3] = 200;

@@ -208,7 +208,7 @@ enum BodyRef<'a> {
         index: Option<Index>,
     },
     Commit {
-        commit: Index,
+        commit: LogId,
     },
 }
 
@@ -525,7 +525,9 @@ mod tests {
                 request: 4,
                 index: None,
             },
-            MessageBody::Commit { commit: Index(6) },
+            MessageBody::Commit {
+                commit: LogId::new(2, 6),
+            },
         ];
         bodies
             .into_iter()

@@ -156,7 +156,7 @@ impl Out {
         self.sends
             .iter()
             .filter_map(|m| match m.body {
-                MessageBody::Commit { commit } => Some((m.to.get(), commit.0)),
+                MessageBody::Commit { commit } => Some((m.to.get(), commit.index.0)),
                 _ => None,
             })
             .collect()
