@@ -82,9 +82,9 @@ pub(crate) fn validate(s: &Shared, m: &Message) -> Result<(), Reject> {
                 last: s.log.last_index(),
             })
         }
-        // Checked only where it would raise the commit index: below it the log may be compacted
-        // (and the notice says nothing new).
-        MessageBody::Commit { commit } if m.term >= s.term && commit.index > s.commit => {
+        // Checked from the commit index up (the log holds it: it is never compacted past what is
+        // committed); below it the log may be compacted, and the notice says nothing new.
+        MessageBody::Commit { commit } if m.term >= s.term && commit.index >= s.commit => {
             if commit.index > s.log.last_index() {
                 Err(Reject::CommitPastLog {
                     commit: commit.index,

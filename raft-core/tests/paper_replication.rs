@@ -620,6 +620,18 @@ fn commit_notice_is_checked_against_the_log_and_needs_no_answer() {
     );
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(h.node.status(), before);
+    // So is one naming another entry at the node's commit index (entry 1.1 is committed here).
+    let mismatch = MessageBody::Commit {
+        commit: LogId::new(2, 1),
+    };
+    let (result, _) = h.try_recv(msg(1, 2, 1, mismatch));
+    assert_eq!(
+        result,
+        Err(StepError::Rejected(Reject::CommitNotInLog {
+            commit: LogId::new(2, 1)
+        }))
+    );
+    assert_eq!(h.node.status(), before);
 
     // From a newer term: the node follows the sender in it, and commits.
     let out = h.recv(notice(3, 2));
