@@ -8,12 +8,12 @@ use crate::message::{AppendOutcome, MessageBody};
 use crate::output::{Outputs, SnapshotPart};
 use crate::restore::SnapshotMeta;
 use crate::shared::{EarlyChunk, Incoming, Shared};
-
-/// At most this many early chunks are kept (see `Shared::early_chunks`).
-const EARLY_CHUNKS_MAX: usize = 64;
 use crate::types::{
     Entries, EntryKind, Index, LogId, NodeId, Payload, detach_from_wasteful_buffer,
 };
+
+/// At most this many early chunks are kept (see `Shared::early_chunks`).
+const EARLY_CHUNKS_MAX: usize = 64;
 
 impl Shared {
     /// The AppendEntries receiver rules (Raft Figure 2). The message is validated and from the

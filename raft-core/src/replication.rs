@@ -280,6 +280,8 @@ impl Leadership {
             None if p.state == ReplicationState::Probe => p.probe_sent = true,
             None => {}
         }
+        // It carries the commit index: nothing is left to tell.
+        p.commit_deferred = false;
         let body = MessageBody::AppendEntries {
             prev: LogId {
                 term: prev_term,
