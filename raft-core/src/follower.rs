@@ -193,7 +193,7 @@ impl Shared {
         let (mut offset, mut data, mut done) = (offset, data, done);
         let received = loop {
             let received = offset.saturating_add(data.len() as u64);
-            self.store_chunk(from, &meta, offset, data, done, received, out);
+            self.store_chunk(from, &meta, offset, data, done, out);
             if done {
                 break received;
             }
@@ -226,7 +226,6 @@ impl Shared {
 
     /// Hands one chunk, the next one expected, to the adapter as a write, and installs the
     /// snapshot if it is the last.
-    #[allow(clippy::too_many_arguments)]
     fn store_chunk(
         &mut self,
         from: NodeId,
@@ -234,10 +233,10 @@ impl Shared {
         offset: u64,
         data: Payload,
         done: bool,
-        received: u64,
         out: &mut Outputs,
     ) {
         let id = meta.last;
+        let received = offset.saturating_add(data.len() as u64);
         let part = SnapshotPart {
             meta: meta.clone(),
             offset,

@@ -82,6 +82,11 @@ impl RaftLog {
         }
     }
 
+    /// The entry at `index` (the snapshot's last entry at the base), if this log holds it.
+    pub(crate) fn id_at(&self, index: Index) -> Option<LogId> {
+        self.term_at(index).map(|term| LogId { term, index })
+    }
+
     /// Whether this log holds `id`.
     pub(crate) fn matches(&self, id: LogId) -> bool {
         self.term_at(id.index) == Some(id.term)

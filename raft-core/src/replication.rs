@@ -113,11 +113,7 @@ impl Leadership {
                 // been acknowledged; a stale suffix of an earlier term may sit there).
                 #[cfg(raft_planted)]
                 if crate::planted::active(crate::planted::Bug::CommitNoticePastMatch) {
-                    if let Some(term) = s.log.term_at(s.commit) {
-                        let commit = LogId {
-                            term,
-                            index: s.commit,
-                        };
+                    if let Some(commit) = s.log.id_at(s.commit) {
                         s.send(p.id, MessageBody::Commit { commit }, out);
                         continue;
                     }
@@ -239,13 +235,9 @@ impl Leadership {
             }
         }
         if nothing_new && p.state == ReplicationState::Replicate && p.match_index == prev_index {
-            if let Some(term) = s.log.term_at(s.commit) {
+            if let Some(commit) = s.log.id_at(s.commit) {
                 // It has acknowledged everything: only the commit index is news, and it needs
                 // no answer (`commit` is at most the last index, which is its match index).
-                let commit = LogId {
-                    term,
-                    index: s.commit,
-                };
                 s.send(to, MessageBody::Commit { commit }, out);
                 p.commit_deferred = false;
                 return true;
@@ -552,8 +544,8 @@ fn queued_append_carries_commit(
         }
         MessageBody::Commit { commit: c } => {
             let index = commit.min(p.match_index);
-            if let Some(term) = s.log.term_at(index).filter(|_| index > c.index) {
-                *c = LogId { term, index };
+            if let Some(id) = s.log.id_at(index).filter(|_| index > c.index) {
+                *c = id;
             }
             c.index >= commit
         }

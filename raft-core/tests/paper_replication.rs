@@ -606,32 +606,18 @@ fn commit_notice_is_checked_against_the_log_and_needs_no_answer() {
     }
 
     // A notice naming an entry the log does not hold (another term at that index) is rejected:
-    // no correct leader names one, and adopting it would commit entries that may differ.
+    // no correct leader names one, and adopting it would commit entries that may differ. Past
+    // the commit index, and at it (entry 1.1 is committed here).
     let before = h.node.status();
-    let mismatch = MessageBody::Commit {
-        commit: LogId::new(2, 2),
-    };
-    let (result, out) = h.try_recv(msg(1, 2, 1, mismatch));
-    assert_eq!(
-        result,
-        Err(StepError::Rejected(Reject::CommitNotInLog {
-            commit: LogId::new(2, 2)
-        }))
-    );
-    assert!(out.is_empty(), "{out:?}");
-    assert_eq!(h.node.status(), before);
-    // So is one naming another entry at the node's commit index (entry 1.1 is committed here).
-    let mismatch = MessageBody::Commit {
-        commit: LogId::new(2, 1),
-    };
-    let (result, _) = h.try_recv(msg(1, 2, 1, mismatch));
-    assert_eq!(
-        result,
-        Err(StepError::Rejected(Reject::CommitNotInLog {
-            commit: LogId::new(2, 1)
-        }))
-    );
-    assert_eq!(h.node.status(), before);
+    for commit in [LogId::new(2, 2), LogId::new(2, 1)] {
+        let (result, out) = h.try_recv(msg(1, 2, 1, MessageBody::Commit { commit }));
+        assert_eq!(
+            result,
+            Err(StepError::Rejected(Reject::CommitNotInLog { commit }))
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(h.node.status(), before);
+    }
 
     // From a newer term: the node follows the sender in it, and commits.
     let out = h.recv(notice(3, 2));
